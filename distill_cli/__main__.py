@@ -1,0 +1,3 @@
+from distill_cli.cli import main
+
+main()

@@ -1,0 +1,161 @@
+"""One provider call -> one examples/1 row, for every way a call reaches distill.
+
+The importer and the recording proxy both build rows here, so a call recorded live
+and the same call imported from a log give the same row (bar `source`, `ts`, ids).
+"""
+
+from __future__ import annotations
+
+import json
+
+from distill_cli import canonical
+from distill_cli.prices import PriceTable, Usage, usage_from_anthropic, usage_from_openai
+
+
+def _usage_columns(usage: Usage) -> dict:
+    return {
+        "input_tokens": usage.input_tokens,
+        "output_tokens": usage.output_tokens,
+        "cache_read_tokens": usage.cache_read_tokens,
+        "cache_write_5m_tokens": usage.cache_write_5m_tokens,
+        "cache_write_1h_tokens": usage.cache_write_1h_tokens,
+    }
+
+
+def _error_text(body: dict | None) -> str | None:
+    """`type: message` of a provider error body (Anthropic or OpenAI shape)."""
+    if not isinstance(body, dict):
+        return None
+    err = body.get("error")
+    if body.get("type") == "error" or isinstance(err, dict):
+        err = err if isinstance(err, dict) else {}
+        return canonical.mask_secrets(f"{err.get('type') or err.get('code') or 'error'}: {err.get('message', '')}")
+    return None
+
+
+def anthropic_row(
+    request: dict,
+    response: dict | None,
+    *,
+    prices: PriceTable,
+    status: int = 200,
+    error: str | None = None,
+    task: str | None = None,
+    endpoint: str = "/v1/messages",
+    **columns,
+) -> dict:
+    """A row for a Messages API call; `response` is the final (or assembled) message, None if there was none."""
+    request = canonical.strip_credentials(request)
+    response = canonical.strip_credentials(response) if response is not None else None
+    error = error or _error_text(response)
+    message = response if response and response.get("type") == "message" else None
+    usage = usage_from_anthropic((message or {}).get("usage"))
+    model = (message or {}).get("model") or request.get("model")
+    return {
+        "task": task or canonical.task_fingerprint(request, "anthropic"),
+        "provider": "anthropic",
+        "endpoint": endpoint,
+        "model": model,
+        "served_by": "teacher",
+        "input": canonical.anthropic_input(request),
+        "output": canonical.anthropic_output(message),
+        "request_json": canonical.dumps(request),
+        "response_json": canonical.dumps(response) if response is not None else None,
+        "status": status,
+        "error": error,
+        "stream": bool(request.get("stream")),
+        "stop_reason": (message or {}).get("stop_reason"),
+        **_usage_columns(usage),
+        "cost_usd": prices.cost(model, usage) if message else None,
+        "price_version": prices.version,
+        "input_hash": canonical.input_hash(request),
+        **columns,
+    }
+
+
+def openai_row(
+    request: dict,
+    response: dict | None,
+    *,
+    prices: PriceTable,
+    status: int = 200,
+    error: str | None = None,
+    task: str | None = None,
+    endpoint: str = "/v1/chat/completions",
+    **columns,
+) -> dict:
+    """A row for a chat completions call; `response` is the final (or assembled) completion."""
+    request = canonical.strip_credentials(request)
+    response = canonical.strip_credentials(response) if response is not None else None
+    error = error or _error_text(response)
+    completion = response if response and response.get("choices") is not None else None
+    usage = usage_from_openai((completion or {}).get("usage"))
+    model = (completion or {}).get("model") or request.get("model")
+    choices = (completion or {}).get("choices") or [{}]
+    return {
+        "task": task or canonical.task_fingerprint(request, "openai"),
+        "provider": "openai",
+        "endpoint": endpoint,
+        "model": model,
+        "served_by": "teacher",
+        "input": canonical.openai_input(request),
+        "output": canonical.openai_output(completion),
+        "request_json": canonical.dumps(request),
+        "response_json": canonical.dumps(response) if response is not None else None,
+        "status": status,
+        "error": error,
+        "stream": bool(request.get("stream")),
+        "stop_reason": choices[0].get("finish_reason"),
+        **_usage_columns(usage),
+        "cost_usd": prices.cost(model, usage) if completion and completion.get("usage") else None,
+        "price_version": prices.version,
+        "input_hash": canonical.input_hash(request),
+        **columns,
+    }
+
+
+def provider_of_model(model: str, prices: PriceTable) -> str:
+    """`anthropic` or `openai` for a bare model name (flat imports carry no API shape)."""
+    known = prices.lookup(model)
+    if known is not None:
+        return known.provider
+    return "anthropic" if model.startswith("claude") else "openai"
+
+
+def flat_row(record: dict, *, prices: PriceTable, task: str | None = None, **columns) -> dict:
+    """A row for the flat log form {"input", "output", "model", "task"?, "ts"?, "usage"?, "metadata"?}."""
+    model = record["model"]
+    provider = provider_of_model(model, prices)
+    text_in = canonical.mask_secrets(record["input"])
+    request = {"model": model, "messages": [{"role": "user", "content": text_in}]}
+    raw_usage = record.get("usage") or {}
+    if "prompt_tokens" in raw_usage or "completion_tokens" in raw_usage:
+        usage = usage_from_openai(raw_usage)
+    else:
+        usage = usage_from_anthropic(raw_usage)
+    return {
+        "task": task or record.get("task") or canonical.task_fingerprint(request, provider),
+        "provider": provider,
+        "endpoint": "/v1/messages" if provider == "anthropic" else "/v1/chat/completions",
+        "model": model,
+        "served_by": "teacher",
+        "input": text_in,
+        "output": canonical.mask_secrets(record["output"]),
+        "request_json": canonical.dumps(request),
+        "response_json": None,
+        "status": 200,
+        "stream": False,
+        **_usage_columns(usage),
+        "cost_usd": prices.cost(model, usage) if record.get("usage") is not None else None,
+        "price_version": prices.version,
+        "input_hash": canonical.input_hash(request),
+        **columns,
+    }
+
+
+def metadata_json(*parts: dict | None) -> str:
+    merged: dict = {}
+    for p in parts:
+        if p:
+            merged.update(p)
+    return json.dumps(canonical.strip_credentials(merged), sort_keys=True)

@@ -1,0 +1,170 @@
+"""Canonical text and identity of a call: what a student learns from and is keyed by.
+
+Used alike by the importer, the recording proxy, students and the router, so a
+request hashes and reads the same wherever it came from. Also the one place that
+strips credentials out of bodies and masks secret-looking strings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+
+# Keys whose values are credentials wherever they appear in a body or header set.
+CREDENTIAL_KEYS = frozenset(
+    {"x-api-key", "api-key", "api_key", "apikey", "authorization", "proxy-authorization", "openai-api-key", "anthropic-api-key"}
+)
+# Provider key shapes (Anthropic sk-ant-..., OpenAI sk-/sk-proj-..., bearer tokens).
+SECRET_RE = re.compile(r"(sk-ant-[A-Za-z0-9_\-]{8,}|sk-(?:proj-)?[A-Za-z0-9_\-]{16,}|Bearer\s+[A-Za-z0-9._\-]{16,})")
+REDACTED = "[REDACTED]"
+
+# Request fields that do not change what is being asked.
+_NOT_IN_HASH = frozenset({"model", "stream", "stream_options", "metadata", "user", "service_tier", "store"})
+
+
+def dumps(obj) -> str:
+    """Canonical JSON: sorted keys, no spaces, unicode kept."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def input_hash(request: dict) -> str:
+    """Hash of the canonical request minus model/stream/metadata: equal questions hash equal."""
+    body = {k: v for k, v in request.items() if k not in _NOT_IN_HASH}
+    return hashlib.sha256(dumps(body).encode()).hexdigest()[:32]
+
+
+def strip_credentials(obj):
+    """A copy of a JSON value with credential keys dropped and secret-looking strings masked."""
+    if isinstance(obj, dict):
+        return {k: strip_credentials(v) for k, v in obj.items() if k.lower() not in CREDENTIAL_KEYS}
+    if isinstance(obj, list):
+        return [strip_credentials(v) for v in obj]
+    if isinstance(obj, str):
+        return mask_secrets(obj)
+    return obj
+
+
+def mask_secrets(text: str) -> str:
+    return SECRET_RE.sub(REDACTED, text) if ("sk-" in text or "Bearer" in text) else text
+
+
+# ---- Anthropic Messages API --------------------------------------------------------
+
+
+def _block_text(block) -> str:
+    """The text a student sees of one content block."""
+    if isinstance(block, str):
+        return block
+    kind = block.get("type")
+    if kind == "text":
+        return block.get("text", "")
+    if kind == "tool_result":
+        content = block.get("content")
+        if isinstance(content, list):
+            return "\n".join(_block_text(b) for b in content)
+        return content or ""
+    if kind in ("image", "document"):
+        return f"[{kind}]"
+    return ""
+
+
+def _content_text(content) -> str:
+    if isinstance(content, str):
+        return content
+    return "\n".join(t for t in (_block_text(b) for b in content or []) if t)
+
+
+def anthropic_input(request: dict) -> str:
+    """The user turns' text, in order."""
+    return "\n\n".join(_content_text(m.get("content")) for m in request.get("messages", []) if m.get("role") == "user")
+
+
+def anthropic_output(message: dict | None) -> str | None:
+    """Assistant text, with tool calls as canonical JSON; thinking blocks left out."""
+    if not message:
+        return None
+    parts = []
+    for block in message.get("content") or []:
+        if block.get("type") == "text":
+            parts.append(block.get("text", ""))
+        elif block.get("type") in ("tool_use", "server_tool_use"):
+            parts.append(dumps({"tool": block.get("name"), "input": block.get("input")}))
+    return "".join(parts) if len(parts) <= 1 else "\n".join(parts)
+
+
+def anthropic_system(request: dict) -> str:
+    system = request.get("system")
+    return _content_text(system) if system else ""
+
+
+# ---- OpenAI chat completions ------------------------------------------------------
+
+
+def _openai_content_text(content) -> str:
+    if isinstance(content, str) or content is None:
+        return content or ""
+    return "\n".join(
+        p.get("text", "") if p.get("type") == "text" else f"[{p.get('type', 'part')}]" for p in content if isinstance(p, dict)
+    )
+
+
+def openai_input(request: dict) -> str:
+    return "\n\n".join(
+        _openai_content_text(m.get("content")) for m in request.get("messages", []) if m.get("role") == "user"
+    )
+
+
+def openai_system(request: dict) -> str:
+    return "\n\n".join(
+        _openai_content_text(m.get("content")) for m in request.get("messages", []) if m.get("role") in ("system", "developer")
+    )
+
+
+def openai_output(response: dict | None) -> str | None:
+    if not response or not response.get("choices"):
+        return None
+    message = response["choices"][0].get("message") or {}
+    parts = []
+    if message.get("content"):
+        parts.append(message["content"])
+    for call in message.get("tool_calls") or []:
+        fn = call.get("function") or {}
+        try:
+            args = json.loads(fn.get("arguments") or "{}")
+        except ValueError:
+            args = fn.get("arguments")
+        parts.append(dumps({"tool": fn.get("name"), "input": args}))
+    return "\n".join(parts) if parts else ""
+
+
+# ---- task fingerprint -------------------------------------------------------------
+
+
+def model_family(model: str | None) -> str:
+    """`claude-sonnet-4-5-20250929` -> `sonnet`; `gpt-4o-mini-2024-07-18` -> `gpt-4o-mini`."""
+    if not model:
+        return "model"
+    m = model.lower()
+    for family in ("opus", "sonnet", "haiku"):
+        if family in m:
+            return family
+    m = re.sub(r"-\d{4}-?\d{2}-?\d{2}$", "", m)
+    return m
+
+
+def task_fingerprint(request: dict, provider: str) -> str:
+    """A short readable id for a request's task: family, first words of the instructions, a hash.
+
+    Same model family + system prompt + tool names -> same id.
+    """
+    family = model_family(request.get("model"))
+    if provider == "openai":
+        system = openai_system(request)
+        tools = sorted((t.get("function") or {}).get("name", "") for t in request.get("tools") or [])
+    else:
+        system = anthropic_system(request)
+        tools = sorted(t.get("name", "") for t in request.get("tools") or [])
+    digest = hashlib.sha256(dumps([family, system, tools]).encode()).hexdigest()[:6]
+    words = re.findall(r"[a-z0-9]+", system.lower())[:3] or tools[:2] or ["task"]
+    return "-".join([family, *words, digest])

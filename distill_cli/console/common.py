@@ -1,0 +1,92 @@
+"""What every command shares: the error boundary, consoles, output formats, shared options."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+from enum import Enum
+from pathlib import Path
+
+import click
+import typer
+from rich.console import Console
+from typer.core import TyperGroup
+
+from distill_cli.errors import DistillError, ExitStatus
+
+DEBUG_ENV = "DISTILL_DEBUG"
+
+
+def debug_enabled() -> bool:
+    return os.environ.get(DEBUG_ENV, "") not in ("", "0")
+
+
+class DistillGroup(TyperGroup):
+    """Turns a DistillError from any command into `Error: ...` on stderr and its exit status."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except DistillError as e:
+            if debug_enabled():
+                traceback.print_exc()
+            click.echo(f"Error: {e}", err=True)
+            raise typer.Exit(int(e.exit_status)) from None
+        except KeyboardInterrupt:
+            click.echo("Interrupted.", err=True)
+            raise typer.Exit(int(ExitStatus.INTERRUPTED)) from None
+
+
+def stderr_console() -> Console:
+    """Messages and progress: stderr, colour off with NO_COLOR or when not a terminal."""
+    return Console(stderr=True, no_color="NO_COLOR" in os.environ or None, highlight=False)
+
+
+def stdout_console(width: int | None = None) -> Console:
+    return Console(no_color="NO_COLOR" in os.environ or None, highlight=False, width=width)
+
+
+def progress_enabled() -> bool:
+    return sys.stderr.isatty()
+
+
+def print_json(obj) -> None:
+    """A library result object on stdout as JSON."""
+    sys.stdout.write(json.dumps(obj, indent=2, default=str, ensure_ascii=False) + "\n")
+
+
+class Format(str, Enum):
+    table = "table"
+    json = "json"
+
+
+class ReportFormat(str, Enum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+    markdown = "markdown"
+
+
+class GateFormat(str, Enum):
+    table = "table"
+    json = "json"
+    markdown = "markdown"
+
+
+PricesOption = typer.Option(
+    None, "--prices", help="JSON price table that overrides or extends the packaged one.", dir_okay=False
+)
+
+
+def load_price_table(path: Path | None):
+    """The price table, with any --prices override; warnings for unknown models are the caller's."""
+    from distill_cli.prices import load_prices
+
+    return load_prices(path)
+
+
+def warn_unknown_models(console: Console, prices) -> None:
+    for model in sorted(prices.unknown):
+        console.print(f"Warning: no price known for model {model!r}; its calls have cost null (not 0). Add it with --prices.")

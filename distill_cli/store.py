@@ -1,0 +1,330 @@
+"""The example store: append-only Parquet parts plus a per-writer journal.
+
+Layout: `STORE/date=YYYY-MM-DD/part-<segment>.parquet`, and `STORE/_journal/<segment>.jsonl`
+for calls not yet in a part. A writer journals every row (flushed per row, so a
+killed process loses nothing it had written), and rolls its journal segment into
+parts every N rows / T seconds and on close. Parts are written to a hidden
+temporary name and renamed into place: readers never see half a file, and any
+number of writers can share a store because nobody ever rewrites a file.
+
+A live writer holds an exclusive `flock` on its journal segment. A segment whose
+lock can be taken belongs to a dead writer; the next writer of the store turns it
+into parts named after the segment, so recovery is idempotent even if it is
+itself interrupted.
+
+This module never deletes or rewrites a part.
+"""
+
+from __future__ import annotations
+
+import base64
+import fcntl
+import json
+import os
+import secrets
+import threading
+import time
+from collections import defaultdict
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterable
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from distill_cli import schemas
+from distill_cli.errors import InputError
+
+JOURNAL_DIR = "_journal"
+_TO_CROCKFORD = bytes.maketrans(b"0123456789ABCDEFGHIJKLMNOPQRSTUV", b"0123456789ABCDEFGHJKMNPQRSTVWXYZ")
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+COLUMNS = schemas.EXAMPLES_SCHEMA.names
+_COLUMN_SET = frozenset(COLUMNS)
+_INT_COLUMNS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_5m_tokens", "cache_write_1h_tokens")
+
+
+def new_id(now: float | None = None) -> str:
+    """A ULID: 48-bit millisecond time then 80 random bits, 26 Crockford base-32 chars, sortable by time."""
+    ms = int((time.time() if now is None else now) * 1000)
+    return new_id_from_int((ms << 80) | int.from_bytes(secrets.token_bytes(10), "big"))
+
+
+def new_id_from_int(n: int) -> str:
+    """The ULID spelling of a 128-bit integer (time in the top 48 bits)."""
+    # 128 bits padded to 160 encode as 32 base32hex digits, the first 26 of which are the ULID.
+    return base64.b32hexencode((n << 32).to_bytes(20, "big"))[:26].translate(_TO_CROCKFORD).decode()
+
+
+def to_micros(ts) -> int:
+    """Microseconds since the epoch (UTC) from a datetime, an ISO-8601 string or a number of seconds."""
+    if isinstance(ts, int):
+        return ts
+    if isinstance(ts, float):
+        return int(ts * 1_000_000)
+    if isinstance(ts, str):
+        ts = datetime.fromisoformat(ts.replace("Z", "+00:00"))
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=timezone.utc)
+    delta = ts - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def complete_row(row: dict) -> dict:
+    """`row` with every examples/1 column present: id and ts filled in, counts 0, the rest null."""
+    out = {c: row.get(c) for c in COLUMNS}
+    if not out["id"]:
+        out["id"] = new_id()
+    out["ts"] = to_micros(out["ts"] if out["ts"] is not None else time.time())
+    for c in _INT_COLUMNS:
+        out[c] = int(out[c] or 0)
+    if out["metadata"] is None:
+        out["metadata"] = "{}"
+    elif not isinstance(out["metadata"], str):
+        out["metadata"] = json.dumps(out["metadata"], sort_keys=True)
+    unknown = row.keys() - _COLUMN_SET
+    if unknown:
+        raise ValueError(f"not examples/1 columns: {', '.join(sorted(unknown))}")
+    return out
+
+
+def rows_to_table(rows: list[dict]) -> pa.Table:
+    """Completed rows -> an Arrow table in the examples/1 schema."""
+    return pa.Table.from_pylist(rows, schema=schemas.EXAMPLES_SCHEMA)
+
+
+def _day(micros: int) -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime(micros // 1_000_000))
+
+
+def write_parts(store: str | Path, table: pa.Table, name: str) -> list[Path]:
+    """Write `table` as one part per day, named `part-<name>.parquet`; all or nothing.
+
+    Every part is first written and fsynced under a hidden temporary name; only
+    when all are on disk are they renamed into place. A part that already exists
+    (an earlier, interrupted recovery of the same segment) is left as it is.
+    """
+    store = Path(store)
+    if table.num_rows == 0:
+        return []
+    days = pc.strftime(table["ts"], format="%Y-%m-%d").to_pylist()
+    by_day: dict[str, list[int]] = defaultdict(list)
+    for i, d in enumerate(days):
+        by_day[d].append(i)
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for day, idx in sorted(by_day.items()):
+            final = store / f"date={day}" / f"part-{name}.parquet"
+            if final.exists():
+                continue
+            final.parent.mkdir(parents=True, exist_ok=True)
+            tmp = final.parent / f".{final.name}.tmp-{secrets.token_hex(4)}"
+            staged.append((tmp, final))
+            part = table.take(pa.array(idx)) if len(idx) != table.num_rows else table
+            with open(tmp, "wb") as f:
+                pq.write_table(part, f, compression="zstd", row_group_size=100_000)
+                f.flush()
+                os.fsync(f.fileno())
+        for tmp, final in staged:
+            os.replace(tmp, final)
+    except BaseException:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dirs({final.parent for _, final in staged})
+    return [final for _, final in staged]
+
+
+def _fsync_dirs(dirs: Iterable[Path]) -> None:
+    for d in dirs:
+        fd = os.open(d, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def append_rows(store: str | Path, rows: list[dict]) -> list[Path]:
+    """Bulk-append completed rows as new parts, without a journal (imports, tests)."""
+    return write_parts(store, rows_to_table(rows), new_id())
+
+
+class StoreWriter:
+    """Appends rows to a store through a journal; thread-safe; use as a context manager."""
+
+    def __init__(
+        self,
+        store: str | Path,
+        *,
+        roll_rows: int = 10_000,
+        roll_seconds: float = 60.0,
+        clock=time.monotonic,
+    ) -> None:
+        self.store = Path(store)
+        self.roll_rows = roll_rows
+        self.roll_seconds = roll_seconds
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._segment: str | None = None
+        self._journal = None
+        self._rows: list[dict] = []
+        self._opened_at = 0.0
+        self.rows_written = 0
+        self.recovered = 0
+        prepare_store(self.store)
+        self.recovered = recover_journals(self.store)
+
+    def append(self, row: dict) -> dict:
+        """Journal one row (flushed before returning); returns the completed row."""
+        row = complete_row(row)
+        line = json.dumps(row, ensure_ascii=False, separators=(",", ":")) + "\n"
+        with self._lock:
+            if self._journal is None:
+                self._open_segment()
+            self._journal.write(line)
+            self._journal.flush()
+            self._rows.append(row)
+            self.rows_written += 1
+            if len(self._rows) >= self.roll_rows or self._clock() - self._opened_at >= self.roll_seconds:
+                self._roll()
+        return row
+
+    def maybe_roll(self) -> None:
+        """Roll if the segment is older than roll_seconds (for idle long-running writers)."""
+        with self._lock:
+            if self._rows and self._clock() - self._opened_at >= self.roll_seconds:
+                self._roll()
+
+    def flush(self) -> None:
+        """Turn everything journaled so far into parts."""
+        with self._lock:
+            self._roll()
+
+    def close(self) -> None:
+        self.flush()
+
+    def __enter__(self) -> StoreWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _open_segment(self) -> None:
+        self._segment = new_id()
+        journal_dir = self.store / JOURNAL_DIR
+        # Lock under a name recovery does not scan, then rename: a recoverer must never
+        # see an unlocked journal of a live writer.
+        tmp = journal_dir / f".{self._segment}.opening"
+        f = open(tmp, "a", encoding="utf-8")
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        os.replace(tmp, journal_dir / f"{self._segment}.jsonl")
+        self._journal = f
+        self._opened_at = self._clock()
+
+    def _roll(self) -> None:
+        if self._journal is None:
+            return
+        if self._rows:
+            write_parts(self.store, rows_to_table(self._rows), self._segment)
+        # The parts are durable before the journal goes; a crash in between leaves a
+        # journal whose parts already exist, which recovery recognises by name.
+        (self.store / JOURNAL_DIR / f"{self._segment}.jsonl").unlink(missing_ok=True)
+        self._journal.close()
+        self._journal = None
+        self._rows = []
+
+
+def prepare_store(store: Path) -> None:
+    """Create a store directory (and its journal directory), refusing a path that is something else."""
+    if store.exists() and not store.is_dir():
+        raise InputError(f"{store}: is a file; a store to write to must be a directory")
+    if store.is_dir() and not is_store_dir(store):
+        raise InputError(f"{store}: not an example store (no date=*/ parts or {JOURNAL_DIR}/)")
+    (store / JOURNAL_DIR).mkdir(parents=True, exist_ok=True)
+
+
+def is_store_dir(path: Path) -> bool:
+    """A store is an empty directory, or one holding date=*/ partitions or a journal."""
+    entries = [e for e in path.iterdir() if not e.name.startswith(".")]
+    return not entries or any(e.is_dir() and (e.name == JOURNAL_DIR or e.name.startswith("date=")) for e in entries)
+
+
+def recover_journals(store: Path) -> int:
+    """Turn journals of dead writers into parts; returns the number of rows recovered."""
+    journal_dir = store / JOURNAL_DIR
+    recovered = 0
+    for path in sorted(journal_dir.glob("*.jsonl")):
+        try:
+            f = open(path, "r+", encoding="utf-8")
+        except FileNotFoundError:
+            continue  # another writer recovered it meanwhile
+        with f:
+            try:
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # a live writer owns it
+            rows = _read_journal(f)
+            if rows:
+                write_parts(store, rows_to_table(rows), path.stem)
+                recovered += len(rows)
+            path.unlink(missing_ok=True)
+    return recovered
+
+
+def _read_journal(f) -> list[dict]:
+    rows = []
+    for line in f:
+        if not line.endswith("\n"):
+            break  # torn final write of a killed process: never acknowledged
+        rows.append(json.loads(line))
+    return rows
+
+
+# ---- reading -------------------------------------------------------------------------
+
+
+def parquet_files(path: str | Path) -> list[Path]:
+    """The Parquet files a path stands for: a file itself, or every part under a store directory."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{path}: no such file or directory")
+    if p.is_file():
+        return [p]
+    if not is_store_dir(p):
+        raise InputError(f"{path}: not an example store (no date=*/ parts or {JOURNAL_DIR}/)")
+    return sorted(f for f in p.glob("date=*/*.parquet") if not f.name.startswith("."))
+
+
+def example_files(paths: Iterable[str | Path], needed_by: str) -> list[Path]:
+    """Every part of the given stores, each checked to be examples/1."""
+    files: list[Path] = []
+    for path in paths:
+        for f in parquet_files(path):
+            schemas.check_kind(f, schemas.read_kind(f), "examples", needed_by)
+            files.append(f)
+    return files
+
+
+def connect() -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection that never touches the user's home or the network."""
+    return duckdb.connect(":memory:", config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
+
+
+def examples_view(con: duckdb.DuckDBPyConnection, paths: Iterable[str | Path], needed_by: str, name: str = "examples") -> int:
+    """Create view `name` over the example stores at `paths`; returns the number of part files.
+
+    An empty store gives an empty view with the examples/1 columns.
+    """
+    files = example_files(paths, needed_by)
+    if not files:
+        con.register(f"{name}_empty", schemas.EXAMPLES_SCHEMA.empty_table())
+        con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM {name}_empty")
+        return 0
+    cols = ", ".join(f'"{c}"' for c in COLUMNS)
+    file_list = ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
+    con.execute(
+        f"CREATE OR REPLACE VIEW {name} AS SELECT {cols} FROM read_parquet([{file_list}], union_by_name = true)"
+    )
+    return len(files)

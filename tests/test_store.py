@@ -1,0 +1,242 @@
+"""The example store: journaled writes, atomic parts, many writers, crash recovery, reading."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from distill_cli import schemas, store
+from distill_cli.errors import InputError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def count(paths, sql="SELECT count(*), count(DISTINCT id) FROM examples"):
+    con = store.connect()
+    store.examples_view(con, paths, "test")
+    return con.execute(sql).fetchone()
+
+
+def row(i: int, **extra) -> dict:
+    return {"task": "t", "provider": "anthropic", "input": f"q{i}", "output": f"a{i}", **extra}
+
+
+def test_ulids_are_unique_and_sortable_by_time():
+    ids = [store.new_id(1_700_000_000 + i) for i in range(100)]
+    assert ids == sorted(ids)
+    assert len({store.new_id() for _ in range(10_000)}) == 10_000
+    assert all(len(i) == 26 for i in ids)
+    assert store.new_id(0).startswith("0000000000")
+
+
+def test_rows_roll_into_parts_by_count_and_on_close(tmp_path):
+    s = tmp_path / "s"
+    with store.StoreWriter(s, roll_rows=3) as w:
+        for i in range(7):
+            w.append(row(i))
+        assert len(list(s.glob("date=*/part-*.parquet"))) == 2  # two full segments rolled
+        assert len(list((s / "_journal").glob("*.jsonl"))) == 1  # the open one
+    assert len(list(s.glob("date=*/part-*.parquet"))) == 3
+    assert list((s / "_journal").glob("*.jsonl")) == []
+    assert count([s]) == (7, 7)
+    part = next(s.glob("date=*/part-*.parquet"))
+    assert schemas.read_kind(part) == schemas.EXAMPLES
+
+
+def test_time_based_roll(tmp_path):
+    now = [0.0]
+    w = store.StoreWriter(tmp_path / "s", roll_seconds=10, clock=lambda: now[0])
+    w.append(row(1))
+    w.maybe_roll()
+    assert count([tmp_path / "s"]) == (0, 0)
+    now[0] = 11
+    w.maybe_roll()
+    assert count([tmp_path / "s"]) == (1, 1)
+    w.close()
+
+
+def test_parts_are_split_by_day(tmp_path):
+    s = tmp_path / "s"
+    with store.StoreWriter(s) as w:
+        w.append(row(1, ts="2026-01-01T23:59:59Z"))
+        w.append(row(2, ts="2026-01-02T00:00:01+00:00"))
+    assert sorted(p.parent.name for p in s.glob("date=*/*.parquet")) == ["date=2026-01-01", "date=2026-01-02"]
+
+
+def test_empty_store_reads_as_no_rows(tmp_path):
+    (tmp_path / "empty").mkdir()
+    assert count([tmp_path / "empty"]) == (0, 0)
+
+
+def test_unknown_column_is_refused(tmp_path):
+    with store.StoreWriter(tmp_path / "s") as w, pytest.raises(ValueError, match="not examples/1 columns: bogus"):
+        w.append({"bogus": 1})
+
+
+WRITER = """
+import sys
+from distill_cli import store
+w = store.StoreWriter(sys.argv[1], roll_rows=int(sys.argv[3]))
+for i in range(int(sys.argv[2])):
+    r = w.append({"task": "t", "input": "x" * 200, "metadata": {"i": i}})
+    if sys.argv[4] == "report":
+        print(r["id"], flush=True)
+w.close()
+"""
+
+
+def test_four_processes_append_to_one_store(tmp_path):
+    s = tmp_path / "s"
+    procs = [
+        subprocess.Popen([sys.executable, "-c", WRITER, str(s), "5000", "777", "quiet"], cwd=ROOT) for _ in range(4)
+    ]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0, 0, 0]
+    assert count([s]) == (20_000, 20_000)
+    assert list((s / "_journal").glob("*.jsonl")) == []
+
+
+def test_killed_writer_loses_nothing_it_acknowledged(tmp_path):
+    s = tmp_path / "s"
+    p = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(s), "1000000", "1000000", "report"], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
+    acknowledged = []
+    for line in p.stdout:
+        acknowledged.append(line.strip())
+        if len(acknowledged) == 3000:
+            break
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait()
+    assert count([s]) == (0, 0)  # nothing rolled yet: all of it is in the dead writer's journal
+    w = store.StoreWriter(s)  # the next writer recovers the journal
+    assert w.recovered >= 3000
+    w.close()
+    con = store.connect()
+    store.examples_view(con, [s], "test")
+    ids = {r[0] for r in con.execute("SELECT id FROM examples").fetchall()}
+    assert set(acknowledged) <= ids
+    assert con.execute("SELECT count(*) = count(DISTINCT id) FROM examples").fetchone()[0]
+    assert list((s / "_journal").glob("*.jsonl")) == []
+
+
+def test_recovery_is_idempotent_and_skips_torn_line(tmp_path):
+    s = tmp_path / "s"
+    w = store.StoreWriter(s)
+    rows = [w.append(row(i)) for i in range(5)]
+    journal = next((s / "_journal").glob("*.jsonl"))
+    # Simulate a crash after the parts were renamed in but before the journal was removed.
+    store.write_parts(s, store.rows_to_table(rows), journal.stem)
+    w._journal.write('{"id": "torn')
+    w._journal.flush()
+    w._journal.close()  # releases the lock as a dead process would
+    w._journal = None
+    store.StoreWriter(s).close()
+    assert count([s]) == (5, 5)
+
+
+def test_live_writer_journal_is_not_stolen(tmp_path):
+    s = tmp_path / "s"
+    live = store.StoreWriter(s)
+    live.append(row(1))
+    other = store.StoreWriter(s)
+    assert other.recovered == 0
+    assert count([s]) == (0, 0)
+    live.close()
+    other.close()
+    assert count([s]) == (1, 1)
+
+
+def test_no_partial_part_is_ever_visible(tmp_path, monkeypatch):
+    s = tmp_path / "s"
+    table = store.rows_to_table([store.complete_row(row(i, ts="2026-01-0%dT00:00:00Z" % (1 + i % 2))) for i in range(4)])
+    calls = {"n": 0}
+    real = pq.write_table
+
+    def failing(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OSError(28, "No space left on device")
+        return real(*a, **k)
+
+    monkeypatch.setattr(pq, "write_table", failing)
+    with pytest.raises(OSError):
+        store.write_parts(s, table, "X")
+    assert [p for p in s.rglob("*") if p.is_file()] == []
+
+
+# ---- reading errors -------------------------------------------------------------------
+
+
+def test_missing_path(tmp_path):
+    with pytest.raises(InputError, match=r"nope: no such file or directory"):
+        count([tmp_path / "nope"])
+
+
+def test_directory_that_is_not_a_store(tmp_path):
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "notes.txt").write_text("hi")
+    with pytest.raises(InputError, match=r"d: not an example store"):
+        count([tmp_path / "d"])
+
+
+def test_wrong_kind_is_named(tmp_path):
+    f = tmp_path / "gate.parquet"
+    pq.write_table(schemas.VERDICTS_SCHEMA.empty_table(), f)
+    with pytest.raises(InputError, match=r"^gate.parquet is a verdicts file; test needs an example store$"):
+        count([f])
+
+
+def test_untagged_parquet(tmp_path):
+    f = tmp_path / "other.parquet"
+    pq.write_table(pa.table({"a": [1]}), f)
+    with pytest.raises(InputError, match=r"other.parquet: not a distill file"):
+        count([f])
+
+
+def test_newer_version(tmp_path):
+    f = tmp_path / "new.parquet"
+    pq.write_table(schemas.EXAMPLES_SCHEMA.empty_table().replace_schema_metadata({"distill.schema": "examples/9"}), f)
+    with pytest.raises(InputError, match=r"new.parquet: examples/9 is newer than this distill understands"):
+        count([f])
+
+
+@pytest.mark.parametrize("content", [b"hello, not parquet", b"PAR1" + b"\0" * 10])
+def test_not_parquet_or_truncated(tmp_path, content):
+    f = tmp_path / "bad.parquet"
+    f.write_bytes(content)
+    with pytest.raises(InputError, match=r"bad.parquet: not a readable Parquet file"):
+        count([f])
+
+
+def test_truncated_real_part(tmp_path):
+    s = tmp_path / "s"
+    store.append_rows(s, [store.complete_row(row(i)) for i in range(10)])
+    part = next(s.glob("date=*/*.parquet"))
+    part.write_bytes(part.read_bytes()[:-20])
+    with pytest.raises(InputError, match=rf"{part}: not a readable Parquet file"):
+        count([s])
+
+
+def test_writer_refuses_a_file_or_foreign_directory(tmp_path):
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(InputError, match="is a file"):
+        store.StoreWriter(tmp_path / "f")
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "x.txt").write_text("x")
+    with pytest.raises(InputError, match="not an example store"):
+        store.StoreWriter(tmp_path / "d")
+
+
+def test_metadata_is_json_text(tmp_path):
+    s = tmp_path / "s"
+    with store.StoreWriter(s) as w:
+        w.append(row(1, metadata={"team": "ops"}))
+    assert json.loads(count([s], "SELECT metadata FROM examples")[0]) == {"team": "ops"}
