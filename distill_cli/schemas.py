@@ -15,6 +15,9 @@ import pyarrow.parquet as pq
 from distill_cli.errors import InputError
 
 SCHEMA_KEY = "distill.schema"
+# Footer keys carrying JSON beside the rows.
+SUMMARY_KEY = "distill.summary"  # verdicts: the gate's summary object
+STUDENT_SPEC_KEY = "distill.student"  # student files: the spec
 
 EXAMPLES = "examples/1"
 VERDICTS = "verdicts/1"

@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 from distill_cli import canonical, schemas
 from distill_cli.errors import DistillError, InputError
 
-SPEC_KEY = "distill.student"
+SPEC_KEY = schemas.STUDENT_SPEC_KEY
 
 
 class StudentError(DistillError):
