@@ -23,16 +23,21 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
 @app.callback()
 def _root(
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors (also DISTILL_DEBUG=1)."),
-    version: bool = typer.Option(False, "--version", help="Print the version and exit."),
+    version: bool = typer.Option(
+        False, "--version", help="Print the version and exit.", callback=_print_version, is_eager=True
+    ),
 ) -> None:
     if debug:
         os.environ[DEBUG_ENV] = "1"
-    if version:
-        typer.echo(__version__)
-        raise typer.Exit()
 
 
 app.command(name="record", context_settings={"help_option_names": ["-h", "--help"]})(record.record)

@@ -41,7 +41,7 @@ class DistillGroup(TyperGroup):
 
 def stderr_console() -> Console:
     """Messages and progress: stderr, colour off with NO_COLOR or when not a terminal."""
-    return Console(stderr=True, no_color="NO_COLOR" in os.environ or None, highlight=False)
+    return Console(stderr=True, no_color="NO_COLOR" in os.environ or None, highlight=False, soft_wrap=True)
 
 
 def stdout_console(width: int | None = None) -> Console:

@@ -1,0 +1,42 @@
+"""What every command shares: help with examples, --version, --debug, usage errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import typer.main
+from typer.testing import CliRunner
+
+from distill_cli import __version__
+from distill_cli.cli import app
+
+runner = CliRunner()
+
+
+def test_every_command_has_an_example_in_its_help():
+    group = typer.main.get_command(app)
+    assert "record" in group.commands
+    for name, command in group.commands.items():
+        assert "Example:" in (command.help or ""), f"{name} --help has no Example: block"
+        result = runner.invoke(app, [name, "--help"])
+        assert result.exit_code == 0 and "Example:" in result.output
+
+
+def test_version():
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.strip() == __version__
+
+
+def test_bad_flag_is_a_usage_error():
+    result = runner.invoke(app, ["record", "--no-such-flag"])
+    assert result.exit_code == 2
+
+
+def test_debug_shows_traceback_only_when_asked(tmp_path):
+    missing = str(tmp_path / "nope.jsonl")
+    args = [sys.executable, "-m", "distill_cli", "record", "--store", str(tmp_path / "s"), "--import", missing]
+    plain = subprocess.run(args, capture_output=True, text=True)
+    assert plain.returncode == 3 and plain.stderr == f"Error: {missing}: no such file\n"
+    debug = subprocess.run(args + ["--debug"], capture_output=True, text=True)
+    assert debug.returncode == 3 and "Traceback" in debug.stderr and debug.stderr.endswith(f"Error: {missing}: no such file\n")
