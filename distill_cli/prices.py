@@ -1,0 +1,364 @@
+"""Prices and the one function that turns a usage record into dollars.
+
+The packaged table (`data/prices.json`) holds USD per million tokens per model,
+with effective dates; `--prices FILE` overrides or extends it. An unknown model
+is priced None, never 0, and remembered in `PriceTable.unknown` so the caller
+can name it in one warning. This module never prints and never exits.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from distill_cli.errors import InputError
+
+PRICE_FIELDS = ("input", "output", "cache_read", "cache_write_5m", "cache_write_1h", "batch_input", "batch_output")
+
+# A dated snapshot id ends in -YYYYMMDD (Anthropic) or -YYYY-MM-DD (OpenAI).
+_DATE_SUFFIX = re.compile(r"-(?:\d{8}|\d{4}-\d{2}-\d{2})$")
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Token counts of one call, in Anthropic's terms."""
+
+    input_tokens: int = 0  # Anthropic semantics: EXCLUDES cache read/write tokens
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_5m_tokens: int = 0  # for OpenAI: the 30-minute (default) cache write
+    cache_write_1h_tokens: int = 0  # for OpenAI: the 12-hour cache write
+
+    @property
+    def prompt_tokens(self) -> int:
+        """Every token of the prompt, cached or not: what long-context thresholds are measured on."""
+        return self.input_tokens + self.cache_read_tokens + self.cache_write_5m_tokens + self.cache_write_1h_tokens
+
+
+def _plain(usage: Any) -> Mapping:
+    # SDK objects (pydantic) are accepted as well as the dicts a recorder parses.
+    if usage is None:
+        return {}
+    if hasattr(usage, "model_dump"):
+        usage = usage.model_dump()
+    return usage if isinstance(usage, Mapping) else {}
+
+
+def _count(mapping: Mapping, key: str) -> int:
+    value = mapping.get(key)
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0
+
+
+def usage_from_anthropic(usage: Mapping | None) -> Usage:
+    """A Messages API `usage` object as a `Usage`; None or missing fields count as 0."""
+    u = _plain(usage)
+    created = _count(u, "cache_creation_input_tokens")
+    breakdown = u.get("cache_creation")
+    if isinstance(breakdown, Mapping) and (
+        "ephemeral_5m_input_tokens" in breakdown or "ephemeral_1h_input_tokens" in breakdown
+    ):
+        write_5m = _count(breakdown, "ephemeral_5m_input_tokens")
+        write_1h = _count(breakdown, "ephemeral_1h_input_tokens")
+    else:
+        # Before the TTL breakdown existed every cache write was a 5-minute one.
+        write_5m, write_1h = created, 0
+    return Usage(
+        input_tokens=_count(u, "input_tokens"),
+        output_tokens=_count(u, "output_tokens"),
+        cache_read_tokens=_count(u, "cache_read_input_tokens"),
+        cache_write_5m_tokens=write_5m,
+        cache_write_1h_tokens=write_1h,
+    )
+
+
+def merge_stream_usage(start: Mapping | None, delta: Mapping | None) -> dict:
+    """A stream's final usage, in Messages API shape, from message_start's and message_delta's usage.
+
+    message_delta counts are cumulative, so each one it carries replaces the
+    message_start value rather than adding to it.
+    """
+    merged = copy.deepcopy(dict(_plain(start)))
+    for key, value in _plain(delta).items():
+        if value is None:
+            continue
+        if key == "cache_creation" and isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = {**merged[key], **{k: v for k, v in value.items() if v is not None}}
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def usage_from_openai(usage: Mapping | None) -> Usage:
+    """A Chat Completions (or Responses API) `usage` object as a `Usage`.
+
+    OpenAI's prompt count includes cached and cache-written tokens; they are
+    taken out of `input_tokens` so each token is priced once.
+    """
+    u = _plain(usage)
+    if "prompt_tokens" in u or "completion_tokens" in u:  # Chat Completions
+        prompt, output = _count(u, "prompt_tokens"), _count(u, "completion_tokens")
+        details = _plain(u.get("prompt_tokens_details"))
+    else:  # Responses API
+        prompt, output = _count(u, "input_tokens"), _count(u, "output_tokens")
+        details = _plain(u.get("input_tokens_details"))
+    cached = _count(details, "cached_tokens")
+    written = _count(details, "cache_write_tokens")
+    ttl = _plain(details.get("cache_write_tokens_details"))
+    if ttl:
+        write_long = _count(ttl, "ttl_12h_tokens")
+        write_short = _count(ttl, "ttl_30m_tokens")
+        written = max(written, write_short + write_long)
+    else:
+        # Chat Completions gives only the total; the 30-minute write is the default retention.
+        write_short, write_long = written, 0
+    return Usage(
+        input_tokens=max(prompt - cached - written, 0),
+        output_tokens=output,
+        cache_read_tokens=cached,
+        cache_write_5m_tokens=write_short,
+        cache_write_1h_tokens=write_long,
+    )
+
+
+@dataclass(frozen=True)
+class ModelPrice:
+    """One model's prices from one effective date, in USD per million tokens."""
+
+    model: str
+    provider: str
+    effective: date
+    input: float
+    output: float
+    cache_read: float
+    cache_write_5m: float
+    cache_write_1h: float
+    batch_input: float
+    batch_output: float
+    # Rates that replace all of the above for a request whose whole prompt exceeds the threshold.
+    long_context_threshold: int | None = None
+    long_context: ModelPrice | None = None
+
+    def rates_for(self, usage: Usage) -> ModelPrice:
+        """The rates that apply to this usage: the long-context tier when its prompt is over the threshold."""
+        if self.long_context is not None and self.long_context_threshold is not None:
+            if usage.prompt_tokens > self.long_context_threshold:
+                return self.long_context
+        return self
+
+
+def base_model(model: str) -> str:
+    """The model id without a trailing date stamp (`claude-sonnet-4-5-20250929` -> `claude-sonnet-4-5`)."""
+    return _DATE_SUFFIX.sub("", model)
+
+
+def _as_date(at: date | datetime | str | None) -> date | None:
+    if at is None or (isinstance(at, date) and not isinstance(at, datetime)):
+        return at
+    if isinstance(at, datetime):
+        return at.date()
+    return date.fromisoformat(at[:10])
+
+
+class PriceTable:
+    """Model prices by id, with their history; prices usage and remembers the models it could not."""
+
+    def __init__(self, version: str, models: Mapping[str, list[ModelPrice]], unpriced: Mapping[str, str] | None = None):
+        self.version = version
+        # Oldest first, so the last entry is the current price.
+        self._models = {model: sorted(entries, key=lambda p: p.effective) for model, entries in models.items()}
+        self.unpriced: dict[str, str] = dict(unpriced or {})  # model -> why the table has no price for it
+        self.unknown: set[str] = set()
+
+    @property
+    def model_ids(self) -> list[str]:
+        return sorted(self._models)
+
+    def lookup(self, model: str, *, at: date | datetime | str | None = None) -> ModelPrice | None:
+        """The price of `model` (exact id, then without its date suffix); the one in force `at`, or the latest."""
+        if model in self.unpriced:  # the table says outright that it has no price for this id
+            return None
+        entries = self._models.get(model) or self._models.get(base_model(model))
+        if not entries:
+            return None
+        day = _as_date(at)
+        if day is None:
+            return entries[-1]
+        in_force = [p for p in entries if p.effective <= day]
+        # A call dated before the first known price is priced at the launch price, not left unpriced.
+        return in_force[-1] if in_force else entries[0]
+
+    def cost(self, model: str, usage: Usage, *, batch: bool = False, at: date | datetime | str | None = None) -> float | None:
+        """USD for one call, or None (never 0) when the model has no price; such models land in `.unknown`."""
+        price = self.lookup(model, at=at)
+        if price is None:
+            self.unknown.add(model)
+            return None
+        rates = price.rates_for(usage)
+        # The Batch API halves every rate, cache reads and writes included.
+        cache_factor = 0.5 if batch else 1.0
+        total = (
+            usage.input_tokens * (rates.batch_input if batch else rates.input)
+            + usage.output_tokens * (rates.batch_output if batch else rates.output)
+            + usage.cache_read_tokens * rates.cache_read * cache_factor
+            + usage.cache_write_5m_tokens * rates.cache_write_5m * cache_factor
+            + usage.cache_write_1h_tokens * rates.cache_write_1h * cache_factor
+        )
+        return total / 1_000_000
+
+
+# --- loading ---------------------------------------------------------------------------------------------------
+
+
+def _number(where: str, entry: Mapping, key: str) -> float | None:
+    if key not in entry or entry[key] is None:
+        return None
+    value = entry[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise ValueError(f"{where}: {key!r} must be a non-negative number, not {value!r}")
+    return float(value)
+
+
+def _derive(provider: str, rates: dict[str, float | None]) -> dict[str, float]:
+    """Fill missing cache and batch rates from input/output by the provider's published rule."""
+    inp, out = rates["input"], rates["output"]
+    if provider == "openai":
+        # OpenAI's default: a cache write costs the input price, a cache hit is given explicitly.
+        defaults = {"cache_read": inp, "cache_write_5m": inp, "cache_write_1h": inp}
+    else:
+        defaults = {"cache_read": inp * 0.1, "cache_write_5m": inp * 1.25, "cache_write_1h": inp * 2.0}
+    defaults |= {"batch_input": inp * 0.5, "batch_output": out * 0.5}
+    return {k: (rates[k] if rates.get(k) is not None else round(defaults[k], 9)) for k in PRICE_FIELDS}
+
+
+def _parse_rates(where: str, entry: Mapping, provider: str, fallback: ModelPrice | None) -> dict[str, float]:
+    rates = {key: _number(where, entry, key) for key in PRICE_FIELDS}
+    for key in ("input", "output"):
+        if rates[key] is None:
+            if fallback is None:
+                raise ValueError(f"{where}: {key!r} is required")
+            rates[key] = getattr(fallback, key)
+    return _derive(provider, rates)
+
+
+def _parse_price(model: str, where: str, spec: Mapping, provider: str, fallback: ModelPrice | None) -> ModelPrice:
+    raw_date = spec.get("effective")
+    if raw_date is None:
+        # An override without a date replaces the current price from the day it took effect.
+        effective = fallback.effective if fallback else date.min
+    else:
+        try:
+            effective = date.fromisoformat(str(raw_date))
+        except ValueError:
+            raise ValueError(f"{where}: 'effective' must be an ISO date, not {raw_date!r}")
+    rates = _parse_rates(where, spec, provider, fallback)
+    threshold, tier = None, None
+    long = spec.get("long_context")
+    if long is not None:
+        if not isinstance(long, Mapping):
+            raise ValueError(f"{where}: 'long_context' must be an object")
+        threshold = long.get("threshold_tokens")
+        if isinstance(threshold, bool) or not isinstance(threshold, int) or threshold < 0:
+            raise ValueError(f"{where}: long_context 'threshold_tokens' must be a non-negative integer")
+        tier = ModelPrice(model, provider, effective, **_parse_rates(f"{where} long_context", long, provider, None))
+    return ModelPrice(model, provider, effective, **rates, long_context_threshold=threshold, long_context=tier)
+
+
+def _parse_entry(model: str, entry: Any, base: list[ModelPrice] | None) -> list[ModelPrice]:
+    """One model's prices, oldest first; `base` is the packaged history an override entry builds on."""
+    where = f"model {model!r}"
+    if not isinstance(entry, Mapping):
+        raise ValueError(f"{where}: expected an object")
+    current = base[-1] if base else None
+    provider = entry.get("provider") or (current.provider if current else "anthropic")
+    if provider not in ("anthropic", "openai"):
+        raise ValueError(f"{where}: provider must be 'anthropic' or 'openai', not {provider!r}")
+    prices = [_parse_price(model, where, entry, provider, current)]
+    history = entry.get("history")
+    if history is not None:
+        if not isinstance(history, list):
+            raise ValueError(f"{where}: 'history' must be a list")
+        for i, old in enumerate(history):
+            if not isinstance(old, Mapping) or "effective" not in old:
+                raise ValueError(f"{where}: history[{i}] must be an object with an 'effective' date")
+            prices.append(_parse_price(model, f"{where} history[{i}]", old, provider, None))
+    elif base:
+        # Without its own history, an override keeps the packaged prices that came before it,
+        # so a price change dated today does not reprice last month's calls.
+        first = min(p.effective for p in prices)
+        prices += [p for p in base if p.effective < first]
+    return sorted(prices, key=lambda p: p.effective)
+
+
+def _parse_table(where: str, text: str, base: PriceTable | None) -> tuple[dict, dict, dict]:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{where}: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})")
+    if not isinstance(data, dict) or not isinstance(data.get("models"), dict):
+        raise InputError(f'{where}: expected a JSON object with a "models" object of model id -> prices')
+    unpriced_raw = data.get("unpriced") or {}
+    if not isinstance(unpriced_raw, dict):
+        raise InputError(f'{where}: "unpriced" must be an object of model id -> reason')
+    models: dict[str, list[ModelPrice]] = {}
+    for model, entry in data["models"].items():
+        try:
+            models[model] = _parse_entry(model, entry, base._models.get(model) if base else None)
+        except ValueError as exc:
+            raise InputError(f"{where}: {exc}")
+    unpriced = {
+        model: (info.get("reason", "") if isinstance(info, Mapping) else str(info)) for model, info in unpriced_raw.items()
+    }
+    return data, models, unpriced
+
+
+def load_prices(override: str | Path | None = None) -> PriceTable:
+    """The packaged price table, with `override` (a JSON file of the same shape) applied on top.
+
+    Override entries replace or add models by id; an entry may give only
+    `input`/`output`, and its cache and batch rates then follow its provider's
+    rule. A missing or malformed override raises `InputError` naming the file.
+    """
+    packaged = resources.files("distill_cli").joinpath("data/prices.json")
+    data, models, unpriced = _parse_table(str(packaged), packaged.read_text(encoding="utf-8"), None)
+    table = PriceTable(str(data.get("version", "unknown")), models, unpriced)
+    if override is None:
+        return table
+    path = Path(override)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file")
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a directory, not a price file")
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror})")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not a UTF-8 text file")
+    _, extra, extra_unpriced = _parse_table(str(path), text, table)
+    merged = dict(table._models)
+    merged.update(extra)
+    unpriced = {m: why for m, why in {**unpriced, **extra_unpriced}.items() if m not in merged}
+    version = f"{table.version}+custom:{hashlib.sha256(raw).hexdigest()[:8]}"
+    return PriceTable(version, merged, unpriced)
+
+
+__all__ = [
+    "ModelPrice",
+    "PriceTable",
+    "Usage",
+    "base_model",
+    "load_prices",
+    "merge_stream_usage",
+    "usage_from_anthropic",
+    "usage_from_openai",
+]
