@@ -122,37 +122,6 @@ def provider_of_model(model: str, prices: PriceTable) -> str:
     return "anthropic" if model.startswith("claude") else "openai"
 
 
-def flat_row(record: dict, *, prices: PriceTable, task: str | None = None, **columns) -> dict:
-    """A row for the flat log form {"input", "output", "model", "task"?, "ts"?, "usage"?, "metadata"?}."""
-    model = record["model"]
-    provider = provider_of_model(model, prices)
-    text_in = canonical.mask_secrets(record["input"])
-    request = {"model": model, "messages": [{"role": "user", "content": text_in}]}
-    raw_usage = record.get("usage") or {}
-    if "prompt_tokens" in raw_usage or "completion_tokens" in raw_usage:
-        usage = usage_from_openai(raw_usage)
-    else:
-        usage = usage_from_anthropic(raw_usage)
-    return {
-        "task": task or record.get("task") or canonical.task_fingerprint(request, provider),
-        "provider": provider,
-        "endpoint": "/v1/messages" if provider == "anthropic" else "/v1/chat/completions",
-        "model": model,
-        "served_by": "teacher",
-        "input": text_in,
-        "output": canonical.mask_secrets(record["output"]),
-        "request_json": canonical.dumps(request),
-        "response_json": None,
-        "status": 200,
-        "stream": False,
-        **_usage_columns(usage),
-        "cost_usd": prices.cost(model, usage) if record.get("usage") is not None else None,
-        "price_version": prices.version,
-        "input_hash": canonical.input_hash(request),
-        **columns,
-    }
-
-
 def metadata_json(*parts: dict | None) -> str:
     merged: dict = {}
     for p in parts:

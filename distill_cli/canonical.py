@@ -23,6 +23,9 @@ REDACTED = "[REDACTED]"
 _NOT_IN_HASH = frozenset({"model", "stream", "stream_options", "metadata", "user", "service_tier", "store"})
 
 
+_encode = json.JSONEncoder(ensure_ascii=False).encode
+
+
 def dumps(obj) -> str:
     """Canonical JSON: sorted keys, no spaces, unicode kept."""
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
@@ -32,6 +35,17 @@ def input_hash(request: dict) -> str:
     """Hash of the canonical request minus model/stream/metadata: equal questions hash equal."""
     body = {k: v for k, v in request.items() if k not in _NOT_IN_HASH}
     return hashlib.sha256(dumps(body).encode()).hexdigest()[:32]
+
+
+def user_request(model: str, text: str) -> tuple[str, str]:
+    """(request_json, input_hash) of the one-user-turn request `{"model", "messages": [user text]}`.
+
+    Spelled out as strings because bulk imports build millions of them; equal to
+    `dumps(request)` and `input_hash(request)` (a test holds it to that).
+    """
+    body = '{"messages":[{"content":' + _encode(text) + ',"role":"user"}]'
+    digest = hashlib.sha256((body + "}").encode()).hexdigest()[:32]
+    return body + ',"model":' + _encode(model) + "}", digest
 
 
 def strip_credentials(obj):

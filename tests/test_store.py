@@ -240,3 +240,16 @@ def test_metadata_is_json_text(tmp_path):
     with store.StoreWriter(s) as w:
         w.append(row(1, metadata={"team": "ops"}))
     assert json.loads(count([s], "SELECT metadata FROM examples")[0]) == {"team": "ops"}
+
+
+def _decode(ulid: str) -> int:
+    return int(ulid.translate(str.maketrans("0123456789ABCDEFGHJKMNPQRSTVWXYZ", "0123456789abcdefghijklmnopqrstuv")), 32)
+
+
+def test_bulk_ids_match_the_scalar_encoding_and_are_monotonic():
+    ids = store.new_id_array(1000, now=1_700_000_000.123).to_pylist()
+    values = [_decode(i) for i in ids]
+    assert all(v >> 80 == 1_700_000_000_123 for v in values)
+    assert [b - a for a, b in zip(values, values[1:])] == [1] * 999
+    assert [store.new_id_from_int(v) for v in values] == ids
+    assert store.new_id_array(0).to_pylist() == []
