@@ -8,7 +8,7 @@ import sys
 import typer
 
 from distill_cli import __version__
-from distill_cli.console import record
+from distill_cli.console import gate, record
 from distill_cli.console.common import DEBUG_ENV, DistillGroup
 
 app = typer.Typer(
@@ -41,6 +41,7 @@ def _root(
 
 
 app.command(name="record", context_settings={"help_option_names": ["-h", "--help"]})(record.record)
+app.command(name="gate", context_settings={"help_option_names": ["-h", "--help"]})(gate.gate)
 
 
 def main() -> None:

@@ -1,0 +1,671 @@
+"""The quality gate: does a student agree with its teacher on calls it never trained on?
+
+    summary = run_gate("intent.student", "runs/", verdicts="gate.parquet")
+    summary.passed, summary.lower_bound, summary.decision, summary.reason
+
+The gate runs the student on the held-out rows of its own train/holdout split
+(recomputed from the salt and fraction in its spec: it never scores a training
+row), judges each answer against the teacher's recorded output, and passes when
+the one-sided Wilson lower bound of end-to-end agreement reaches
+`min_agreement` over at least `min_examples` examples. A declined call counts as
+agreeing (the teacher answers it); a student or judge error counts as a
+disagreement and is reported apart, so a run of errors can never pass.
+
+The economics helpers (`routed_cost`, `cost_reduction`, `decide`) are shared
+with `report` and `drift`. This module never prints and never exits; it writes
+nothing but the verdicts file it was asked for, atomically.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import os
+import secrets
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from distill_cli import schemas, store
+from distill_cli.errors import InputError, NotEnoughData, ProviderError
+from distill_cli.judges import Judge, JudgeError, make_judge
+from distill_cli.stats import wilson_bounds
+from distill_cli.students.base import Student, StudentError, in_holdout, load_student
+
+SUMMARY_SCHEMA = "gate-summary/1"
+TEACHER_SERVED = ("teacher", "fallback", "shadow")  # rows whose output is the teacher's answer
+# A store whose teacher rows are all training rows of the student is refused as a leak when that
+# could happen by chance less often than this; otherwise it is just too little data (exit 5).
+LEAK_CHANCE = 0.001
+
+DECISIONS = ("no_change", "collecting", "fallback_teacher", "distilled")
+
+
+class SpendCapReached(ProviderError):
+    """`max_spend` stopped the run before every example was scored (exit 4)."""
+
+
+# ---- economics (shared with report and drift) ------------------------------------------------------------------
+
+
+def routed_cost(student_cost_per_call: float | None, teacher_cost_per_call: float | None, coverage: float) -> float | None:
+    """Cost per call when the student is asked first and the teacher answers what it does not:
+    student + (1 - coverage) x teacher. None when either cost is unknown."""
+    if student_cost_per_call is None or teacher_cost_per_call is None:
+        return None
+    return student_cost_per_call + (1.0 - coverage) * teacher_cost_per_call
+
+
+def cost_reduction(teacher_cost_per_call: float | None, routed_cost_per_call: float | None) -> float | None:
+    """How many times cheaper routing is than the teacher alone: teacher / routed.
+
+    `math.inf` when routing costs nothing (a local student answering every call),
+    None when either cost is unknown.
+    """
+    if teacher_cost_per_call is None or routed_cost_per_call is None:
+        return None
+    if routed_cost_per_call <= 0:
+        return math.inf if teacher_cost_per_call > 0 else 1.0
+    return teacher_cost_per_call / routed_cost_per_call
+
+
+def format_reduction(value: float | None) -> str:
+    """`14.2x`, `inf` (free) or `unknown`: how a cost reduction reads in text and in JSON."""
+    if value is None:
+        return "unknown"
+    if math.isinf(value):
+        return "inf"
+    return f"{value:.1f}x"
+
+
+def decide(
+    *,
+    n: int,
+    min_examples: int,
+    passed: bool,
+    agreement: float | None,
+    lower_bound: float | None,
+    min_agreement: float,
+    coverage: float | None,
+    cost_reduction: float | None,
+    errors: int = 0,
+    confidence: float = 0.95,
+) -> tuple[str, str]:
+    """The decision and a one-line reason, from the gate's figures.
+
+    collecting (too few examples) > fallback_teacher (agreement too low) >
+    no_change (the student would not be cheaper) > distilled.
+    """
+    if n < min_examples:
+        return "collecting", f"collecting ({n}/{min_examples})"
+    if not passed:
+        reason = (
+            f"agreement {_pct(agreement)}, lower bound {_pct(lower_bound)} < {_pct(min_agreement)} "
+            f"at {confidence:.0%} confidence; the teacher keeps answering"
+        )
+        if errors:
+            reason += f" ({errors} error{'s' if errors != 1 else ''} counted as disagreements)"
+        return "fallback_teacher", reason
+    at = f"at {_pct(coverage, 0)} coverage"
+    if cost_reduction is None:
+        return "distilled", f"agrees {_pct(agreement)} {at}; cost reduction unknown (teacher calls have no recorded cost)"
+    if cost_reduction <= 1.0:
+        return "no_change", f"not cheaper than the teacher ({format_reduction(cost_reduction)} {at})"
+    if math.isinf(cost_reduction):
+        return "distilled", f"free: the student answers every call at no cost ({at[3:]})"
+    return "distilled", f"{format_reduction(cost_reduction)} cheaper {at}"
+
+
+def _pct(value: float | None, digits: int = 1) -> str:
+    return "n/a" if value is None else f"{value * 100:.{digits}f}%"
+
+
+# ---- results ---------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Verdict:
+    """One gated example: a row of the verdicts file (plus what the judging cost)."""
+
+    example_id: str
+    task: str
+    student_id: str
+    input: str
+    teacher_output: str
+    student_output: str | None
+    answered: bool
+    agree: bool  # end to end: a declined call agrees, because the teacher answers it
+    score: float
+    judge: str | None
+    reason: str | None
+    error: str | None
+    student_cost_usd: float | None
+    latency_ms: float
+    confidence: float | None
+    error_kind: str | None = None  # "student" or "judge"
+    judge_cost_usd: float = 0.0
+
+    def row(self) -> dict:
+        return {name: getattr(self, name) for name in schemas.VERDICTS_SCHEMA.names}
+
+    @property
+    def disagreement(self) -> bool:
+        return self.answered and not self.agree and self.error is None
+
+
+@dataclass
+class GateSummary:
+    """The gate's result: printed by the CLI, stored in the verdicts file's footer."""
+
+    student: str
+    student_kind: str
+    task: str
+    n: int
+    answered: int
+    declined: int
+    agreeing: int  # answered and judged the same
+    disagreements: int
+    errors: int
+    student_errors: int
+    judge_errors: int
+    coverage: float
+    agreement: float
+    agreement_answered: float | None
+    lower_bound: float
+    upper_bound: float
+    min_agreement: float
+    min_examples: int
+    confidence: float
+    passed: bool
+    judge: str
+    judge_reason: str
+    teacher_cost_per_call: float | None
+    teacher_cost_unknown: int  # gated rows whose teacher call has no recorded cost
+    student_cost_per_call: float | None
+    routed_cost_per_call: float | None
+    cost_reduction: float | None
+    decision: str
+    reason: str
+    held_out: int  # held-out rows available (before --limit)
+    teacher_rows: int  # the task's teacher rows in the store, training and held out
+    judge_calls: int = 0
+    judge_cache_hits: int = 0
+    judge_cost_usd: float = 0.0
+    student_cost_usd: float = 0.0
+    spent_usd: float = 0.0
+    seconds: float = 0.0
+    verdicts_file: str | None = None
+    verdicts: list[Verdict] = field(default_factory=list, repr=False)
+
+    @property
+    def collecting(self) -> bool:
+        return self.decision == "collecting"
+
+    def to_dict(self) -> dict:
+        data = {"schema": SUMMARY_SCHEMA}
+        data.update({k: v for k, v in asdict(self).items() if k != "verdicts"})
+        # JSON has no infinity: a free student's reduction is the string "inf" (float("inf") reads it back).
+        if data["cost_reduction"] is not None and math.isinf(data["cost_reduction"]):
+            data["cost_reduction"] = "inf"
+        return data
+
+    def worst(self, k: int = 10) -> list[Verdict]:
+        """The k worst disagreements: least similar first, then the most confident."""
+        bad = [v for v in self.verdicts if v.disagreement]
+        bad.sort(key=lambda v: (v.score, -(v.confidence or 0.0), v.example_id))
+        return bad[:k]
+
+
+# ---- selecting the held-out rows -------------------------------------------------------------------------------
+
+
+@dataclass
+class Example:
+    id: str
+    input: str
+    teacher_output: str
+    request_json: str
+    teacher_cost: float | None
+
+
+@dataclass
+class Selection:
+    examples: list[Example]
+    held_out: int
+    teacher_rows: int
+
+
+def select_held_out(student: Student, stores: Iterable[str | Path], *, limit: int | None = None) -> Selection:
+    """The student's held-out teacher rows in `stores`, in id order (the first `limit` of them).
+
+    Refuses (InputError, exit 3) a student whose spec records no split, and a store
+    whose teacher rows are all training rows of the student when that is too
+    unlikely to be chance (the store was cut down to the training split).
+    """
+    spec = student.spec
+    split = spec.split or {}
+    salt, fraction = split.get("salt"), split.get("holdout")
+    if not salt or not isinstance(fraction, (int, float)) or not 0 < fraction < 1:
+        raise InputError(
+            f"student {spec.id}: its spec records no train/holdout split, so gate cannot tell its training rows "
+            "from held-out ones and will not risk scoring it on rows it learned from; rebuild it with build-student"
+        )
+    stores = [str(s) for s in stores]
+    where = ", ".join(stores)
+    con = store.connect()
+    store.examples_view(con, stores, "gate")
+    tasks = con.execute("SELECT task, count(*) FROM examples GROUP BY task ORDER BY 2 DESC, 1").fetchall()
+    if not tasks:
+        raise NotEnoughData(f"{where}: no calls recorded yet; nothing to gate")
+    if spec.task not in {t for t, _ in tasks}:
+        listed = ", ".join(f"{t} ({c})" for t, c in tasks[:10])
+        raise InputError(f"{where}: no calls of task {spec.task!r}, the task of student {spec.id}; tasks there: {listed}")
+    served = ", ".join(f"'{s}'" for s in TEACHER_SERVED)
+    teacher_rows = f"task = ? AND status = 200 AND output IS NOT NULL AND served_by IN ({served})"
+    ids = [r[0] for r in con.execute(f"SELECT DISTINCT id FROM examples WHERE {teacher_rows}", [spec.task]).fetchall()]
+    if not ids:
+        raise NotEnoughData(f"{where}: no successful teacher calls of task {spec.task!r} yet; nothing to gate")
+    held = sorted(i for i in ids if in_holdout(salt, i, fraction))
+    if not held:
+        chance = (1 - fraction) ** len(ids)
+        if chance < LEAK_CHANCE:
+            raise InputError(
+                f"{where}: all {len(ids)} teacher calls of task {spec.task!r} are training rows of student {spec.id} "
+                f"(its split holds out {fraction:.0%}, so this is no accident); gate never scores a student on its "
+                "training rows: give it a store with calls it was not built from"
+            )
+        raise NotEnoughData(
+            f"{where}: none of the {len(ids)} teacher calls of task {spec.task!r} is in the held-out "
+            f"{fraction:.0%} of student {spec.id}; collecting (0 held-out examples)"
+        )
+    chosen = held[:limit] if limit else held
+    con.register("held", pa.table({"id": chosen}))
+    rows = con.execute(
+        f"SELECT e.id, e.input, e.output, e.request_json, e.cost_usd FROM examples e JOIN held USING (id) "
+        f"WHERE {teacher_rows} ORDER BY e.id",
+        [spec.task],
+    ).fetchall()
+    by_id: dict[str, Example] = {}
+    for id_, text, output, request_json, cost in rows:
+        by_id.setdefault(id_, Example(id_, text or "", output, request_json or "", cost))
+    return Selection([by_id[i] for i in chosen], len(held), len(ids))
+
+
+# ---- scoring ---------------------------------------------------------------------------------------------------
+
+
+class _Spend:
+    """What the run has spent, and whether another example may start under `cap`.
+
+    With a cap, the first example runs alone to learn what one costs; after that
+    an example starts only while spent + (in flight + 1) x the dearest example so
+    far stays within the cap.
+    """
+
+    def __init__(self, cap: float | None) -> None:
+        self.cap = cap
+        self.student = 0.0
+        self.judge = 0.0
+        self.dearest = 0.0
+        self.done = 0
+        self.stopped = False
+
+    @property
+    def total(self) -> float:
+        return self.student + self.judge
+
+    def add(self, verdict: Verdict) -> None:
+        cost = (verdict.student_cost_usd or 0.0) + verdict.judge_cost_usd
+        self.student += verdict.student_cost_usd or 0.0
+        self.judge += verdict.judge_cost_usd
+        self.dearest = max(self.dearest, cost)
+        self.done += 1
+
+    def admit(self, in_flight: int) -> str:
+        """'go', 'wait' (for in-flight examples to report their cost) or 'stop'."""
+        if self.cap is None:
+            return "go"
+        if self.done == 0:
+            return "go" if in_flight == 0 else "wait"
+        if self.total + self.dearest * (in_flight + 1) <= self.cap:
+            return "go"
+        return "wait" if in_flight else "stop"
+
+
+async def _score(example: Example, student: Student, judge: Judge, task: str) -> Verdict:
+    verdict = Verdict(
+        example_id=example.id, task=task, student_id=student.id, input=example.input,
+        teacher_output=example.teacher_output, student_output=None, answered=False, agree=False, score=0.0,
+        judge=None, reason=None, error=None, student_cost_usd=0.0, latency_ms=0.0, confidence=None,
+    )
+    started = time.perf_counter()
+    try:
+        request = json.loads(example.request_json)
+        if not isinstance(request, dict):
+            raise ValueError("not a JSON object")
+    except ValueError as e:
+        verdict.error, verdict.error_kind = f"student: the recorded request is unusable ({e})", "student"
+        return verdict
+    try:
+        answer = await student.answer_async(request)
+    except ProviderError:
+        raise
+    except StudentError as e:
+        verdict.error, verdict.error_kind = f"student: {e}", "student"
+        verdict.latency_ms = (time.perf_counter() - started) * 1000
+        return verdict
+    except Exception as e:  # noqa: BLE001 - a broken student is reported as errors, never as a pass
+        verdict.error, verdict.error_kind = f"student: {type(e).__name__}: {e}", "student"
+        verdict.latency_ms = (time.perf_counter() - started) * 1000
+        return verdict
+    verdict.latency_ms = answer.latency_ms or (time.perf_counter() - started) * 1000
+    verdict.student_cost_usd = answer.cost_usd
+    verdict.confidence = answer.confidence
+    if answer.output is None:
+        verdict.agree, verdict.score = True, 1.0
+        verdict.reason = f"declined ({answer.reason}); the teacher answers" if answer.reason else "declined; the teacher answers"
+        return verdict
+    verdict.student_output, verdict.answered, verdict.judge = answer.output, True, judge.name
+    try:
+        judgement = await judge.judge_async(example.teacher_output, answer.output, example.input)
+    except ProviderError:
+        raise
+    except JudgeError as e:
+        verdict.error, verdict.error_kind = f"judge: {e}", "judge"
+        return verdict
+    except Exception as e:  # noqa: BLE001
+        verdict.error, verdict.error_kind = f"judge: {type(e).__name__}: {e}", "judge"
+        return verdict
+    verdict.agree, verdict.score, verdict.reason = judgement.agree, judgement.score, judgement.reason
+    verdict.judge_cost_usd = judgement.cost_usd
+    return verdict
+
+
+async def _score_all(
+    examples: list[Example],
+    student: Student,
+    judge: Judge,
+    *,
+    concurrency: int,
+    spend: _Spend,
+    progress: Callable[[int, int, float], None] | None,
+) -> list[Verdict | None]:
+    """Score every example with `concurrency` workers; stops early (leaving None) at the spend cap."""
+    results: list[Verdict | None] = [None] * len(examples)
+    state = {"next": 0, "in_flight": 0}
+    ready = asyncio.Condition()
+    task = student.spec.task
+
+    async def worker() -> None:
+        while True:
+            async with ready:
+                while True:
+                    if state["next"] >= len(examples) or spend.stopped:
+                        return
+                    admitted = spend.admit(state["in_flight"])
+                    if admitted == "go":
+                        break
+                    if admitted == "stop":
+                        spend.stopped = True
+                        ready.notify_all()
+                        return
+                    await ready.wait()
+                i = state["next"]
+                state["next"] += 1
+                state["in_flight"] += 1
+            verdict = None
+            try:
+                verdict = await _score(examples[i], student, judge, task)
+                results[i] = verdict
+            finally:
+                async with ready:
+                    state["in_flight"] -= 1
+                    if verdict is not None:
+                        spend.add(verdict)
+                    ready.notify_all()
+            if progress is not None:
+                progress(spend.done, len(examples), spend.total)
+
+    workers = [asyncio.create_task(worker()) for _ in range(max(1, min(concurrency, len(examples))))]
+    try:
+        done, pending = await asyncio.wait(workers, return_when=asyncio.FIRST_EXCEPTION)
+    finally:
+        for w in workers:
+            if not w.done():
+                w.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+    for w in done:
+        if not w.cancelled() and w.exception() is not None:
+            raise w.exception()
+    return results
+
+
+async def _run(examples, student, judge, *, concurrency, spend, progress):
+    try:
+        return await _score_all(examples, student, judge, concurrency=concurrency, spend=spend, progress=progress)
+    finally:
+        await judge.aclose()
+        closer = getattr(student, "aclose", None)
+        if closer is not None:
+            await closer()
+
+
+# ---- the gate --------------------------------------------------------------------------------------------------
+
+
+def run_gate(
+    student_path_or_obj: str | Path | Student,
+    stores: str | Path | Iterable[str | Path],
+    *,
+    min_agreement: float = 0.95,
+    min_examples: int = 100,
+    confidence: float = 0.95,
+    judge: str | Judge = "auto",
+    judge_model: str | None = None,
+    verdicts: str | Path | None = None,
+    concurrency: int = 8,
+    max_spend: float | None = None,
+    limit: int | None = None,
+    prices=None,
+    judge_cache_dir: str | Path | None = None,
+    progress: Callable[[int, int, float], None] | None = None,
+) -> GateSummary:
+    """Gate a student on the held-out rows of its split in `stores`; write `verdicts` if given.
+
+    Returns the summary (also for too few examples: decision `collecting`).
+    Raises InputError (3) for unusable input or a would-be leak, NotEnoughData (5)
+    when no held-out row exists, ProviderError (4) when a provider fails beyond
+    retries, SpendCapReached (4) when `max_spend` stops the run; in all of those
+    no verdicts file is written.
+    """
+    started = time.perf_counter()
+    _check_settings(min_agreement, min_examples, confidence, concurrency, max_spend, limit)
+    if verdicts is not None:
+        _check_verdicts_path(Path(verdicts))
+    student = (
+        student_path_or_obj if isinstance(student_path_or_obj, Student) else load_student(student_path_or_obj, "gate")
+    )
+    if isinstance(stores, (str, Path)):
+        stores = [stores]
+    selection = select_held_out(student, stores, limit=limit)
+    examples = selection.examples
+
+    if isinstance(judge, Judge):
+        the_judge, judge_reason = judge, "given"
+    else:
+        the_judge, judge_reason = make_judge(
+            judge,
+            outputs=[e.teacher_output for e in examples],
+            model=judge_model or student.spec.teacher_model,
+            prices=prices,
+            cache_dir=judge_cache_dir,
+        )
+    spend = _Spend(max_spend)
+    results = asyncio.run(
+        _run(examples, student, the_judge, concurrency=concurrency, spend=spend, progress=progress)
+    )
+    scored = [v for v in results if v is not None]
+    if len(scored) < len(examples):
+        raise SpendCapReached(
+            f"--max-spend ${max_spend:.2f} reached: spent ${spend.total:.4f} (student ${spend.student:.4f}, "
+            f"judge ${spend.judge:.4f}) on {len(scored)} of {len(examples)} examples; the gate did not finish, "
+            "no verdicts written"
+        )
+    summary = summarize(
+        student,
+        scored,
+        examples,
+        selection,
+        min_agreement=min_agreement,
+        min_examples=min_examples,
+        confidence=confidence,
+        judge_name=the_judge.name,
+        judge_reason=judge_reason,
+    )
+    summary.judge_calls = getattr(the_judge, "calls", 0)
+    summary.judge_cache_hits = getattr(the_judge, "cache_hits", 0)
+    summary.judge_cost_usd = spend.judge
+    summary.student_cost_usd = spend.student
+    summary.spent_usd = spend.total
+    if verdicts is not None:
+        summary.verdicts_file = str(verdicts)
+    summary.seconds = round(time.perf_counter() - started, 3)
+    if verdicts is not None:
+        write_verdicts(verdicts, summary)
+    return summary
+
+
+def summarize(
+    student: Student,
+    verdicts: list[Verdict],
+    examples: list[Example],
+    selection: Selection,
+    *,
+    min_agreement: float,
+    min_examples: int,
+    confidence: float,
+    judge_name: str,
+    judge_reason: str,
+) -> GateSummary:
+    n = len(verdicts)
+    answered = sum(v.answered for v in verdicts)
+    declined = sum(1 for v in verdicts if not v.answered and v.error is None)
+    agreeing = sum(1 for v in verdicts if v.answered and v.agree and v.error is None)
+    student_errors = sum(1 for v in verdicts if v.error_kind == "student")
+    judge_errors = sum(1 for v in verdicts if v.error_kind == "judge")
+    k = agreeing + declined
+    agreement = k / n if n else 0.0
+    lower, upper = wilson_bounds(k, n, confidence)
+    passed = n >= min_examples and lower >= min_agreement
+    coverage = answered / n if n else 0.0
+
+    teacher_costs = [e.teacher_cost for e in examples if e.teacher_cost is not None]
+    teacher_cost = sum(teacher_costs) / len(teacher_costs) if teacher_costs else None
+    student_costs = [v.student_cost_usd for v in verdicts if v.student_cost_usd is not None]
+    student_cost = sum(student_costs) / len(student_costs) if student_costs else None
+    routed = routed_cost(student_cost, teacher_cost, coverage)
+    reduction = cost_reduction(teacher_cost, routed)
+    decision, reason = decide(
+        n=n, min_examples=min_examples, passed=passed, agreement=agreement, lower_bound=lower,
+        min_agreement=min_agreement, coverage=coverage, cost_reduction=reduction,
+        errors=student_errors + judge_errors, confidence=confidence,
+    )
+    return GateSummary(
+        student=student.id,
+        student_kind=student.spec.kind,
+        task=student.spec.task,
+        n=n,
+        answered=answered,
+        declined=declined,
+        agreeing=agreeing,
+        disagreements=sum(1 for v in verdicts if v.disagreement),
+        errors=student_errors + judge_errors,
+        student_errors=student_errors,
+        judge_errors=judge_errors,
+        coverage=coverage,
+        agreement=agreement,
+        agreement_answered=agreeing / answered if answered else None,
+        lower_bound=lower,
+        upper_bound=upper,
+        min_agreement=min_agreement,
+        min_examples=min_examples,
+        confidence=confidence,
+        passed=passed,
+        judge=judge_name,
+        judge_reason=judge_reason,
+        teacher_cost_per_call=teacher_cost,
+        teacher_cost_unknown=len(examples) - len(teacher_costs),
+        student_cost_per_call=student_cost,
+        routed_cost_per_call=routed,
+        cost_reduction=reduction,
+        decision=decision,
+        reason=reason,
+        held_out=selection.held_out,
+        teacher_rows=selection.teacher_rows,
+        verdicts=verdicts,
+    )
+
+
+def _check_settings(min_agreement, min_examples, confidence, concurrency, max_spend, limit) -> None:
+    if not 0 < min_agreement <= 1:
+        raise InputError(f"min_agreement must be in (0, 1], not {min_agreement}")
+    if min_examples < 1:
+        raise InputError(f"min_examples must be at least 1, not {min_examples}")
+    if not 0.5 <= confidence < 1:
+        raise InputError(f"confidence must be in [0.5, 1), not {confidence}")
+    if concurrency < 1:
+        raise InputError(f"concurrency must be at least 1, not {concurrency}")
+    if max_spend is not None and max_spend <= 0:
+        raise InputError(f"max_spend must be more than 0, not {max_spend}")
+    if limit is not None and limit < 1:
+        raise InputError(f"limit must be at least 1, not {limit}")
+
+
+def _check_verdicts_path(path: Path) -> None:
+    """Refuse to overwrite anything but an earlier verdicts file."""
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory; --verdicts needs a file name")
+    if path.exists():
+        tag = None
+        try:
+            tag = schemas.read_kind(path)
+        except InputError:
+            pass
+        if tag is None or not tag.startswith("verdicts/"):
+            raise InputError(f"{path}: exists and is not a verdicts file; gate will not overwrite it")
+
+
+def write_verdicts(path: str | Path, summary: GateSummary) -> Path:
+    """Write the verdicts file (`verdicts/1`, summary JSON in the footer) atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    schema = schemas.tagged(
+        schemas.VERDICTS_SCHEMA, schemas.VERDICTS, {schemas.SUMMARY_KEY: json.dumps(summary.to_dict(), sort_keys=True)}
+    )
+    table = pa.Table.from_pylist([v.row() for v in summary.verdicts], schema=schema)
+    tmp = path.parent / f".{path.name}.tmp-{secrets.token_hex(4)}"
+    try:
+        with open(tmp, "wb") as f:
+            pq.write_table(table, f, compression="zstd")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_summary(path: str | Path, needed_by: str = "this command") -> dict:
+    """The gate summary stored in a verdicts file's footer."""
+    schemas.check_kind(path, schemas.read_kind(path), "verdicts", needed_by)
+    meta = pq.read_schema(str(path)).metadata or {}
+    raw = meta.get(schemas.SUMMARY_KEY.encode())
+    if raw is None:
+        raise InputError(f"{path}: verdicts file has no gate summary")
+    return json.loads(raw)
