@@ -1,0 +1,92 @@
+"""Running the recorder around a job (`distill record -- CMD`) or as a service (`--serve`).
+
+The job inherits stdin/stdout/stderr and the environment, plus the two base
+URLs. SIGTERM is forwarded to it; SIGINT too, unless it came from the terminal
+(then the job, in the terminal's foreground process group, got it already and a
+second one would interrupt its cleanup). The proxy keeps serving until the job
+has exited, so calls the job makes while shutting down are still recorded.
+Exit status: the job's own; 128+N if a signal N ended it; 127 / 126 when it
+could not be started (not found / not executable), as a shell would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from typing import Callable, Sequence
+
+from distill_cli.errors import DistillError
+from distill_cli.recorder.session import Recorder
+from distill_cli.recorder.summary import RecordSummary
+
+FORWARDED = (signal.SIGINT, signal.SIGTERM)
+
+
+class JobNotStarted(DistillError):
+    """The command after `--` could not be started."""
+
+    def __init__(self, message: str, exit_status: int) -> None:
+        super().__init__(message)
+        self.exit_status = exit_status
+
+
+def _from_terminal(sig: int) -> bool:
+    """Whether a SIGINT most likely came from the terminal to our whole foreground group."""
+    if sig != signal.SIGINT:
+        return False
+    try:
+        return os.tcgetpgrp(sys.stdin.fileno()) == os.getpgrp()
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+async def run_job(recorder: Recorder, command: Sequence[str]) -> int:
+    """Start the recorder, run `command` against it, stop the recorder; returns the job's exit status."""
+    await recorder.start()
+    try:
+        env = {**os.environ, **recorder.env()}
+        try:
+            process = await asyncio.create_subprocess_exec(*command, env=env)
+        except FileNotFoundError:
+            raise JobNotStarted(f"{command[0]}: command not found", 127) from None
+        except PermissionError:
+            raise JobNotStarted(f"{command[0]}: permission denied", 126) from None
+        except OSError as e:
+            raise JobNotStarted(f"{command[0]}: cannot run ({e.strerror or e})", 126) from None
+        loop = asyncio.get_running_loop()
+
+        def forward(sig: int) -> None:
+            if process.returncode is None and not _from_terminal(sig):
+                process.send_signal(sig)
+
+        for sig in FORWARDED:
+            loop.add_signal_handler(sig, forward, sig)
+        try:
+            status = await process.wait()
+        finally:
+            for sig in FORWARDED:
+                loop.remove_signal_handler(sig)
+    finally:
+        await recorder.stop()
+    status = status if status >= 0 else 128 - status
+    recorder.summary.exit_status = status
+    return status
+
+
+async def serve(recorder: Recorder, on_ready: Callable[[Recorder], None]) -> RecordSummary:
+    """Start the recorder, call `on_ready`, serve until SIGTERM/SIGINT, then stop cleanly."""
+    await recorder.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    try:
+        for sig in FORWARDED:
+            loop.add_signal_handler(sig, stop.set)
+        on_ready(recorder)
+        await stop.wait()
+    finally:
+        for sig in FORWARDED:
+            loop.remove_signal_handler(sig)
+        await recorder.stop()
+    return recorder.summary

@@ -1,0 +1,472 @@
+"""The recording proxy: an HTTP server on 127.0.0.1 between a job and its provider.
+
+It passes the job's calls upstream and the answers back, byte for byte and as
+they arrive (an SSE stream is written to the job chunk by chunk), and hands each
+recorded call (`POST /v1/messages`, `POST /v1/chat/completions`) with its
+outcome to `on_call`, which journals the row *before* the job sees the end of
+the response: a recorder killed after a call returned has that call on disk.
+Every other path (count_tokens, models, files, ...) is passed through unrecorded.
+
+Hot path: read and parse the request body (the row needs it), forward, relay.
+A parsed copy of a stream feeds an assembler (sse.py) as it goes by.
+
+What it must never do:
+  * accept a connection from anything but loopback (it binds 127.0.0.1, and
+    answers 403 to any other peer as a second guard);
+  * store, log or echo a credential: the job's auth headers go upstream
+    untouched and nowhere else; rows are built from bodies only, credentials
+    stripped (calls.py), and proxy error texts come from exceptions, masked;
+  * change what the job receives, with one documented exception: an OpenAI
+    stream without `stream_options.include_usage` is sent upstream with it,
+    and the usage-only final chunk and the `"usage":null` members it adds are
+    removed from what the job sees, so the job gets the stream it asked for
+    and the row gets real token counts (providers.ProviderAPI.prepare).
+
+Other decisions:
+  * `x-distill-*` request headers are distill's and never go upstream:
+    `x-distill-task` names the task, `x-distill-metadata` (a JSON object) tags
+    the row; invalid metadata is refused with a 400 in the provider's error
+    shape, not forwarded and not recorded, so a typo is seen at once rather
+    than silently losing the tags.
+  * Upstream is asked for uncompressed bodies (`accept-encoding: identity`),
+    so the bytes the job gets are exactly the bytes upstream sent.
+  * An upstream that cannot be reached gives the job a 502 in the provider's
+    error shape (its SDK retries it like any 5xx), and a row with that error.
+  * A stream cut before message_stop / [DONE] is recorded with whatever
+    arrived and an error starting `incomplete`; when upstream dropped the
+    connection, the job's connection is dropped too, so its SDK sees the cut.
+
+The seam for routing (issue 7): every recorded call goes through one step,
+`Proxy.answer(call, job_request) -> Outcome`, which by default is
+`Proxy.forward` (ask upstream, relay the answer). A router replaces `answer`
+with a coroutine that answers locally (a student, a replay from a store) and
+calls `forward` when it declines; `Outcome.columns` carries the row columns
+such an answer sets (`served_by`, `student_id`, `model`, `confidence`, ...),
+and `Call.distill_headers` carries `x-distill-route` and friends. A shadow
+call is a second `forward` whose outcome goes to `on_call` with a `pair_id`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import time
+import zlib
+from dataclasses import dataclass, field
+from typing import Awaitable, Callable
+
+import aiohttp
+from aiohttp import web
+from multidict import CIMultiDict
+
+from distill_cli import canonical
+from distill_cli.recorder.providers import ProviderAPI, anthropic_api, is_anthropic_request, openai_api
+from distill_cli.recorder.sse import EventSplitter
+
+DISTILL_HEADER_PREFIX = "x-distill-"
+MAX_BODY = 512 * 1024 * 1024  # the largest upload a provider accepts (Files API)
+
+# Headers that describe one hop, not the message (RFC 9110 7.6.1), plus those the
+# HTTP client recomputes for the next hop.
+_HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "host",
+        "content-length",
+    }
+)
+
+
+@dataclass
+class Call:
+    """One recorded call as the job made it."""
+
+    api: ProviderAPI
+    method: str
+    path: str
+    query: str
+    request: dict  # the body the job sent, parsed
+    body: bytes  # the body to send upstream (equal to the job's but for OpenAI's added include_usage)
+    headers: CIMultiDict  # headers to send upstream: the job's, minus hop-by-hop and x-distill-*
+    task: str | None  # --task, else x-distill-task, else None (the row fingerprints it)
+    metadata: dict
+    distill_headers: dict[str, str]  # every x-distill-* header, lower-cased names
+    added_usage: bool  # the proxy asked upstream for stream usage the job did not
+    ts: float  # wall clock at arrival
+    started: float  # monotonic clock at arrival
+
+
+@dataclass
+class Outcome:
+    """How a call was answered: what the job got, and what the row records."""
+
+    response: web.StreamResponse  # already prepared and written to, for a stream
+    status: int | None  # HTTP status the job got (None: it got none)
+    body: dict | None = None  # the final response body, or the message a stream assembled
+    error: str | None = None
+    latency_ms: float | None = None
+    ttft_ms: float | None = None
+    cut: bool = False  # end by dropping the job's connection, as upstream did
+    cancelled: bool = False  # the proxy was stopped mid-call; re-raised once recorded
+    columns: dict = field(default_factory=dict)  # row columns an answerer sets (routing, issue 7)
+
+
+Answer = Callable[[Call, web.Request], Awaitable[Outcome]]
+
+
+class BadDistillHeader(ValueError):
+    pass
+
+
+class _JobGone(Exception):
+    """Writing to the job failed: it closed its connection."""
+
+
+def is_loopback(peername) -> bool:
+    """True for a TCP peer on the loopback network (127.0.0.0/8, ::1)."""
+    if not peername:
+        return False
+    host = peername[0] if isinstance(peername, (tuple, list)) else str(peername)
+    try:
+        address = ipaddress.ip_address(str(host).split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback
+
+
+def upstream_headers(headers) -> CIMultiDict:
+    """The job's request headers as they go upstream (credentials included, untouched)."""
+    dropped = set(_HOP_BY_HOP)
+    for token in headers.getall("connection", []):
+        dropped.update(t.strip().lower() for t in token.split(","))
+    out = CIMultiDict()
+    for name, value in headers.items():
+        lower = name.lower()
+        if lower in dropped or lower.startswith(DISTILL_HEADER_PREFIX) or lower == "accept-encoding":
+            continue
+        out.add(name, value)
+    out["Accept-Encoding"] = "identity"
+    return out
+
+
+def job_headers(headers) -> CIMultiDict:
+    """Upstream's response headers as they go to the job."""
+    dropped = set(_HOP_BY_HOP)
+    for token in headers.getall("connection", []):
+        dropped.update(t.strip().lower() for t in token.split(","))
+    return CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in dropped)
+
+
+def distill_headers(headers) -> tuple[dict[str, str], str | None, dict]:
+    """(all x-distill-* headers, the task it names, the metadata it carries)."""
+    found = {k.lower(): v for k, v in headers.items() if k.lower().startswith(DISTILL_HEADER_PREFIX)}
+    task = found.get("x-distill-task", "").strip() or None
+    metadata: dict = {}
+    if "x-distill-metadata" in found:
+        try:
+            metadata = json.loads(found["x-distill-metadata"])
+        except ValueError as e:
+            raise BadDistillHeader(f"distill: header x-distill-metadata is not valid JSON ({e})") from None
+        if not isinstance(metadata, dict):
+            raise BadDistillHeader("distill: header x-distill-metadata must be a JSON object")
+    return found, task, metadata
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return canonical.mask_secrets(f"{type(exc).__name__}: {text}")
+
+
+def _decode_body(body: bytes, encoding: str) -> dict | None:
+    """A JSON response body (decompressing a copy if upstream compressed it anyway), or None."""
+    encoding = encoding.lower().strip()
+    try:
+        if encoding in ("gzip", "deflate"):
+            body = zlib.decompress(body, 47)  # 47: zlib or gzip header, detected
+        elif encoding not in ("", "identity"):
+            return None
+        parsed = json.loads(body)
+    except (ValueError, zlib.error):
+        return None
+    return parsed if isinstance(parsed, dict) else None
+
+
+class Proxy:
+    """The aiohttp application; `start()` binds it, `stop()` lets calls in flight finish."""
+
+    def __init__(
+        self,
+        *,
+        on_call: Callable[[Call, Outcome], None],
+        anthropic_upstream: str | None = None,
+        openai_upstream: str | None = None,
+        task: str | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        shutdown_timeout: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.anthropic = anthropic_api(anthropic_upstream)
+        self.openai = openai_api(openai_upstream)
+        self.task = task
+        self.on_call = on_call
+        self.answer: Answer = self.forward
+        self.host = host
+        self.port = port
+        self.shutdown_timeout = shutdown_timeout
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self._runner: web.AppRunner | None = None
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    async def start(self) -> None:
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=30),
+            auto_decompress=False,
+            trust_env=True,  # HTTPS_PROXY etc., as the job's own SDK would have used
+            skip_auto_headers=("User-Agent", "Accept", "Content-Type"),
+        )
+        app = web.Application(client_max_size=MAX_BODY)
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, shutdown_timeout=self.shutdown_timeout
+        )
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port, reuse_address=False)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    # ---- one request -------------------------------------------------------------
+
+    async def _handle(self, job: web.Request) -> web.StreamResponse:
+        transport = job.transport
+        if not is_loopback(transport.get_extra_info("peername") if transport else None):
+            return web.json_response({"error": "distill proxy: only loopback connections are accepted"}, status=403)
+        api = self.anthropic if is_anthropic_request(job.path, job.headers) else self.openai
+        if not api.records(job.method, job.path):
+            return await self._passthrough(api, job)
+        started, ts = self._clock(), self._wall_clock()
+        raw = await job.read()
+        try:
+            request = json.loads(raw)
+        except ValueError:
+            request = None
+        if not isinstance(request, dict):
+            return await self._passthrough(api, job, raw)  # upstream says what is wrong with it
+        try:
+            found, header_task, metadata = distill_headers(job.headers)
+        except BadDistillHeader as e:
+            return api.error_response(400, "invalid_request_error", str(e))
+        body, added_usage = api.prepare(request, raw)
+        call = Call(
+            api=api,
+            method=job.method,
+            path=job.path,
+            query=job.query_string,
+            request=request,
+            body=body,
+            headers=upstream_headers(job.headers),
+            task=self.task or header_task,
+            metadata=metadata,
+            distill_headers=found,
+            added_usage=added_usage,
+            ts=ts,
+            started=started,
+        )
+        outcome = await self.answer(call, job)
+        self.on_call(call, outcome)
+        if outcome.cancelled:
+            raise asyncio.CancelledError
+        return await self._finish(job, outcome)
+
+    async def _finish(self, job: web.Request, outcome: Outcome) -> web.StreamResponse:
+        response = outcome.response
+        if outcome.cut:
+            response.force_close()
+            if job.transport is not None:
+                job.transport.abort()
+            return response
+        if response.prepared:
+            try:
+                await response.write_eof()
+            except ConnectionError:
+                pass  # the job went away; its row already says so
+        return response
+
+    # ---- the default answer: ask upstream ----------------------------------------
+
+    async def forward(self, call: Call, job: web.Request) -> Outcome:
+        """Send a call upstream and relay the answer to the job, keeping a parsed copy."""
+        api = call.api
+        url = api.upstream_url(call.path, call.query)
+        try:
+            upstream = await self._session.request(  # type: ignore[union-attr]
+                call.method, url, data=call.body, headers=call.headers, allow_redirects=False
+            )
+        except asyncio.CancelledError:
+            return self._stopped(call, job, None)
+        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as e:
+            message = f"distill proxy: upstream {api.upstream} unreachable: {_describe(e)}"
+            return Outcome(
+                response=api.error_response(502, "api_error" if api.name == "anthropic" else "server_error", message),
+                status=502,
+                error=f"upstream_unreachable: {message}",
+                latency_ms=(self._clock() - call.started) * 1000,
+            )
+        try:
+            if upstream.content_type == "text/event-stream":
+                return await self._relay_stream(call, job, upstream)
+            return await self._relay_body(call, job, upstream)
+        finally:
+            upstream.release()
+
+    def _stopped(self, call: Call, job: web.Request, status: int | None) -> Outcome:
+        return Outcome(
+            response=web.StreamResponse(status=502),
+            status=status,
+            error="incomplete: the recorder stopped before the call ended",
+            latency_ms=(self._clock() - call.started) * 1000,
+            cut=True,
+            cancelled=True,
+        )
+
+    async def _relay_body(self, call: Call, job: web.Request, upstream: aiohttp.ClientResponse) -> Outcome:
+        try:
+            body = await upstream.read()
+        except asyncio.CancelledError:
+            return self._stopped(call, job, upstream.status)
+        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as e:
+            response = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=job_headers(upstream.headers))
+            await response.prepare(job)
+            return Outcome(
+                response=response,
+                status=upstream.status,
+                error=f"incomplete: upstream closed the connection mid-body ({_describe(e)})",
+                latency_ms=(self._clock() - call.started) * 1000,
+                cut=True,
+            )
+        response = web.Response(
+            body=body, status=upstream.status, reason=upstream.reason, headers=job_headers(upstream.headers)
+        )
+        return Outcome(
+            response=response,
+            status=upstream.status,
+            body=_decode_body(body, upstream.headers.get("content-encoding", "")),
+            latency_ms=(self._clock() - call.started) * 1000,
+        )
+
+    async def _relay_stream(self, call: Call, job: web.Request, upstream: aiohttp.ClientResponse) -> Outcome:
+        response = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=job_headers(upstream.headers))
+        await response.prepare(job)
+        stream = call.api.new_stream()
+        splitter = EventSplitter()
+        hide_usage = call.added_usage
+        ttft = None
+        error = None
+        cut = cancelled = False
+
+        async def to_job(data: bytes) -> None:
+            try:
+                await response.write(data)
+            except ConnectionError:  # aiohttp's "cannot write to closing transport" is one too
+                raise _JobGone from None
+
+        try:
+            async for chunk in upstream.content.iter_any():
+                if ttft is None:
+                    ttft = (self._clock() - call.started) * 1000
+                if hide_usage:
+                    out = []
+                    for raw in splitter.feed(chunk):
+                        if not stream.is_usage_only(stream.feed(raw)):
+                            out.append(call.api.without_added_usage(raw))
+                    if out:
+                        await to_job(b"".join(out))
+                else:
+                    await to_job(chunk)
+                    for raw in splitter.feed(chunk):
+                        stream.feed(raw)
+            if splitter.pending:  # an unterminated last event: passed on as it came
+                if hide_usage:
+                    await to_job(splitter.pending)
+                stream.feed(splitter.pending + b"\n\n")
+        except asyncio.CancelledError:
+            error, cut, cancelled = "incomplete: the recorder stopped before the stream ended", True, True
+        except _JobGone:
+            error = "incomplete: the job closed the connection before the stream ended"
+        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as e:
+            error, cut = f"incomplete: upstream stream cut ({_describe(e)})", True
+        if error is None:
+            if stream.error is not None:
+                error = stream.error
+            elif not stream.complete:
+                error = "incomplete: the stream ended before its final event"
+        return Outcome(
+            response=response,
+            status=upstream.status,
+            body=stream.result(),
+            error=error,
+            latency_ms=(self._clock() - call.started) * 1000,
+            ttft_ms=ttft,
+            cut=cut,
+            cancelled=cancelled,
+        )
+
+    # ---- everything not recorded -----------------------------------------------------
+
+    async def _passthrough(self, api: ProviderAPI, job: web.Request, body: bytes | None = None) -> web.StreamResponse:
+        headers = upstream_headers(job.headers)
+        if body is None and job.body_exists:
+            body = await job.read()
+        try:
+            upstream = await self._session.request(  # type: ignore[union-attr]
+                job.method, api.upstream_url(job.path, job.query_string), data=body, headers=headers,
+                allow_redirects=False,
+            )
+        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as e:
+            message = f"distill proxy: upstream {api.upstream} unreachable: {_describe(e)}"
+            return api.error_response(502, "api_error" if api.name == "anthropic" else "server_error", message)
+        try:
+            response = web.StreamResponse(
+                status=upstream.status, reason=upstream.reason, headers=job_headers(upstream.headers)
+            )
+            if upstream.content_length is not None:
+                response.content_length = upstream.content_length
+            await response.prepare(job)
+            try:
+                async for chunk in upstream.content.iter_any():
+                    await response.write(chunk)
+            except (aiohttp.ClientError, OSError, asyncio.TimeoutError):
+                response.force_close()
+                if job.transport is not None:
+                    job.transport.abort()
+                return response
+            await response.write_eof()
+            return response
+        finally:
+            upstream.release()

@@ -1,0 +1,173 @@
+"""A recording session: the proxy, the store it journals to, and the tally.
+
+`Recorder` is asyncio-native (the CLI runs it on the main loop); `record_to` runs
+one in a background thread for jobs that cannot be wrapped by `distill record`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import threading
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from distill_cli import canonical
+from distill_cli.errors import InputError
+from distill_cli.prices import PriceTable, load_prices
+from distill_cli.recorder.proxy import Call, Outcome, Proxy
+from distill_cli.recorder.rows import Redactor, call_row
+from distill_cli.recorder.summary import RecordSummary
+from distill_cli.store import StoreWriter, new_id
+
+ROLL_CHECK_SECONDS = 5.0
+
+
+def default_upstreams() -> tuple[str | None, str | None]:
+    """Where the job's calls would have gone without distill: its environment's base URLs, if any."""
+    return os.environ.get("ANTHROPIC_BASE_URL") or None, os.environ.get("OPENAI_BASE_URL") or None
+
+
+class Recorder:
+    """Records every call a job makes through its proxy into `store`."""
+
+    def __init__(
+        self,
+        store: str | Path,
+        *,
+        prices: PriceTable | None = None,
+        task: str | None = None,
+        redact: Iterable[str] = (),
+        anthropic_upstream: str | None = None,
+        openai_upstream: str | None = None,
+        port: int = 0,
+        roll_rows: int = 10_000,
+        roll_seconds: float = 60.0,
+    ) -> None:
+        self.store = Path(store)
+        self.prices = prices if prices is not None else load_prices()
+        self.redactor = Redactor(redact)
+        self.run_id = new_id()
+        self.summary = RecordSummary(store=str(store), run_id=self.run_id)
+        self.proxy = Proxy(
+            on_call=self._record,
+            anthropic_upstream=anthropic_upstream,
+            openai_upstream=openai_upstream,
+            task=task,
+            port=port,
+        )
+        self._roll_rows = roll_rows
+        self._roll_seconds = roll_seconds
+        self.writer: StoreWriter | None = None
+        self._roller: asyncio.Task | None = None
+
+    @property
+    def anthropic_base_url(self) -> str:
+        return self.proxy.url
+
+    @property
+    def openai_base_url(self) -> str:
+        return self.proxy.url + "/v1"
+
+    def env(self) -> dict[str, str]:
+        """The environment variables that point both SDKs at this recorder."""
+        return {"ANTHROPIC_BASE_URL": self.anthropic_base_url, "OPENAI_BASE_URL": self.openai_base_url}
+
+    async def start(self) -> Recorder:
+        # Opening the writer recovers journals of recorders that died before.
+        self.writer = StoreWriter(self.store, roll_rows=self._roll_rows, roll_seconds=self._roll_seconds)
+        self.summary.recovered = self.writer.recovered
+        try:
+            await self.proxy.start()
+        except OSError as e:
+            self.writer.close()
+            raise InputError(f"cannot listen on 127.0.0.1:{self.proxy.port}: {e.strerror or e}") from None
+        self._roller = asyncio.get_running_loop().create_task(self._roll_periodically())
+        return self
+
+    async def stop(self) -> RecordSummary:
+        """Stop accepting calls, let those in flight end, and turn the journal into parts."""
+        if self._roller is not None:
+            self._roller.cancel()
+            self._roller = None
+        await self.proxy.stop()
+        if self.writer is not None:
+            self.writer.close()
+        return self.summary
+
+    async def _roll_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(ROLL_CHECK_SECONDS)
+            try:
+                self.writer.maybe_roll()
+            except OSError as e:
+                self.summary.write_error = canonical.mask_secrets(str(e))
+
+    def _record(self, call: Call, outcome: Outcome) -> None:
+        try:
+            row = call_row(call, outcome, prices=self.prices, run_id=self.run_id, redactor=self.redactor)
+            row = self.writer.append(row)
+        except Exception as e:  # noqa: BLE001 - the job still gets its answer; the summary says what was lost
+            self.summary.unrecorded += 1
+            self.summary.write_error = canonical.mask_secrets(f"{type(e).__name__}: {e}")
+            return
+        self.summary.add(row)
+
+
+@contextlib.contextmanager
+def record_to(
+    store: str | Path,
+    *,
+    task: str | None = None,
+    prices: PriceTable | None = None,
+    redact: Iterable[str] = (),
+    anthropic_upstream: str | None = None,
+    openai_upstream: str | None = None,
+    set_env: bool = True,
+) -> Iterator[Recorder]:
+    """Record, from inside a Python program, every SDK call made in the `with` block.
+
+        with record_to("runs/", task="intent") as rec:
+            client = anthropic.Anthropic()      # picks up ANTHROPIC_BASE_URL
+            client.messages.create(...)
+        print(rec.summary.to_dict())
+
+    The recorder runs in a background thread on a free 127.0.0.1 port. With
+    `set_env` (default) it points ANTHROPIC_BASE_URL / OPENAI_BASE_URL at itself
+    for the block (process-wide) and restores them after, so clients created in
+    the block go through it; otherwise pass `rec.anthropic_base_url` /
+    `rec.openai_base_url` as a client's `base_url`. Upstreams default to those
+    variables' values before the block, else the providers' own URLs.
+    """
+    env_anthropic, env_openai = default_upstreams()
+    recorder = Recorder(
+        store,
+        prices=prices,
+        task=task,
+        redact=redact,
+        anthropic_upstream=anthropic_upstream or env_anthropic,
+        openai_upstream=openai_upstream or env_openai,
+    )
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="distill-recorder", daemon=True)
+    thread.start()
+    try:
+        asyncio.run_coroutine_threadsafe(recorder.start(), loop).result()
+        saved = {name: os.environ.get(name) for name in recorder.env()}
+        if set_env:
+            os.environ.update(recorder.env())
+        try:
+            yield recorder
+        finally:
+            if set_env:
+                for name, value in saved.items():
+                    if value is None:
+                        os.environ.pop(name, None)
+                    else:
+                        os.environ[name] = value
+            asyncio.run_coroutine_threadsafe(recorder.stop(), loop).result()
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join()
+        loop.close()

@@ -1,0 +1,228 @@
+"""Server-sent events of the provider APIs: split a byte stream into events, and
+assemble the final message (Anthropic) or completion (OpenAI) from them.
+
+The recorder feeds these a *copy* of what it forwards; nothing here decides what
+the job receives, except `OpenAIStream.is_usage_only`, which names the one chunk
+the proxy holds back when it asked for usage the job did not (see proxy.py).
+Assemblers never raise on odd input: a stream they cannot follow is recorded
+as incomplete, never lost.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+
+from distill_cli.prices import merge_stream_usage
+
+_EVENT_END = re.compile(rb"\r\n\r\n|\n\n|\r\r")
+_LINE = re.compile(r"\r\n|\n|\r")
+
+
+class EventSplitter:
+    """Bytes cut anywhere -> complete raw events, each with its terminating blank line."""
+
+    def __init__(self) -> None:
+        self._buffer = b""
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        buffer = self._buffer + chunk if self._buffer else chunk
+        events = []
+        start = 0
+        for end in _EVENT_END.finditer(buffer):
+            events.append(buffer[start : end.end()])
+            start = end.end()
+        self._buffer = buffer[start:]
+        return events
+
+    @property
+    def pending(self) -> bytes:
+        """Bytes of an event not yet terminated (a cut stream leaves them here)."""
+        return self._buffer
+
+
+def parse_event(raw: bytes) -> tuple[str | None, str | None]:
+    """(event name, data) of one raw event; data is None for an event without data lines."""
+    name = None
+    data: list[str] = []
+    for line in _LINE.split(raw.decode("utf-8", errors="replace")):
+        if not line or line.startswith(":"):
+            continue
+        field, _, value = line.partition(":")
+        if value.startswith(" "):
+            value = value[1:]
+        if field == "event":
+            name = value
+        elif field == "data":
+            data.append(value)
+    return name, ("\n".join(data) if data else None)
+
+
+def _error_text(error) -> str:
+    if isinstance(error, dict):
+        return f"{error.get('type') or error.get('code') or 'error'}: {error.get('message', '')}"
+    return f"error: {error}"
+
+
+class AnthropicStream:
+    """Messages API stream events -> the message they describe."""
+
+    def __init__(self) -> None:
+        self.message: dict | None = None
+        self.complete = False  # message_stop seen
+        self.error: str | None = None  # an `error` event in the stream
+        self._partial_json: dict[int, list[str]] = {}
+
+    def feed(self, raw: bytes) -> None:
+        _, data = parse_event(raw)
+        if data is None:
+            return
+        try:
+            event = json.loads(data)
+        except ValueError:
+            return
+        if isinstance(event, dict):
+            self.event(event)
+
+    def event(self, event: dict) -> None:
+        kind = event.get("type")
+        if kind == "message_start":
+            self.message = copy.deepcopy(event.get("message") or {})
+            self.message.setdefault("content", [])
+            return
+        if kind == "message_stop":
+            self.complete = True
+            return
+        if kind == "error":
+            self.error = _error_text(event.get("error"))
+            return
+        message = self.message
+        if message is None:
+            return
+        content = message["content"]
+        index = event.get("index", 0)
+        if kind == "content_block_start":
+            while len(content) <= index:
+                content.append(None)
+            content[index] = copy.deepcopy(event.get("content_block") or {})
+        elif kind == "content_block_delta" and index < len(content) and content[index] is not None:
+            self._delta(index, content[index], event.get("delta") or {})
+        elif kind == "content_block_stop" and index in self._partial_json:
+            text = "".join(self._partial_json.pop(index))
+            try:
+                content[index]["input"] = json.loads(text) if text else {}
+            except ValueError:
+                content[index]["input"] = text  # kept as sent; the row still shows it
+        elif kind == "message_delta":
+            for key, value in (event.get("delta") or {}).items():
+                message[key] = value
+            if event.get("usage"):
+                message["usage"] = merge_stream_usage(message.get("usage"), event["usage"])
+
+    def _delta(self, index: int, block: dict, delta: dict) -> None:
+        kind = delta.get("type")
+        if kind == "text_delta":
+            block["text"] = block.get("text", "") + delta.get("text", "")
+        elif kind == "input_json_delta":
+            self._partial_json.setdefault(index, []).append(delta.get("partial_json", ""))
+        elif kind == "thinking_delta":
+            block["thinking"] = block.get("thinking", "") + delta.get("thinking", "")
+        elif kind == "signature_delta":
+            block["signature"] = block.get("signature", "") + delta.get("signature", "")
+        elif kind == "citations_delta":
+            block.setdefault("citations", []).append(delta.get("citation"))
+
+    def result(self) -> dict | None:
+        """The assembled message (with whatever arrived, if the stream was cut)."""
+        if self.message is None:
+            return None
+        content = []
+        for index, block in enumerate(self.message["content"]):
+            if block is None:
+                continue
+            if index in self._partial_json:  # tool input cut mid-way: kept as the text that arrived
+                block = {**block, "input": "".join(self._partial_json[index])}
+            content.append(block)
+        return {**self.message, "content": content}
+
+
+class OpenAIStream:
+    """Chat completion chunks -> the chat.completion they describe."""
+
+    def __init__(self) -> None:
+        self.base: dict | None = None
+        self.choices: dict[int, dict] = {}
+        self.usage: dict | None = None
+        self.complete = False  # [DONE] seen
+        self.error: str | None = None
+
+    def feed(self, raw: bytes) -> dict | None:
+        """Take one raw event; returns the parsed chunk (None for [DONE] or a non-JSON event)."""
+        _, data = parse_event(raw)
+        if data is None:
+            return None
+        if data.strip() == "[DONE]":
+            self.complete = True
+            return None
+        try:
+            chunk = json.loads(data)
+        except ValueError:
+            return None
+        if isinstance(chunk, dict):
+            self.chunk(chunk)
+            return chunk
+        return None
+
+    @staticmethod
+    def is_usage_only(chunk: dict | None) -> bool:
+        """The final chunk `stream_options.include_usage` adds: no choices, only usage."""
+        return bool(chunk) and not chunk.get("choices") and chunk.get("usage") is not None
+
+    def chunk(self, chunk: dict) -> None:
+        if "error" in chunk and "choices" not in chunk:
+            self.error = _error_text(chunk["error"])
+            return
+        if self.base is None:
+            self.base = {k: chunk.get(k) for k in ("id", "created", "model", "system_fingerprint", "service_tier")}
+        if chunk.get("usage"):
+            self.usage = chunk["usage"]
+        for delta_choice in chunk.get("choices") or []:
+            index = delta_choice.get("index", 0)
+            choice = self.choices.setdefault(
+                index, {"index": index, "message": {"role": "assistant", "content": None}, "finish_reason": None}
+            )
+            if delta_choice.get("finish_reason") is not None:
+                choice["finish_reason"] = delta_choice["finish_reason"]
+            self._delta(choice["message"], delta_choice.get("delta") or {})
+
+    @staticmethod
+    def _delta(message: dict, delta: dict) -> None:
+        if delta.get("role"):
+            message["role"] = delta["role"]
+        for key in ("content", "refusal"):
+            if delta.get(key) is not None:
+                message[key] = (message.get(key) or "") + delta[key]
+        for call_delta in delta.get("tool_calls") or []:
+            calls = message.setdefault("tool_calls", [])
+            index = call_delta.get("index", len(calls))
+            while len(calls) <= index:
+                calls.append({"id": None, "type": "function", "function": {"name": "", "arguments": ""}})
+            call = calls[index]
+            if call_delta.get("id"):
+                call["id"] = call_delta["id"]
+            if call_delta.get("type"):
+                call["type"] = call_delta["type"]
+            fn = call_delta.get("function") or {}
+            call["function"]["name"] += fn.get("name") or ""
+            call["function"]["arguments"] += fn.get("arguments") or ""
+
+    def result(self) -> dict | None:
+        if self.base is None:
+            return None
+        return {
+            **self.base,
+            "object": "chat.completion",
+            "choices": [self.choices[i] for i in sorted(self.choices)],
+            "usage": self.usage,
+        }

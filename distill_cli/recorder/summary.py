@@ -1,0 +1,84 @@
+"""What a recording session did, by task: calls, errors, tokens, cost.
+
+Cost is summed only over priced calls; calls of a model without a price are
+counted and named, never added as 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class TaskTally:
+    calls: int = 0
+    errors: int = 0
+    input_tokens: int = 0  # every prompt token: uncached, cache reads and cache writes
+    output_tokens: int = 0
+    cost_usd: float = 0.0  # over priced calls only
+    unpriced: int = 0  # answered calls whose model has no price
+    unpriced_models: set[str] = field(default_factory=set)
+
+    def add(self, row: dict) -> None:
+        self.calls += 1
+        if row.get("error") or (row.get("status") or 0) >= 400 or row.get("status") is None:
+            self.errors += 1
+        self.input_tokens += (
+            row["input_tokens"] + row["cache_read_tokens"] + row["cache_write_5m_tokens"] + row["cache_write_1h_tokens"]
+        )
+        self.output_tokens += row["output_tokens"]
+        if row.get("cost_usd") is not None:
+            self.cost_usd += row["cost_usd"]
+        elif row.get("status") == 200 and (row["input_tokens"] or row["output_tokens"]):
+            self.unpriced += 1
+            self.unpriced_models.add(row.get("model") or "?")
+
+    def to_dict(self) -> dict:
+        return {
+            "calls": self.calls,
+            "errors": self.errors,
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "cost_usd": self.cost_usd if self.calls > self.unpriced else None,
+            "unpriced_calls": self.unpriced,
+            "unpriced_models": sorted(self.unpriced_models),
+        }
+
+
+@dataclass
+class RecordSummary:
+    store: str
+    run_id: str
+    tasks: dict[str, TaskTally] = field(default_factory=dict)
+    recovered: int = 0  # rows of an earlier, killed recorder turned into parts at start
+    unrecorded: int = 0  # calls answered but not written (the store failed)
+    write_error: str | None = None
+    exit_status: int | None = None  # the wrapped job's, when there was one
+
+    def add(self, row: dict) -> None:
+        self.tasks.setdefault(row["task"], TaskTally()).add(row)
+
+    @property
+    def total(self) -> TaskTally:
+        total = TaskTally()
+        for t in self.tasks.values():
+            total.calls += t.calls
+            total.errors += t.errors
+            total.input_tokens += t.input_tokens
+            total.output_tokens += t.output_tokens
+            total.cost_usd += t.cost_usd
+            total.unpriced += t.unpriced
+            total.unpriced_models |= t.unpriced_models
+        return total
+
+    def to_dict(self) -> dict:
+        return {
+            "store": self.store,
+            "run_id": self.run_id,
+            **self.total.to_dict(),
+            "tasks": {name: t.to_dict() for name, t in sorted(self.tasks.items())},
+            "recovered": self.recovered,
+            "unrecorded": self.unrecorded,
+            "write_error": self.write_error,
+            "exit_status": self.exit_status,
+        }
