@@ -229,7 +229,7 @@ def import_jsonl(
         first_line, first_problem = result.skipped[0]
         raise InputError(f"{file}: no importable lines ({len(result.skipped)} bad; line {first_line}: {first_problem})")
     table = lines.table()
-    store.prepare_store(Path(store_path))
+    store.prepare_store(store_path)
     store.write_parts(store_path, table, run_id)
     result.imported = table.num_rows
     result.tasks = Counter(dict(zip(*_value_counts(table["task"]))))

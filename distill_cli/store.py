@@ -33,9 +33,10 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
-from distill_cli import schemas
+from distill_cli import remote, schemas
 from distill_cli.errors import InputError
 
 JOURNAL_DIR = "_journal"
@@ -45,6 +46,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 COLUMNS = schemas.EXAMPLES_SCHEMA.names
 _COLUMN_SET = frozenset(COLUMNS)
+_READ_SCHEMA = schemas.EXAMPLES_SCHEMA.remove_metadata()
 _INT_COLUMNS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_5m_tokens", "cache_write_1h_tokens")
 
 
@@ -125,20 +127,29 @@ def _day(micros: int) -> str:
     return time.strftime("%Y-%m-%d", time.gmtime(micros // 1_000_000))
 
 
-def write_parts(store: str | Path, table: pa.Table, name: str) -> list[Path]:
+def write_parts(store: str | Path, table: pa.Table, name: str) -> list:
     """Write `table` as one part per day, named `part-<name>.parquet`; all or nothing.
 
     Every part is first written and fsynced under a hidden temporary name; only
     when all are on disk are they renamed into place. A part that already exists
     (an earlier, interrupted recovery of the same segment) is left as it is.
     """
-    store = Path(store)
     if table.num_rows == 0:
         return []
     days = pc.strftime(table["ts"], format="%Y-%m-%d").to_pylist()
     by_day: dict[str, list[int]] = defaultdict(list)
     for i, d in enumerate(days):
         by_day[d].append(i)
+    if remote.is_remote(store):
+        # No rename in object storage, but each PUT is atomic: every part appears whole or not at all.
+        written = []
+        for day, idx in sorted(by_day.items()):
+            part = table.take(pa.array(idx)) if len(idx) != table.num_rows else table
+            key = remote.write_part(store, f"date={day}/part-{name}.parquet", part)
+            if key:
+                written.append(key)
+        return written
+    store = Path(store)
     staged: list[tuple[Path, Path]] = []
     try:
         for day, idx in sorted(by_day.items()):
@@ -172,7 +183,7 @@ def _fsync_dirs(dirs: Iterable[Path]) -> None:
             os.close(fd)
 
 
-def append_rows(store: str | Path, rows: list[dict]) -> list[Path]:
+def append_rows(store: str | Path, rows: list[dict]) -> list:
     """Bulk-append completed rows as new parts, without a journal (imports, tests)."""
     return write_parts(store, rows_to_table(rows), new_id())
 
@@ -188,7 +199,8 @@ class StoreWriter:
         roll_seconds: float = 60.0,
         clock=time.monotonic,
     ) -> None:
-        self.store = Path(store)
+        self.store = store if remote.is_remote(store) else Path(store)
+        self._journal_dir = journal_dir(self.store)
         self.roll_rows = roll_rows
         self.roll_seconds = roll_seconds
         self._clock = clock
@@ -239,7 +251,7 @@ class StoreWriter:
 
     def _open_segment(self) -> None:
         self._segment = new_id()
-        journal_dir = self.store / JOURNAL_DIR
+        journal_dir = self._journal_dir
         # Lock under a name recovery does not scan, then rename: a recoverer must never
         # see an unlocked journal of a live writer.
         tmp = journal_dir / f".{self._segment}.opening"
@@ -256,14 +268,24 @@ class StoreWriter:
             write_parts(self.store, rows_to_table(self._rows), self._segment)
         # The parts are durable before the journal goes; a crash in between leaves a
         # journal whose parts already exist, which recovery recognises by name.
-        (self.store / JOURNAL_DIR / f"{self._segment}.jsonl").unlink(missing_ok=True)
+        (self._journal_dir / f"{self._segment}.jsonl").unlink(missing_ok=True)
         self._journal.close()
         self._journal = None
         self._rows = []
 
 
-def prepare_store(store: Path) -> None:
+def journal_dir(store: str | Path) -> Path:
+    """Where a store's journal lives: `STORE/_journal`, or a local folder for a remote store."""
+    return remote.journal_dir(store) if remote.is_remote(store) else Path(store) / JOURNAL_DIR
+
+
+def prepare_store(store: str | Path) -> None:
     """Create a store directory (and its journal directory), refusing a path that is something else."""
+    if remote.is_remote(store):
+        remote.check_writable(store)
+        journal_dir(store).mkdir(parents=True, exist_ok=True)
+        return
+    store = Path(store)
     if store.exists() and not store.is_dir():
         raise InputError(f"{store}: is a file; a store to write to must be a directory")
     if store.is_dir() and not is_store_dir(store):
@@ -277,11 +299,10 @@ def is_store_dir(path: Path) -> bool:
     return not entries or any(e.is_dir() and (e.name == JOURNAL_DIR or e.name.startswith("date=")) for e in entries)
 
 
-def recover_journals(store: Path) -> int:
+def recover_journals(store: str | Path) -> int:
     """Turn journals of dead writers into parts; returns the number of rows recovered."""
-    journal_dir = store / JOURNAL_DIR
     recovered = 0
-    for path in sorted(journal_dir.glob("*.jsonl")):
+    for path in sorted(journal_dir(store).glob("*.jsonl")):
         try:
             f = open(path, "r+", encoding="utf-8")
         except FileNotFoundError:
@@ -311,8 +332,10 @@ def _read_journal(f) -> list[dict]:
 # ---- reading -------------------------------------------------------------------------
 
 
-def parquet_files(path: str | Path) -> list[Path]:
-    """The Parquet files a path stands for: a file itself, or every part under a store directory."""
+def parquet_files(path: str | Path) -> list:
+    """The Parquet files a path stands for: a file itself, or every part under a store directory (or URI)."""
+    if remote.is_remote(path):
+        return remote.part_files(path)
     p = Path(path)
     if not p.exists():
         raise InputError(f"{path}: no such file or directory")
@@ -323,13 +346,15 @@ def parquet_files(path: str | Path) -> list[Path]:
     return sorted(f for f in p.glob("date=*/*.parquet") if not f.name.startswith("."))
 
 
-def example_files(paths: Iterable[str | Path], needed_by: str) -> list[Path]:
-    """Every part of the given stores, each checked to be examples/1."""
-    files: list[Path] = []
+def example_files(paths: Iterable[str | Path], needed_by: str) -> list:
+    """Every part of the given stores, each checked to be examples/1 (remote parts as `scheme://key`)."""
+    files: list = []
     for path in paths:
+        fs = remote.filesystem(path)[0] if remote.is_remote(path) else None
+        scheme = path.split("://", 1)[0] + "://" if fs else ""
         for f in parquet_files(path):
-            schemas.check_kind(f, schemas.read_kind(f), "examples", needed_by)
-            files.append(f)
+            schemas.check_kind(scheme + str(f), schemas.read_kind(f, filesystem=fs), "examples", needed_by)
+            files.append(scheme + str(f) if fs else f)
     return files
 
 
@@ -349,8 +374,20 @@ def examples_view(con: duckdb.DuckDBPyConnection, paths: Iterable[str | Path], n
         con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM {name}_empty")
         return 0
     cols = ", ".join(f'"{c}"' for c in COLUMNS)
-    file_list = ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
-    con.execute(
-        f"CREATE OR REPLACE VIEW {name} AS SELECT {cols} FROM read_parquet([{file_list}], union_by_name = true)"
-    )
+    local = [f for f in files if not remote.is_remote(f)]
+    sources = []
+    if local:
+        file_list = ", ".join("'" + str(f).replace("'", "''") + "'" for f in local)
+        sources.append(f"SELECT {cols} FROM read_parquet([{file_list}], union_by_name = true)")
+    by_scheme: dict[str, list[str]] = defaultdict(list)
+    for f in files:
+        if remote.is_remote(f):
+            by_scheme[f.split("://", 1)[0] + "://" + f.split("://", 1)[1].split("/", 1)[0]].append(f.split("://", 1)[1])
+    for i, (bucket_uri, keys) in enumerate(sorted(by_scheme.items())):
+        # No DuckDB extension (machines may be offline): a pyarrow dataset that DuckDB scans,
+        # pushing projections and filters down to row-group statistics.
+        dataset = pads.dataset(keys, schema=_READ_SCHEMA, format="parquet", filesystem=remote.filesystem(bucket_uri)[0])
+        con.register(f"{name}_remote{i}", dataset)
+        sources.append(f"SELECT {cols} FROM {name}_remote{i}")
+    con.execute(f"CREATE OR REPLACE VIEW {name} AS " + " UNION ALL ".join(sources))
     return len(files)
