@@ -8,7 +8,8 @@ One interface for every judge, used by `gate` and `drift` alike:
 
 `exact`, `normalized`, `json` and `numeric` are pure functions of the two
 texts. `llm` asks a model (by default the teacher's own) for a binary
-same/different verdict with a fixed rubric at temperature 0, caches each verdict
+same/different verdict with a fixed rubric (at temperature 0 where the API still
+takes one: Anthropic's current Messages API refuses sampling parameters), caches each verdict
 on disk by judge model, rubric hash and inputs (errors are never cached), and
 counts what its calls cost. `choose_judge` picks one from the teacher's outputs
 (`--judge auto`) and says why.
@@ -446,6 +447,8 @@ Reply with exactly one word on the first line, SAME or DIFFERENT, then one short
 
 RUBRIC_HASH = hashlib.sha256(RUBRIC.encode()).hexdigest()[:16]
 _VERDICT = re.compile(r"^\W*(SAME|DIFFERENT)\b\W*(.*)", re.IGNORECASE | re.DOTALL)
+# OpenAI reasoning models accept only their default temperature.
+_NO_TEMPERATURE = ("o1", "o3", "o4", "gpt-5")
 MAX_FIELD_CHARS = 20_000  # longer inputs/answers are cut for the judge (the cache key uses the full texts)
 
 
@@ -472,7 +475,12 @@ def parse_verdict(text: str) -> tuple[bool, str]:
 
 
 class LLMJudge(Judge):
-    """A model asked, with a fixed rubric at temperature 0, whether the student's answer is the teacher's."""
+    """A model asked, with a fixed rubric and a one-word verdict, whether the student's answer is the teacher's.
+
+    Its stability comes from the rubric, the binary verdict and the cache rather than
+    from sampling settings: Anthropic's API no longer takes a temperature, and OpenAI's
+    reasoning models take only their default (others get temperature 0).
+    """
 
     name = "llm"
 
@@ -570,16 +578,19 @@ class LLMJudge(Judge):
 
         client = self._async_client()
         if self.provider == "anthropic":
+            # No temperature: the Messages API (2026-10-21 on, SDK 2.x) refuses sampling parameters outright.
             reply = await client.messages.create(
-                model=self.model, max_tokens=self.max_tokens, temperature=0, system=RUBRIC,
+                model=self.model, max_tokens=self.max_tokens, system=RUBRIC,
                 messages=[{"role": "user", "content": prompt}],
             )
             text = "".join(b.text for b in reply.content if getattr(b, "type", "") == "text")
             usage = usage_from_anthropic(reply.usage)
         else:
+            sampling = {} if self.model.startswith(_NO_TEMPERATURE) else {"temperature": 0}
             reply = await client.chat.completions.create(
-                model=self.model, max_tokens=self.max_tokens, temperature=0,
+                model=self.model, max_completion_tokens=self.max_tokens,
                 messages=[{"role": "system", "content": RUBRIC}, {"role": "user", "content": prompt}],
+                **sampling,
             )
             text = reply.choices[0].message.content or "" if reply.choices else ""
             usage = usage_from_openai(reply.usage)
