@@ -162,8 +162,11 @@ class LLMTestStudent(Student):
     """A stand-in LLM student: the row's request re-sent to `params.base_url` with a cheaper model."""
 
     def __init__(self, spec: StudentSpec) -> None:
+        from distill_cli.prices import load_prices
+
         super().__init__(spec)
         self._client = None
+        self.prices = load_prices()
 
     def answer(self, request: dict) -> Answer:
         raise NotImplementedError("async only")
@@ -171,7 +174,7 @@ class LLMTestStudent(Student):
     async def answer_async(self, request: dict) -> Answer:
         import anthropic
 
-        from distill_cli.prices import load_prices, usage_from_anthropic
+        from distill_cli.prices import usage_from_anthropic
 
         if self._client is None:
             self._client = anthropic.AsyncAnthropic(
@@ -184,7 +187,7 @@ class LLMTestStudent(Student):
         except anthropic.APIStatusError as e:
             raise StudentError(f"HTTP {e.status_code}") from None
         text = "".join(b.text for b in reply.content if b.type == "text")
-        cost = load_prices().cost(self.spec.student_model, usage_from_anthropic(reply.usage))
+        cost = self.prices.cost(self.spec.student_model, usage_from_anthropic(reply.usage))
         return Answer(text, confidence=1.0, cost_usd=cost, model=self.spec.student_model)
 
     async def aclose(self) -> None:

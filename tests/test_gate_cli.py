@@ -94,6 +94,7 @@ def test_bad_flags_are_usage_errors(tmp_path, rows, runs):
     assert gate(s, runs, "--max-spend", "0").exit_code == 2
     assert gate(s, runs, "--concurrency", "0").exit_code == 2
     assert gate(s, runs, "--min-agreement", "2").exit_code == 2
+    assert gate(s, runs, "--judge", "vibes").exit_code == 2
 
 
 def test_junit_has_a_testcase_per_example(tmp_path, rows, runs):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import List
 
@@ -22,9 +23,12 @@ from distill_cli.console.common import (
 )
 from distill_cli.errors import DistillError, ExitStatus
 from distill_cli.gate import GateSummary, format_reduction, run_gate
+from distill_cli.judges import JUDGES
 
 # GitHub shows at most 10 error (and 10 warning) annotations per step.
 MAX_ANNOTATIONS = 10
+
+JudgeName = Enum("JudgeName", {name: name for name in ("auto", *JUDGES)}, type=str)
 
 
 def _positive(value: float | None) -> float | None:
@@ -39,7 +43,7 @@ def gate(
     min_agreement: float = typer.Option(0.95, "--min-agreement", min=0.0, max=1.0, help="Pass when the lower confidence bound of end-to-end agreement reaches this."),
     min_examples: int = typer.Option(100, "--min-examples", min=1, help="Fewer held-out examples than this: exit 5 (collecting)."),
     confidence: float = typer.Option(0.95, "--confidence", min=0.5, max=0.9999, help="Confidence of the one-sided Wilson bounds."),
-    judge: str = typer.Option("auto", "--judge", help="auto, exact, normalized, json, numeric or llm."),
+    judge: JudgeName = typer.Option(JudgeName.auto, "--judge", help="How answers are compared; auto picks from the teacher's outputs and says which."),
     judge_model: str | None = typer.Option(None, "--judge-model", help="Model of the llm judge (default: the teacher's)."),
     verdicts: Path | None = typer.Option(None, "--verdicts", dir_okay=False, help="Write one row per example here (verdicts/1 Parquet)."),
     junit: Path | None = typer.Option(None, "--junit", dir_okay=False, help="Write a JUnit XML report here (a testcase per example)."),
@@ -76,7 +80,7 @@ def gate(
                 min_agreement=min_agreement,
                 min_examples=min_examples,
                 confidence=confidence,
-                judge=judge,
+                judge=judge.value,
                 judge_model=judge_model,
                 verdicts=verdicts,
                 concurrency=concurrency,
