@@ -642,16 +642,21 @@ def _check_verdicts_path(path: Path) -> None:
 
 def write_verdicts(path: str | Path, summary: GateSummary) -> Path:
     """Write the verdicts file (`verdicts/1`, summary JSON in the footer) atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     schema = schemas.tagged(
         schemas.VERDICTS_SCHEMA, schemas.VERDICTS, {schemas.SUMMARY_KEY: json.dumps(summary.to_dict(), sort_keys=True)}
     )
     table = pa.Table.from_pylist([v.row() for v in summary.verdicts], schema=schema)
+    return write_atomically(path, lambda f: pq.write_table(table, f, compression="zstd"))
+
+
+def write_atomically(path: str | Path, write: Callable) -> Path:
+    """Call `write(binary file)` on a temporary name beside `path`, then rename it into place (or leave nothing)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.tmp-{secrets.token_hex(4)}"
     try:
         with open(tmp, "wb") as f:
-            pq.write_table(table, f, compression="zstd")
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -9,14 +9,12 @@ xml.etree, atomically.
 
 from __future__ import annotations
 
-import os
 import re
-import secrets
 import xml.etree.ElementTree as ET
 from datetime import datetime, timezone
 from pathlib import Path
 
-from distill_cli.gate import GateSummary, format_reduction
+from distill_cli.gate import GateSummary, format_reduction, write_atomically
 
 MAX_TEXT = 2000  # characters of an input or answer kept in a failure body
 # Characters XML 1.0 cannot carry at all, even escaped.
@@ -98,13 +96,5 @@ def junit_tree(summary: GateSummary) -> ET.ElementTree:
 
 
 def write_junit(path: str | Path, summary: GateSummary) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.tmp-{secrets.token_hex(4)}"
-    try:
-        junit_tree(summary).write(tmp, encoding="utf-8", xml_declaration=True)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    tree = junit_tree(summary)
+    return write_atomically(path, lambda f: tree.write(f, encoding="utf-8", xml_declaration=True))
