@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import re
+import urllib.request
 from dataclasses import dataclass
 from typing import Callable
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
@@ -33,6 +35,7 @@ class ProviderAPI:
     recorded: frozenset[tuple[str, str]]  # (method, path) pairs that become rows
     row: Callable[..., dict]  # calls.anthropic_row / calls.openai_row
     new_stream: Callable[[], AnthropicStream | OpenAIStream]
+    proxy: str | None = None  # an HTTP(S)_PROXY from the environment for this upstream, as the SDK would use
 
     def records(self, method: str, path: str) -> bool:
         return (method, path) in self.recorded
@@ -72,10 +75,20 @@ class ProviderAPI:
         return _USAGE_NULL.sub(b"", raw_event) if b'"usage"' in raw_event else raw_event
 
 
+def env_proxy(url: str) -> str | None:
+    """The proxy the environment (HTTPS_PROXY, NO_PROXY, ...) names for `url`, looked up once, not per call."""
+    parts = urlsplit(url)
+    if parts.hostname and urllib.request.proxy_bypass(parts.hostname):
+        return None
+    return urllib.request.getproxies().get(parts.scheme)
+
+
 def anthropic_api(upstream: str | None = None) -> ProviderAPI:
+    upstream = (upstream or DEFAULT_ANTHROPIC_UPSTREAM).rstrip("/")
     return ProviderAPI(
         name="anthropic",
-        upstream=(upstream or DEFAULT_ANTHROPIC_UPSTREAM).rstrip("/"),
+        upstream=upstream,
+        proxy=env_proxy(upstream),
         recorded=frozenset({("POST", "/v1/messages")}),
         row=calls.anthropic_row,
         new_stream=AnthropicStream,
@@ -83,9 +96,11 @@ def anthropic_api(upstream: str | None = None) -> ProviderAPI:
 
 
 def openai_api(upstream: str | None = None) -> ProviderAPI:
+    upstream = (upstream or DEFAULT_OPENAI_UPSTREAM).rstrip("/")
     return ProviderAPI(
         name="openai",
-        upstream=(upstream or DEFAULT_OPENAI_UPSTREAM).rstrip("/"),
+        upstream=upstream,
+        proxy=env_proxy(upstream),
         recorded=frozenset({("POST", "/v1/chat/completions")}),
         row=calls.openai_row,
         new_stream=OpenAIStream,

@@ -127,10 +127,6 @@ class BadDistillHeader(ValueError):
     pass
 
 
-class _JobGone(Exception):
-    """Writing to the job failed: it closed its connection."""
-
-
 def is_loopback(peername) -> bool:
     """True for a TCP peer on the loopback network (127.0.0.0/8, ::1)."""
     if not peername:
@@ -240,7 +236,10 @@ class Proxy:
             connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=30),
             auto_decompress=False,
-            trust_env=True,  # HTTPS_PROXY etc., as the job's own SDK would have used
+            # No netrc credentials, no cookies kept between calls: the job's headers are the whole request.
+            # (Environment proxies are looked up once per upstream: providers.env_proxy.)
+            trust_env=False,
+            cookie_jar=aiohttp.DummyCookieJar(),
             skip_auto_headers=("User-Agent", "Accept", "Content-Type"),
         )
         app = web.Application(client_max_size=MAX_BODY)
@@ -326,7 +325,7 @@ class Proxy:
         url = api.upstream_url(call.path, call.query)
         try:
             upstream = await self._session.request(  # type: ignore[union-attr]
-                call.method, url, data=call.body, headers=call.headers, allow_redirects=False
+                call.method, url, data=call.body, headers=call.headers, allow_redirects=False, proxy=api.proxy
             )
         except asyncio.CancelledError:
             return self._stopped(call, job, None)
@@ -390,12 +389,7 @@ class Proxy:
         error = None
         cut = cancelled = False
 
-        async def to_job(data: bytes) -> None:
-            try:
-                await response.write(data)
-            except ConnectionError:  # aiohttp's "cannot write to closing transport" is one too
-                raise _JobGone from None
-
+        writing = False  # which side an exception came from: the job (writing) or upstream
         try:
             async for chunk in upstream.content.iter_any():
                 if ttft is None:
@@ -406,21 +400,28 @@ class Proxy:
                         if not stream.is_usage_only(stream.feed(raw)):
                             out.append(call.api.without_added_usage(raw))
                     if out:
-                        await to_job(b"".join(out))
+                        writing = True
+                        await response.write(b"".join(out))
+                        writing = False
                 else:
-                    await to_job(chunk)
+                    writing = True
+                    await response.write(chunk)
+                    writing = False
                     for raw in splitter.feed(chunk):
                         stream.feed(raw)
             if splitter.pending:  # an unterminated last event: passed on as it came
                 if hide_usage:
-                    await to_job(splitter.pending)
+                    writing = True
+                    await response.write(splitter.pending)
+                    writing = False
                 stream.feed(splitter.pending + b"\n\n")
         except asyncio.CancelledError:
             error, cut, cancelled = "incomplete: the recorder stopped before the stream ended", True, True
-        except _JobGone:
-            error = "incomplete: the job closed the connection before the stream ended"
         except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as e:
-            error, cut = f"incomplete: upstream stream cut ({_describe(e)})", True
+            if writing:  # aiohttp's "cannot write to closing transport" is a ConnectionError
+                error = "incomplete: the job closed the connection before the stream ended"
+            else:
+                error, cut = f"incomplete: upstream stream cut ({_describe(e)})", True
         if error is None:
             if stream.error is not None:
                 error = stream.error
@@ -446,7 +447,7 @@ class Proxy:
         try:
             upstream = await self._session.request(  # type: ignore[union-attr]
                 job.method, api.upstream_url(job.path, job.query_string), data=body, headers=headers,
-                allow_redirects=False,
+                allow_redirects=False, proxy=api.proxy,
             )
         except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as e:
             message = f"distill proxy: upstream {api.upstream} unreachable: {_describe(e)}"

@@ -10,14 +10,13 @@ as incomplete, never lost.
 
 from __future__ import annotations
 
-import copy
 import json
 import re
 
 from distill_cli.prices import merge_stream_usage
 
 _EVENT_END = re.compile(rb"\r\n\r\n|\n\n|\r\r")
-_LINE = re.compile(r"\r\n|\n|\r")
+_json = json.JSONDecoder().decode
 
 
 class EventSplitter:
@@ -28,6 +27,10 @@ class EventSplitter:
 
     def feed(self, chunk: bytes) -> list[bytes]:
         buffer = self._buffer + chunk if self._buffer else chunk
+        if b"\r" not in buffer:  # what providers send: LF only
+            parts = buffer.split(b"\n\n")
+            self._buffer = parts.pop()
+            return [p + b"\n\n" for p in parts]
         events = []
         start = 0
         for end in _EVENT_END.finditer(buffer):
@@ -42,21 +45,23 @@ class EventSplitter:
         return self._buffer
 
 
-def parse_event(raw: bytes) -> tuple[str | None, str | None]:
-    """(event name, data) of one raw event; data is None for an event without data lines."""
-    name = None
-    data: list[str] = []
-    for line in _LINE.split(raw.decode("utf-8", errors="replace")):
-        if not line or line.startswith(":"):
-            continue
-        field, _, value = line.partition(":")
-        if value.startswith(" "):
-            value = value[1:]
-        if field == "event":
-            name = value
-        elif field == "data":
-            data.append(value)
-    return name, ("\n".join(data) if data else None)
+def event_data(raw: bytes) -> str | None:
+    """The data of one raw event (its data lines joined), None if it has none; the event name is not
+    needed: both APIs repeat it inside the data."""
+    start = raw.find(b"data:")
+    if start < 0:
+        return None
+    end = raw.find(b"\n", start)
+    if end < 0:
+        end = len(raw)
+    if start == 0 or raw[start - 1] == 10:  # 10 is "\n": the usual single data line
+        if raw.find(b"data:", end) < 0 and b"\r" not in raw:
+            return raw[start + 5 : end].decode("utf-8", errors="replace")
+    data = []
+    for line in raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n"):
+        if line.startswith(b"data:"):
+            data.append(line[6:] if line[5:6] == b" " else line[5:])
+    return b"\n".join(data).decode("utf-8", errors="replace") if data else None
 
 
 def _error_text(error) -> str:
@@ -75,11 +80,11 @@ class AnthropicStream:
         self._partial_json: dict[int, list[str]] = {}
 
     def feed(self, raw: bytes) -> None:
-        _, data = parse_event(raw)
+        data = event_data(raw)
         if data is None:
             return
         try:
-            event = json.loads(data)
+            event = _json(data)
         except ValueError:
             return
         if isinstance(event, dict):
@@ -87,9 +92,16 @@ class AnthropicStream:
 
     def event(self, event: dict) -> None:
         kind = event.get("type")
+        if kind == "content_block_delta":  # most events: first
+            index = event.get("index", 0)
+            content = self.message["content"] if self.message is not None else ()
+            if index < len(content) and content[index] is not None:
+                self._delta(index, content[index], event.get("delta") or {})
+            return
+        # Events are freshly parsed JSON owned by this assembler: kept, not copied.
         if kind == "message_start":
-            self.message = copy.deepcopy(event.get("message") or {})
-            self.message.setdefault("content", [])
+            self.message = event.get("message") or {}
+            self.message["content"] = []
             return
         if kind == "message_stop":
             self.complete = True
@@ -105,9 +117,7 @@ class AnthropicStream:
         if kind == "content_block_start":
             while len(content) <= index:
                 content.append(None)
-            content[index] = copy.deepcopy(event.get("content_block") or {})
-        elif kind == "content_block_delta" and index < len(content) and content[index] is not None:
-            self._delta(index, content[index], event.get("delta") or {})
+            content[index] = event.get("content_block") or {}
         elif kind == "content_block_stop" and index in self._partial_json:
             text = "".join(self._partial_json.pop(index))
             try:
@@ -159,14 +169,14 @@ class OpenAIStream:
 
     def feed(self, raw: bytes) -> dict | None:
         """Take one raw event; returns the parsed chunk (None for [DONE] or a non-JSON event)."""
-        _, data = parse_event(raw)
+        data = event_data(raw)
         if data is None:
             return None
         if data.strip() == "[DONE]":
             self.complete = True
             return None
         try:
-            chunk = json.loads(data)
+            chunk = _json(data)
         except ValueError:
             return None
         if isinstance(chunk, dict):

@@ -1,0 +1,255 @@
+"""What the recording proxy adds to a call: latency, throughput, rows lost.
+
+The same load goes straight to a loopback upstream and through `distill record
+--serve` (a real subprocess, journaling to a temporary store), interleaved in
+rounds so both see the same machine noise. Scenarios: concurrency 1 and 32,
+JSON and SSE Messages calls. The upstream is a minimal aiohttp server in its own
+process answering a fixed Anthropic message (or its 13-event stream) at once,
+so what is measured is the proxy and not a model.
+
+    /tmp/v/bin/python bench/proxy_overhead.py [--calls 2000] [--rounds 5]
+
+Prints, per scenario (concurrency, JSON or SSE, the upstream's own delay):
+p50/p99 latency direct and through the proxy, the added p50/p99/mean, calls/s
+on each path, and rows recorded vs calls sent through the proxy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+REQUEST = {
+    "model": "claude-haiku-4-5",
+    "max_tokens": 64,
+    "system": "You classify customer messages for an online bank. Answer with one intent label.",
+    "messages": [{"role": "user", "content": "I still have not received my new card, what should I do?"}],
+}
+MESSAGE = {
+    "id": "msg_01bench",
+    "type": "message",
+    "role": "assistant",
+    "model": "claude-haiku-4-5",
+    "content": [{"type": "text", "text": "card_arrival"}],
+    "stop_reason": "end_turn",
+    "stop_sequence": None,
+    "usage": {"input_tokens": 41, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0, "output_tokens": 4},
+}
+HEADERS = {"x-api-key": "sk-ant-bench-not-a-key", "anthropic-version": "2023-06-01", "content-type": "application/json"}
+
+
+def _sse_events() -> bytes:
+    def ev(data: dict) -> bytes:
+        return f"event: {data['type']}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+
+    start = {**MESSAGE, "content": [], "stop_reason": None, "usage": {**MESSAGE["usage"], "output_tokens": 1}}
+    events = [ev({"type": "message_start", "message": start})]
+    events.append(ev({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}))
+    events.append(ev({"type": "ping"}))
+    for piece in ["card", "_", "arr", "ival", " ", "(", "confident", ")"]:
+        events.append(ev({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}}))
+    events.append(ev({"type": "content_block_stop", "index": 0}))
+    events.append(
+        ev({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None}, "usage": {"output_tokens": 8}})
+    )
+    events.append(ev({"type": "message_stop"}))
+    return events
+
+
+# ---------------------------------------------------------------------- the upstream (own process)
+
+
+def run_upstream() -> None:
+    from aiohttp import web
+
+    body = json.dumps(MESSAGE).encode()
+    events = _sse_events()
+
+    async def messages(request: web.Request) -> web.StreamResponse:
+        req = await request.json()
+        delay = float(request.headers.get("x-bench-delay-ms", 0)) / 1000
+        if delay:
+            await asyncio.sleep(delay)  # a model that takes its time (the same on both paths)
+        if not req.get("stream"):
+            return web.Response(body=body, content_type="application/json", headers={"request-id": "req_bench"})
+        resp = web.StreamResponse(headers={"content-type": "text/event-stream", "request-id": "req_bench"})
+        await resp.prepare(request)
+        for event in events:
+            await resp.write(event)
+        await resp.write_eof()
+        return resp
+
+    async def main() -> None:
+        app = web.Application()
+        app.router.add_post("/v1/messages", messages)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = next(iter(site._server.sockets)).getsockname()[1]
+        print(f"http://127.0.0.1:{port}", flush=True)
+        await asyncio.Event().wait()
+
+    asyncio.run(main())
+
+
+# ---------------------------------------------------------------------- the load
+
+
+async def one_call(session, url: str, body: bytes, stream: bool, headers: dict) -> float:
+    start = time.perf_counter()
+    async with session.post(url + "/v1/messages", data=body, headers=headers) as resp:
+        if stream:
+            async for _ in resp.content.iter_any():
+                pass
+        else:
+            await resp.read()
+        if resp.status != 200:
+            raise RuntimeError(f"status {resp.status}")
+    return (time.perf_counter() - start) * 1000
+
+
+async def load(
+    session, url: str, calls: int, concurrency: int, stream: bool, delay_ms: int = 0
+) -> tuple[list[float], float]:
+    """`calls` calls from `concurrency` workers; (latencies ms, wall seconds)."""
+    body = json.dumps({**REQUEST, "stream": stream}).encode()
+    headers = {**HEADERS, "x-bench-delay-ms": str(delay_ms)}
+    latencies: list[float] = []
+    remaining = calls
+
+    async def worker() -> None:
+        nonlocal remaining
+        while remaining > 0:
+            remaining -= 1
+            latencies.append(await one_call(session, url, body, stream, headers))
+
+    start = time.perf_counter()
+    await asyncio.gather(*[worker() for _ in range(concurrency)])
+    return latencies, time.perf_counter() - start
+
+
+def pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
+
+
+# (concurrency, stream, upstream delay ms): no delay measures the proxy's own cost and the
+# most it can carry; 32 calls in flight to an upstream that takes 50 ms is a busy job's shape.
+SCENARIOS = [(1, False, 0), (1, True, 0), (32, False, 0), (32, True, 0), (32, False, 50), (32, True, 50)]
+
+
+async def bench(upstream: str, proxy: str, calls: int, rounds: int) -> tuple[list[dict], int]:
+    import aiohttp
+
+    results = []
+    sent = 0
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        for concurrency, stream, delay in SCENARIOS:
+            per_round = max(calls // rounds, concurrency)
+            await load(session, upstream, 64, concurrency, stream, delay)  # warm both paths' connections
+            await load(session, proxy, 64, concurrency, stream, delay)
+            sent += 64
+            direct: list[float] = []
+            proxied: list[float] = []
+            direct_wall = proxied_wall = 0.0
+            for _ in range(rounds):
+                d, d_wall = await load(session, upstream, per_round, concurrency, stream, delay)
+                p, p_wall = await load(session, proxy, per_round, concurrency, stream, delay)
+                direct += d
+                proxied += p
+                direct_wall += d_wall
+                proxied_wall += p_wall
+                sent += per_round
+            results.append(
+                {
+                    "concurrency": concurrency,
+                    "stream": stream,
+                    "upstream_delay_ms": delay,
+                    "calls": len(proxied),
+                    "direct_p50": pct(direct, 0.5),
+                    "direct_p99": pct(direct, 0.99),
+                    "proxy_p50": pct(proxied, 0.5),
+                    "proxy_p99": pct(proxied, 0.99),
+                    "added_p50": pct(proxied, 0.5) - pct(direct, 0.5),
+                    "added_p99": pct(proxied, 0.99) - pct(direct, 0.99),
+                    "added_mean": statistics.fmean(proxied) - statistics.fmean(direct),
+                    "direct_calls_per_s": len(direct) / direct_wall,
+                    "calls_per_s": len(proxied) / proxied_wall,
+                }
+            )
+    return results, sent
+
+
+def count_rows(store: Path) -> int:
+    from distill_cli import store as store_mod
+
+    con = store_mod.connect()
+    store_mod.examples_view(con, [store], "bench")
+    return con.execute("SELECT count(*) FROM examples").fetchone()[0]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--calls", type=int, default=2000, help="calls per scenario and path (default 2000)")
+    parser.add_argument("--rounds", type=int, default=5, help="direct/proxy alternations per scenario (default 5)")
+    parser.add_argument("--upstream", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.upstream:
+        run_upstream()
+        return 0
+
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Path(tmp) / "store"
+        upstream_proc = subprocess.Popen([sys.executable, __file__, "--upstream"], stdout=subprocess.PIPE, text=True)
+        upstream = upstream_proc.stdout.readline().strip()
+        env = {**os.environ, "NO_COLOR": "1"}
+        proxy_proc = subprocess.Popen(
+            [sys.executable, "-m", "distill_cli", "record", "--store", str(store), "--serve",
+             "--anthropic-upstream", upstream],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT,
+        )
+        proxy = proxy_proc.stdout.readline().strip().split("=", 1)[1]
+        proxy_proc.stdout.readline()
+        try:
+            results, sent = asyncio.run(bench(upstream, proxy, args.calls, args.rounds))
+        finally:
+            proxy_proc.send_signal(signal.SIGTERM)
+            _, err = proxy_proc.communicate(timeout=120)
+            upstream_proc.kill()
+            upstream_proc.wait()
+        if proxy_proc.returncode != 0:
+            print(err, file=sys.stderr)
+            return 1
+        rows = count_rows(store)
+
+    print(f"proxy overhead: {sys.platform}, {os.cpu_count()} cores, python {sys.version.split()[0]}, "
+          f"{args.calls} calls per scenario and path, {args.rounds} rounds")
+    print(f"{'scenario':<20} {'direct p50':>10} {'p99':>8} {'proxy p50':>10} {'p99':>8} {'added p50':>10} "
+          f"{'p99':>8} {'mean':>8} {'calls/s direct':>15} {'proxy':>7}")
+    for r in results:
+        name = f"c={r['concurrency']:<2} {'sse' if r['stream'] else 'json'} +{r['upstream_delay_ms']}ms"
+        print(
+            f"{name:<20} {r['direct_p50']:>8.2f}ms {r['direct_p99']:>6.2f}ms {r['proxy_p50']:>8.2f}ms "
+            f"{r['proxy_p99']:>6.2f}ms {r['added_p50']:>8.2f}ms {r['added_p99']:>6.2f}ms {r['added_mean']:>6.2f}ms "
+            f"{r['direct_calls_per_s']:>15,.0f} {r['calls_per_s']:>7,.0f}"
+        )
+    print(f"rows recorded: {rows:,} of {sent:,} calls sent through the proxy ({sent - rows:,} lost)")
+    return 0 if rows == sent else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
