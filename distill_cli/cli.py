@@ -9,6 +9,7 @@ import typer
 
 from distill_cli import __version__
 from distill_cli.console import gate, record
+from distill_cli.console import report as report_command
 from distill_cli.console.common import DEBUG_ENV, DistillGroup
 
 app = typer.Typer(
@@ -42,6 +43,7 @@ def _root(
 
 app.command(name="record", context_settings={"help_option_names": ["-h", "--help"]})(record.record)
 app.command(name="gate", context_settings={"help_option_names": ["-h", "--help"]})(gate.gate)
+app.command(name="report", context_settings={"help_option_names": ["-h", "--help"]})(report_command.report)
 
 
 def main() -> None:

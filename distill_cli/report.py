@@ -1,0 +1,1168 @@
+"""`distill report`: what the recorded calls cost, what distillation saved, and what to do next.
+
+Reads any distill Parquet, each file used for what its `distill.schema` says it
+is: example stores (the calls), verdicts files (gate results), drift logs and
+student files. Every aggregation over calls runs in DuckDB as a few GROUP BY
+passes over narrow columns; Python only rolls up the small grouped results.
+
+The economics, per task (see README "Reading a report"):
+
+- spend = the recorded cost of every row, shadow rows included (they are extra
+  spend caused by distillation); `calls` counts what the job asked for
+  (teacher + student + fallback rows), never shadow rows;
+- teacher-only cost = what those calls would have cost had the teacher answered
+  all of them: the cost of teacher and fallback rows, the exact teacher cost a
+  shadow row measured for the student call it checks, and for every other
+  student-served call the task's mean cost per teacher call;
+- savings = teacher-only cost - spend.
+
+A row whose cost is null (a model without a price) is counted and named, never
+summed as 0. This module never prints and never exits; it returns a `Report`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Iterable
+
+from distill_cli import schemas, store
+from distill_cli.errors import InputError
+
+SCHEMA = "report/1"
+NEEDED_BY = "report"
+
+MIN_EXAMPLES = 100  # the seed's "collecting (n/100)"
+CLOSED_SET_MAX_OUTPUTS = 200  # a classifier needs few distinct outputs ...
+CLOSED_SET_COVERAGE = 0.98  # ... that cover nearly every call ...
+CLOSED_SET_MIN_REPEATS = 5  # ... each seen this many times on average (all-unique outputs are no set)
+CACHE_MIN_REPEAT_SHARE = 0.2  # a cache student pays off when this share of inputs repeats
+ASSUMED_COVERAGE = 0.9  # the share a not-yet-gated classifier / few-shot student is assumed to answer
+MONTH_DAYS = 30
+# Shortest cacheable prefix, in tokens (Anthropic prompt caching); Haiku needs more.
+MIN_CACHEABLE_TOKENS = 1024
+MIN_CACHEABLE_TOKENS_HAIKU = 2048
+PREFIX_SAMPLE_ROWS = 200
+WORST_DISAGREEMENTS = 5
+
+TEACHER_SIDE = ("teacher", "fallback", "shadow")
+SERVED_BY = ("teacher", "student", "fallback", "shadow")
+
+
+# ---- options ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A spending limit: `amount` USD per `per` ("day" or "month", a month being 30 days)."""
+
+    amount: float
+    per: str
+
+    @property
+    def per_day(self) -> float:
+        return self.amount if self.per == "day" else self.amount / MONTH_DAYS
+
+    def __str__(self) -> str:
+        return f"${self.amount:,.2f}/{self.per}"
+
+
+_BUDGET = re.compile(r"\$?\s*(\d+(?:\.\d+)?)\s*(?:usd)?\s*/\s*(day|d|month|mo|m)", re.IGNORECASE)
+_DURATION = re.compile(r"(\d+)\s*(h|d|w)", re.IGNORECASE)
+
+
+def parse_budget(text: str | Budget) -> Budget:
+    """`50/day`, `$1000/month` -> Budget; ValueError otherwise."""
+    if isinstance(text, Budget):
+        return text
+    m = _BUDGET.fullmatch(text.strip())
+    if not m or float(m.group(1)) <= 0:
+        raise ValueError(f"budget {text!r}: expected USD per day or month, like 50/day or 1000/month")
+    return Budget(float(m.group(1)), "day" if m.group(2).lower() in ("day", "d") else "month")
+
+
+def parse_since(text: str | datetime | date, now: datetime) -> datetime:
+    """`7d`, `24h`, `2w`, an ISO date or datetime -> an aware UTC datetime; ValueError otherwise."""
+    if isinstance(text, datetime):
+        return text if text.tzinfo else text.replace(tzinfo=timezone.utc)
+    if isinstance(text, date):
+        return datetime(text.year, text.month, text.day, tzinfo=timezone.utc)
+    m = _DURATION.fullmatch(text.strip())
+    if m:
+        n, unit = int(m.group(1)), m.group(2).lower()
+        return now - timedelta(hours=n if unit == "h" else 0, days=n if unit == "d" else 7 * n if unit == "w" else 0)
+    try:
+        parsed = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"since {text!r}: expected a duration like 7d or 24h, or a date like 2026-11-01") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+# ---- the result ----------------------------------------------------------------------------
+
+
+@dataclass
+class Report:
+    """The report as plain data; `to_dict()` is what `--format json` prints."""
+
+    period: dict
+    totals: dict
+    tasks: list[dict]
+    models: list[dict]
+    days: list[dict]
+    by: str = "task"
+    inputs: dict = field(default_factory=dict)
+    prices: dict = field(default_factory=dict)
+    gates: list[dict] = field(default_factory=list)
+    drift: list[dict] = field(default_factory=list)
+    students: list[dict] = field(default_factory=list)
+    budget: dict | None = None
+    levers: list[dict] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    generated_at: str = ""
+
+    @property
+    def empty(self) -> bool:
+        """No calls in the stores given (after filters)."""
+        return self.totals["calls"] == 0 and self.totals["shadow_calls"] == 0
+
+    def to_dict(self) -> dict:
+        return {
+            "schema": SCHEMA,
+            "generated_at": self.generated_at,
+            "inputs": self.inputs,
+            "period": self.period,
+            "by": self.by,
+            "prices": self.prices,
+            "totals": self.totals,
+            "tasks": self.tasks,
+            "models": self.models,
+            "days": self.days,
+            "levers": self.levers,
+            "budget": self.budget,
+            "gates": self.gates,
+            "drift": self.drift,
+            "students": self.students,
+            "notes": self.notes,
+        }
+
+
+# ---- inputs ----------------------------------------------------------------------------------
+
+
+@dataclass
+class _Inputs:
+    stores: list[Path] = field(default_factory=list)
+    verdicts: list[Path] = field(default_factory=list)
+    drift: list[Path] = field(default_factory=list)
+    students: list[Path] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {k: [str(p) for p in v] for k, v in self.__dict__.items()}
+
+
+_READS = "report reads example stores, verdicts files, drift logs and student files"
+
+
+def classify_inputs(paths: Iterable[str | Path]) -> _Inputs:
+    """Sort paths by their `distill.schema`: directories are stores, files by their footer tag."""
+    found = _Inputs()
+    for raw in paths:
+        path = Path(raw)
+        if not path.exists():
+            raise InputError(f"{raw}: no such file or directory")
+        if path.is_dir():
+            found.stores.append(path)
+            continue
+        tag = schemas.read_kind(path)
+        if tag is None:
+            raise InputError(f"{path.name}: not a distill file (no {schemas.SCHEMA_KEY} tag); {_READS}")
+        kind = tag.partition("/")[0]
+        if kind not in schemas.KIND_NAMES:
+            raise InputError(f"{path.name}: unknown kind {tag!r}; {_READS}")
+        schemas.check_kind(path, tag, kind, NEEDED_BY)
+        {"examples": found.stores, "verdicts": found.verdicts, "drift": found.drift, "students": found.students}[
+            "students" if kind == "student" else kind
+        ].append(path)
+    return found
+
+
+def _sql_str(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _sql_list(values: Iterable[str]) -> str:
+    return ", ".join(_sql_str(v) for v in values)
+
+
+# ---- building ----------------------------------------------------------------------------------
+
+
+def build_report(
+    paths: Iterable[str | Path],
+    *,
+    since: str | datetime | date | None = None,
+    task: str | None = None,
+    by: str = "task",
+    budget: str | Budget | None = None,
+    prices=None,
+    now: datetime | None = None,
+) -> Report:
+    """Read every path given and compute the report.
+
+    `prices`: None keeps each row's recorded cost; a PriceTable, or the path of a
+    price file (applied over the packaged table), reprices every row from its
+    token counts. `since`: "7d", "24h", a date, or a datetime. `budget`: "50/day",
+    "1000/month" or a Budget. Raises InputError (exit 3) for unreadable,
+    wrong-kind or missing inputs and an unknown --task; ValueError for a bad
+    `since`/`budget`/`by`.
+    """
+    if by not in ("task", "model", "day"):
+        raise ValueError(f"by {by!r}: expected task, model or day")
+    now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    since_at = parse_since(since, now) if since is not None else None
+    budget = parse_budget(budget) if budget is not None else None
+    inputs = classify_inputs(paths)
+
+    from distill_cli.prices import PriceTable, load_prices
+
+    repriced = prices is not None
+    if prices is None:
+        table = load_prices()
+    elif isinstance(prices, PriceTable):
+        table = prices
+    else:
+        table = load_prices(prices)
+
+    con = store.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    # Every query below reads the same parts: parse each footer once.
+    con.execute("SET parquet_metadata_cache = true")
+    store.examples_view(con, inputs.stores, NEEDED_BY)
+    _calls_view(con, since_at, task, table if repriced else None)
+
+    agg = _Aggregates.read(con)
+    if task is not None and inputs.stores and not agg.groups:
+        recorded = [r[0] for r in con.execute("SELECT DISTINCT task FROM examples ORDER BY 1 LIMIT 20").fetchall()]
+        if recorded:
+            raise InputError(f"no calls of task {task!r} in {', '.join(map(str, inputs.stores))}; tasks recorded: {', '.join(recorded)}")
+
+    gates = [g for g in (_read_gate(con, p) for p in inputs.verdicts) if task is None or g["task"] == task]
+    drift = _read_drift(con, inputs.drift, since_at, task)
+    students = [s for s in (_read_student(p) for p in inputs.students) if task is None or s["task"] == task]
+
+    period = agg.period(since_at)
+    tasks = agg.tasks(period["days"])
+    stats = _task_stats(con, tasks, period)
+    latest_gate = _latest_by_task(gates)
+    drift_by_task = {d["task"]: d for d in drift}
+    levers: list[dict] = []
+    for t in tasks:
+        t.update(stats.get(t["task"], {}))
+        t["gate"] = _gate_brief(latest_gate.get(t["task"]))
+        t["drift"] = _drift_brief(drift_by_task.get(t["task"]))
+        t["levers"] = _levers(con, t, table, since_at)
+        levers += [{"task": t["task"], **lv} for lv in t["levers"]]
+        _recommend(t, latest_gate.get(t["task"]), drift_by_task.get(t["task"]), table)
+
+    report = Report(
+        period=period,
+        totals=agg.totals(),
+        tasks=tasks,
+        models=agg.models(),
+        days=agg.days(),
+        by=by,
+        inputs=inputs.to_dict(),
+        prices={"version": table.version, "repriced": repriced},
+        gates=gates,
+        drift=drift,
+        students=students,
+        levers=levers,
+        generated_at=now.isoformat(),
+    )
+    if budget is not None and not report.empty:
+        report.budget = _budget(budget, report)
+    report.notes = _notes(report)
+    report.tasks = [_public(t) for t in tasks]
+    return report
+
+
+# ---- calls: the one view every query reads ----------------------------------------------------
+
+_TOKEN_COLUMNS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_5m_tokens", "cache_write_1h_tokens")
+_RATE_FIELDS = ("input", "output", "cache_read", "cache_write_5m", "cache_write_1h")
+_EPOCH_DAY = date(1970, 1, 1)
+_DAY_US = 86_400_000_000
+
+# A call is `ok` when it was answered: no error status, no error recorded.
+_OK = "COALESCE(status, 200) < 400 AND error IS NULL"
+_HIGH_STAKES = (
+    "CASE WHEN metadata LIKE '%stakes%' THEN "
+    "COALESCE(TRY(json_extract_string(metadata, '$.high_stakes')) = 'true', false) "
+    "OR COALESCE(lower(TRY(json_extract_string(metadata, '$.stakes'))) = 'high', false) ELSE false END"
+)
+
+
+def _calls_view(con, since: datetime | None, task: str | None, reprice) -> None:
+    """View `calls`: the filtered examples with `day` (days since 1970-01-01, UTC), `cost` and flags.
+
+    `cost` is the recorded cost, or with `reprice` (a PriceTable) the cost of the
+    row's tokens at the price in force on its day. Flags: `ok` (answered),
+    `nocache` (no cache read or write), `stakes` (tagged high-stakes).
+    """
+    where = []
+    if since is not None:
+        where.append(f"ts >= TIMESTAMPTZ {_sql_str(since.isoformat())}")
+    if task is not None:
+        where.append(f"task = {_sql_str(task)}")
+    where_sql = ("WHERE " + " AND ".join(where)) if where else ""
+    # Counts may be missing in files from elsewhere (union_by_name): they count as 0.
+    tokens = ", ".join(f"COALESCE({c}, 0) AS {c}" for c in _TOKEN_COLUMNS)
+    base = f"""SELECT * REPLACE ({tokens}, COALESCE(served_by, 'teacher') AS served_by, COALESCE(stream, false) AS stream),
+                      epoch_us(ts) // {_DAY_US} AS day, {_OK} AS ok
+               FROM examples {where_sql}"""
+    # A failed call the provider did not bill (an error and no tokens) costs nothing; it is not "unknown".
+    unbilled = f"(NOT e.ok AND {' + '.join('e.' + c for c in _TOKEN_COLUMNS)} = 0)"
+    if reprice is None:
+        cost, join = f"CASE WHEN e.cost_usd IS NULL AND {unbilled} THEN 0.0 ELSE e.cost_usd END", ""
+    else:
+        _rates_table(con, reprice, base)
+        rate = " + ".join(f"e.{c} * {{p}}{f}" for c, f in zip(_TOKEN_COLUMNS, _RATE_FIELDS))
+        prompt = " + ".join(f"e.{c}" for c in _TOKEN_COLUMNS if c != "output_tokens")
+        cost = f"""CASE
+                 WHEN r.model IS NULL THEN
+                   -- a local student's cost is its own (0 for a classifier), not the price table's
+                   CASE WHEN e.served_by = 'student' THEN e.cost_usd WHEN {unbilled} THEN 0.0 END
+                 WHEN r.lc_threshold IS NOT NULL AND {prompt} > r.lc_threshold THEN ({rate.format(p="r.lc_")}) / 1e6
+                 ELSE ({rate.format(p="r.")}) / 1e6
+               END"""
+        join = "LEFT JOIN rates r ON r.model = e.model AND r.day = e.day"
+    con.execute(
+        f"""CREATE OR REPLACE TEMP VIEW calls AS
+        SELECT e.task, e.model, e.provider, e.served_by, e.stream, e.ok, e.ts, e.day,
+               {", ".join("e." + c for c in _TOKEN_COLUMNS)},
+               {cost} AS cost,
+               e.cache_read_tokens + e.cache_write_5m_tokens + e.cache_write_1h_tokens = 0 AS nocache,
+               {_HIGH_STAKES.replace("metadata", "e.metadata")} AS stakes,
+               e.output, e.input_hash
+        FROM ({base}) e {join}"""
+    )
+
+
+def _rates_table(con, prices, base: str) -> None:
+    """Table `rates`: the price in force for each (model, day) in the data; unknown models are left out."""
+    pairs = con.execute(f"SELECT DISTINCT model, day FROM ({base}) WHERE model IS NOT NULL").fetchall()
+    cols = ", ".join([f"{f} DOUBLE" for f in _RATE_FIELDS] + [f"lc_{f} DOUBLE" for f in _RATE_FIELDS])
+    con.execute(f"CREATE OR REPLACE TEMP TABLE rates (model VARCHAR, day BIGINT, {cols}, lc_threshold BIGINT)")
+    rows = []
+    for model, day in pairs:
+        price = prices.lookup(model, at=_EPOCH_DAY + timedelta(days=day))
+        if price is None:
+            prices.unknown.add(model)
+            continue
+        lc = price.long_context
+        rows.append(
+            (model, day, *(getattr(price, f) for f in _RATE_FIELDS),
+             *((getattr(lc, f) for f in _RATE_FIELDS) if lc else (None,) * len(_RATE_FIELDS)),
+             price.long_context_threshold if lc else None)
+        )
+    if rows:
+        con.executemany(f"INSERT INTO rates VALUES ({', '.join(['?'] * len(rows[0]))})", rows)
+
+
+# ---- the main aggregate -----------------------------------------------------------------------------
+
+
+@dataclass
+class _Group:
+    """Calls alike in every key below; every number in it adds up across groups."""
+
+    task: str
+    day: int  # days since 1970-01-01, UTC
+    model: str | None
+    served_by: str
+    provider: str | None
+    ok: bool
+    stream: bool
+    nocache: bool
+    stakes: bool
+    calls: int
+    priced: int
+    cost: float
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    first: datetime
+    last: datetime
+
+    @property
+    def teacher_side(self) -> bool:
+        return self.served_by in TEACHER_SIDE
+
+    @property
+    def batchable(self) -> bool:
+        """Answers nobody waits on in the live path (non-streaming teacher calls, shadow checks)."""
+        return self.ok and not self.stream and self.served_by in ("teacher", "shadow")
+
+    @property
+    def uncached(self) -> bool:
+        """Anthropic teacher calls that neither read nor wrote the prompt cache."""
+        return self.ok and self.nocache and self.teacher_side and self.provider == "anthropic"
+
+
+class _Aggregates:
+    """One GROUP BY pass over the calls; every table is a roll-up of its groups."""
+
+    def __init__(self, groups: list[_Group]):
+        self.groups = groups
+        # Mean cost of a priced teacher call per task: the teacher-only price of a student-served call.
+        sums: dict[str, list[float]] = defaultdict(lambda: [0.0, 0])
+        for g in groups:
+            if g.teacher_side and g.priced:
+                sums[g.task][0] += g.cost
+                sums[g.task][1] += g.priced
+        self.teacher_mean = {t: s / n for t, (s, n) in sums.items() if n}
+
+    @classmethod
+    def read(cls, con) -> _Aggregates:
+        rows = con.execute(
+            """SELECT task, day, model, served_by, provider, ok, stream, nocache, stakes,
+                      count(*), count(cost), COALESCE(sum(cost), 0),
+                      sum(input_tokens), sum(output_tokens), sum(cache_read_tokens),
+                      sum(cache_write_5m_tokens + cache_write_1h_tokens),
+                      min(ts), max(ts)
+               FROM calls GROUP BY ALL"""
+        ).fetchall()
+        return cls([_Group(*r) for r in rows])
+
+    def period(self, since: datetime | None) -> dict:
+        if not self.groups:
+            return {"start": None, "end": None, "since": since.isoformat() if since else None, "days": 0.0}
+        first = min(g.first for g in self.groups)
+        last = max(g.last for g in self.groups)
+        # Rates per day divide by the days the calls span, at least one: a one-hour run is not a day's rate x 24.
+        days = max((last - first).total_seconds() / 86_400, 1.0)
+        return {
+            "start": first.isoformat(),
+            "end": last.isoformat(),
+            "since": since.isoformat() if since else None,
+            "days": round(days, 4),
+        }
+
+    def _rollup(self, key) -> dict:
+        """Sum the groups by `key(group)`, with teacher-only cost at (task, day) granularity."""
+        out: dict = {}
+        per_task_day: dict = defaultdict(lambda: {"student": 0, "shadow": 0})
+        for g in self.groups:
+            k = key(g)
+            r = out.get(k)
+            if r is None:
+                r = out[k] = _empty_row()
+            n = g.calls
+            r["rows"] += n
+            r[f"{g.served_by}_calls"] = r.get(f"{g.served_by}_calls", 0) + n
+            if g.served_by != "shadow":
+                r["calls"] += n
+            r["input_tokens"] += g.input_tokens
+            r["output_tokens"] += g.output_tokens
+            r["cache_read_tokens"] += g.cache_read_tokens
+            r["cache_write_tokens"] += g.cache_write_tokens
+            r["errors"] += 0 if g.ok else n
+            r["cost_usd"] += g.cost
+            if g.batchable:
+                r["_batchable"] += n
+                r["_batchable_cost"] += g.cost
+            if n > g.priced:
+                r["unknown_cost_models"][g.model or "(none)"] += n - g.priced
+            if g.teacher_side:
+                r["teacher_only_cost_usd"] += g.cost
+                if g.served_by != "shadow" and n > g.priced:
+                    r["teacher_only_unknown_calls"] += n - g.priced
+            if g.served_by in ("student", "shadow"):
+                per_task_day[(k, g.task, g.day)][g.served_by] += n
+        # A shadow row measured the teacher's cost of one student call exactly; the other
+        # student calls are priced at the task's mean teacher call.
+        for (k, t, _), c in per_task_day.items():
+            unshadowed = max(c["student"] - c["shadow"], 0)
+            mean = self.teacher_mean.get(t)
+            if mean is None:
+                out[k]["teacher_only_unknown_calls"] += unshadowed
+            else:
+                out[k]["teacher_only_cost_usd"] += unshadowed * mean
+        for r in out.values():
+            _finish_row(r)
+        return out
+
+    def tasks(self, days: float) -> list[dict]:
+        rows = self._rollup(lambda g: g.task)
+        teacher_models: dict[str, Counter] = defaultdict(Counter)
+        uncached_models: dict[str, Counter] = defaultdict(Counter)
+        uncached_by_day: dict[tuple, int] = Counter()
+        extra: dict[str, Counter] = defaultdict(Counter)
+        for g in self.groups:
+            e = extra[g.task]
+            if g.teacher_side and g.ok:
+                e["examples"] += g.calls
+            if g.stakes:
+                e["high_stakes_calls"] += g.calls
+            if g.uncached:
+                e["_uncached"] += g.calls
+                e["_uncached_input_tokens"] += g.input_tokens
+                uncached_by_day[(g.task, g.day)] += g.calls
+                if g.model:
+                    uncached_models[g.task][g.model] += g.calls
+            if g.served_by in ("teacher", "fallback"):
+                teacher_models[g.task][g.model] += g.calls
+                e["_answered"] += g.calls
+                e["_prompt_tokens"] += g.input_tokens + g.cache_read_tokens + g.cache_write_tokens
+                e["_output_tokens"] += g.output_tokens
+        windows: dict[str, float] = Counter()
+        for (t, _), n in uncached_by_day.items():
+            windows[t] += _occupied_windows(n)
+        out = []
+        for t, r in rows.items():
+            e = extra[t]
+            mean = self.teacher_mean.get(t)
+            answered = e["_answered"]
+            out.append(
+                {
+                    "task": t,
+                    **r,
+                    "teacher_share": _share(r["teacher_calls"], r["calls"]),
+                    "student_share": _share(r["student_calls"], r["calls"]),
+                    "fallback_share": _share(r["fallback_calls"], r["calls"]),
+                    "teacher_model": _most_common(teacher_models[t]),
+                    "teacher_cost_per_call_usd": round(mean, 8) if mean is not None else None,
+                    "calls_per_day": round(r["calls"] / days, 2) if days else 0.0,
+                    "cost_per_day_usd": _usd(r["cost_usd"] / days) if days else 0.0,
+                    "teacher_only_per_day_usd": _usd(r["teacher_only_cost_usd"] / days) if days else 0.0,
+                    "examples": e["examples"],
+                    "high_stakes": e["high_stakes_calls"] > 0,
+                    "high_stakes_calls": e["high_stakes_calls"],
+                    "_uncached": e["_uncached"],
+                    "_uncached_avg_tokens": e["_uncached_input_tokens"] / e["_uncached"] if e["_uncached"] else 0.0,
+                    "_uncached_model": _most_common(uncached_models[t]),
+                    "_windows": windows[t],
+                    "_prompt_avg": e["_prompt_tokens"] / answered if answered else 0.0,
+                    "_output_avg": e["_output_tokens"] / answered if answered else 0.0,
+                }
+            )
+        return sorted(out, key=lambda t: (-t["teacher_only_cost_usd"], -t["calls"], t["task"]))
+
+    def models(self) -> list[dict]:
+        rows = self._rollup(lambda g: g.model or "(none)")
+        providers: dict[str, str] = {}
+        for g in self.groups:
+            providers.setdefault(g.model or "(none)", g.provider or "")
+        out = []
+        for m, r in rows.items():
+            r = {k: v for k, v in _public(r).items() if not k.startswith(("teacher_only", "savings"))}
+            out.append({"model": m, "provider": providers.get(m), **r})
+        return sorted(out, key=lambda m: (-m["cost_usd"], -m["rows"], m["model"]))
+
+    def days(self) -> list[dict]:
+        rows = self._rollup(lambda g: g.day)
+        return [{"day": (_EPOCH_DAY + timedelta(days=d)).isoformat(), **_public(rows[d])} for d in sorted(rows)]
+
+    def totals(self) -> dict:
+        rows = self._rollup(lambda g: "all")
+        return _public(rows.get("all") or _finish_row(_empty_row()))
+
+
+_WINDOWS_PER_DAY = 288  # 5-minute prompt-cache lifetimes
+
+
+def _occupied_windows(calls: int) -> float:
+    """Expected 5-minute windows holding at least one of `calls` spread evenly over a day.
+
+    The most cache writes those calls could need: calls bunched into fewer windows need fewer.
+    """
+    return _WINDOWS_PER_DAY * (1 - math.exp(-calls / _WINDOWS_PER_DAY))
+
+
+def _most_common(counter: Counter):
+    return counter.most_common(1)[0][0] if counter else None
+
+
+def _empty_row() -> dict:
+    return {
+        "calls": 0,
+        "rows": 0,
+        "teacher_calls": 0,
+        "student_calls": 0,
+        "fallback_calls": 0,
+        "shadow_calls": 0,
+        "errors": 0,
+        "input_tokens": 0,
+        "output_tokens": 0,
+        "cache_read_tokens": 0,
+        "cache_write_tokens": 0,
+        "cost_usd": 0.0,
+        "teacher_only_cost_usd": 0.0,
+        "unknown_cost_models": Counter(),
+        "teacher_only_unknown_calls": 0,
+        "_batchable": 0,
+        "_batchable_cost": 0.0,
+    }
+
+
+def _finish_row(r: dict) -> dict:
+    r["unknown_cost_models"] = dict(sorted(r["unknown_cost_models"].items(), key=lambda kv: (-kv[1], kv[0])))
+    r["unknown_cost_calls"] = sum(r["unknown_cost_models"].values())
+    r["cost_usd"] = _usd(r["cost_usd"])
+    r["teacher_only_cost_usd"] = _usd(r["teacher_only_cost_usd"])
+    r["savings_usd"] = _usd(r["teacher_only_cost_usd"] - r["cost_usd"])
+    r["savings_pct"] = round(100 * r["savings_usd"] / r["teacher_only_cost_usd"], 2) if r["teacher_only_cost_usd"] else 0.0
+    return r
+
+
+def _public(row: dict) -> dict:
+    """A row without the working values (keys starting with `_`) that only the recommendation reads."""
+    return {k: v for k, v in row.items() if not k.startswith("_")}
+
+
+def _usd(x: float) -> float:
+    return round(x, 6)
+
+
+def _share(n: int, total: int) -> float:
+    return round(n / total, 4) if total else 0.0
+
+
+# ---- per-task statistics that do not add up across groups ----------------------------------------------
+
+# Repeated inputs are measured on a sample of about this many calls per task, outputs on about
+# this many answers in all: exact for small stores, bounded time and memory at any size.
+INPUT_SAMPLE_ROWS = 50_000
+OUTPUT_SAMPLE_ROWS = 100_000
+OUTPUT_SAMPLE_MIN = 2_000  # a task with fewer sampled answers than this (and more in all) gets a wider sample
+OUTPUT_SLICES = 8
+
+
+def _task_stats(con, tasks: list[dict], period: dict) -> dict[str, dict]:
+    """Repeated inputs and the set of outputs, per task.
+
+    Repeated inputs: calls are sampled by the hash of their input, so every
+    repeat of a sampled input is in the sample and the repeat share is exact on
+    it. Outputs: the normalised answers (lower-cased, trimmed) in evenly spaced
+    time slices of the period (the Parquet reader skips the rest) are counted,
+    giving the distinct outputs seen and the share the 200 most common cover.
+    """
+    if not tasks:
+        return {}
+    # Small tasks are read in full; large ones share one modulus that leaves the smallest of them
+    # about INPUT_SAMPLE_ROWS calls. (A modulus per task, as a CASE, made the scan five times slower.)
+    small = [t["task"] for t in tasks if t["calls"] < 2 * INPUT_SAMPLE_ROWS]
+    large = [t["calls"] for t in tasks if t["calls"] >= 2 * INPUT_SAMPLE_ROWS]
+    sampled = f"hash(input_hash) % {min(large) // INPUT_SAMPLE_ROWS} = 0" if large else "true"
+    if small and large:
+        sampled = f"(task IN ({_sql_list(small)}) OR {sampled})"
+    rows = con.execute(
+        f"""SELECT task, count(*), sum(c) FROM (
+                SELECT task, hash(input_hash) AS ih, count(*) AS c FROM calls
+                WHERE served_by <> 'shadow' AND input_hash IS NOT NULL AND {sampled} GROUP BY task, ih)
+            GROUP BY task"""
+    ).fetchall()
+    stats: dict[str, dict] = {
+        t["task"]: {"repeat_share": 0.0, "distinct_outputs": 0, "output_sample": 0, "top_outputs_coverage": None,
+                    "closed_set": False}
+        for t in tasks
+    }
+    for t, distinct, sampled in rows:
+        stats[t]["repeat_share"] = round(1 - distinct / sampled, 4)
+
+    answered = "served_by IN ('teacher', 'fallback', 'shadow') AND ok AND output IS NOT NULL"
+    examples = sum(t["examples"] for t in tasks)
+    fraction = OUTPUT_SAMPLE_ROWS / examples if examples else 1.0
+    sample = _output_sample(con, answered + _time_slices(period, fraction))
+    if fraction < 1:
+        # Tasks too rare for that sample get wider slices of their own.
+        rare = {t["task"]: t["examples"] for t in tasks if sample.get(t["task"], (0, 0, 0))[1] < min(t["examples"], OUTPUT_SAMPLE_MIN)}
+        if rare:
+            wider = _time_slices(period, 1.5 * OUTPUT_SAMPLE_MIN / min(rare.values()))
+            sample.update(_output_sample(con, f"{answered} AND task IN ({_sql_list(rare)}){wider}"))
+    for t, (distinct, n, top) in sample.items():
+        s = stats[t]
+        s["distinct_outputs"], s["output_sample"] = distinct, n
+        s["top_outputs_coverage"] = round(top / n, 4)
+        # A closed set: few distinct outputs that cover nearly every answer, each seen several times.
+        s["closed_set"] = top / n >= CLOSED_SET_COVERAGE and distinct * CLOSED_SET_MIN_REPEATS <= n
+    return stats
+
+
+def _time_slices(period: dict, fraction: float) -> str:
+    """A filter keeping `fraction` of the period in evenly spaced slices ("" for all of it)."""
+    if fraction >= 1 or not period["start"]:
+        return ""
+    start, end = datetime.fromisoformat(period["start"]), datetime.fromisoformat(period["end"])
+    step = (end - start) / OUTPUT_SLICES
+    width = step * fraction
+    slices = [
+        f"(ts >= TIMESTAMPTZ {_sql_str((start + step * i).isoformat())} "
+        f"AND ts < TIMESTAMPTZ {_sql_str((start + step * i + width).isoformat())})"
+        for i in range(OUTPUT_SLICES)
+    ]
+    return " AND (" + " OR ".join(slices) + ")"
+
+
+def _output_sample(con, where: str) -> dict[str, tuple[int, int, int]]:
+    """task -> (distinct normalised outputs, answers, answers covered by the 200 most common)."""
+    rows = con.execute(
+        f"""WITH f AS (SELECT task, hash(lower(trim(output))) AS h, count(*) AS c FROM calls WHERE {where} GROUP BY task, h),
+                 r AS (SELECT task, c, row_number() OVER (PARTITION BY task ORDER BY c DESC) AS rk FROM f)
+            SELECT task, count(*), sum(c), sum(c) FILTER (WHERE rk <= {CLOSED_SET_MAX_OUTPUTS}) FROM r GROUP BY task"""
+    ).fetchall()
+    return {t: (distinct, n, top) for t, distinct, n, top in rows}
+
+
+# ---- cost levers besides distillation ----------------------------------------------------------------
+
+
+def _levers(con, task: dict, prices, since: datetime | None) -> list[dict]:
+    out = []
+    cache = _prompt_cache_lever(con, task, prices, since)
+    if cache:
+        out.append(cache)
+    batch = _batch_lever(task)
+    if batch:
+        out.append(batch)
+    return out
+
+
+def _min_cacheable(model: str) -> int:
+    return MIN_CACHEABLE_TOKENS_HAIKU if "haiku" in model else MIN_CACHEABLE_TOKENS
+
+
+def _prompt_cache_lever(con, task: dict, prices, since: datetime | None) -> dict | None:
+    """A repeated prompt prefix (tools + system) sent without cache_control: what caching it would save.
+
+    Estimated from a sample of the task's uncached calls: the most common prefix,
+    its share, and its tokens (each call's input tokens split by the prefix's
+    share of the request's characters). One cache write per 5-minute window
+    such calls fall in, counted as if each day's calls were spread evenly (the
+    most writes they could need), every other call a cache read.
+    """
+    uncached, model = task["_uncached"], task["_uncached_model"]
+    if uncached < 2 or not model or task["_uncached_avg_tokens"] < _min_cacheable(model):
+        return None
+    price = prices.lookup(model)
+    if price is None:
+        return None
+    # The same calls as `_Group.uncached`, read from the examples for their request bodies.
+    where = [
+        f"task = {_sql_str(task['task'])}",
+        f"model = {_sql_str(model)}",
+        "provider = 'anthropic'",
+        "COALESCE(served_by, 'teacher') IN ('teacher', 'fallback', 'shadow')",
+        _OK,
+        *(f"COALESCE({c}, 0) = 0" for c in _TOKEN_COLUMNS if c.startswith("cache_")),
+    ]
+    if since is not None:
+        where.append(f"ts >= TIMESTAMPTZ {_sql_str(since.isoformat())}")
+    sample = con.execute(
+        f"SELECT request_json, input_tokens FROM examples WHERE {' AND '.join(where)} LIMIT {PREFIX_SAMPLE_ROWS}"
+    ).fetchall()
+    prefixes: dict[str, list[float]] = defaultdict(list)
+    for request_json, input_tokens in sample:
+        prefix, total_chars = _request_prefix(request_json)
+        if prefix and total_chars and input_tokens:
+            prefixes[prefix].append(input_tokens * len(prefix) / total_chars)
+    if not prefixes:
+        return None
+    prefix, estimates = max(prefixes.items(), key=lambda kv: len(kv[1]))
+    share = len(estimates) / len(sample)
+    estimates.sort()
+    prefix_tokens = estimates[len(estimates) // 2]
+    if prefix_tokens < _min_cacheable(model):
+        return None
+    calls = int(uncached * share)
+    writes = min(int(task["_windows"]), calls)
+    reads = calls - writes
+    saving = prefix_tokens * (reads * (price.input - price.cache_read) - writes * (price.cache_write_5m - price.input)) / 1e6
+    if reads < 1 or saving <= 0:
+        return None
+    return {
+        "lever": "prompt_caching",
+        "calls": calls,
+        "prefix_tokens": int(prefix_tokens),
+        "cache_writes": writes,
+        "estimated_saving_usd": _usd(saving),
+        "estimate": True,
+        "text": (
+            f"prompt caching: a ~{int(prefix_tokens):,}-token prefix is sent uncached on ~{calls:,} calls; "
+            f"cache_control on it saves ~${saving:,.2f} (estimate)"
+        ),
+    }
+
+
+def _request_prefix(request_json: str | None) -> tuple[str, int]:
+    """(the cacheable prefix of a Messages request: tools then system, as text; the request's size in chars)."""
+    try:
+        request = json.loads(request_json or "")
+    except ValueError:
+        return "", 0
+    if not isinstance(request, dict):
+        return "", 0
+    parts = []
+    if request.get("tools"):
+        parts.append(json.dumps(request["tools"], sort_keys=True))
+    system = request.get("system")
+    if isinstance(system, list):
+        system = "".join(b.get("text", "") for b in system if isinstance(b, dict))
+    if isinstance(system, str):
+        parts.append(system)
+    prefix = "\n".join(parts)
+    messages = request.get("messages") or []
+    rest = sum(len(json.dumps(m.get("content", ""))) for m in messages if isinstance(m, dict))
+    return prefix, len(prefix) + rest
+
+
+def _batch_lever(task: dict) -> dict | None:
+    """Calls that could have gone through a Batch API (50% off), if their answers can wait."""
+    n, cost = task.get("_batchable", 0), task.get("_batchable_cost", 0.0)
+    if not n or cost <= 0:
+        return None
+    return {
+        "lever": "batch",
+        "calls": n,
+        "cost_usd": _usd(cost),
+        "estimated_saving_usd": _usd(cost / 2),
+        "estimate": True,
+        "text": f"batch API: up to 50% (~${cost / 2:,.2f}) on {n:,} non-streaming teacher/shadow calls, if they can wait",
+    }
+
+
+# ---- gate results, drift, students -----------------------------------------------------------------------
+
+
+def _read_gate(con, path: Path) -> dict:
+    import pyarrow.parquet as pq
+
+    meta = pq.read_schema(str(path)).metadata or {}
+    raw = meta.get(schemas.SUMMARY_KEY.encode())
+    try:
+        summary = json.loads(raw) if raw else {}
+    except ValueError:
+        raise InputError(f"{path.name}: verdicts file has a damaged gate summary") from None
+    if not isinstance(summary, dict):
+        raise InputError(f"{path.name}: verdicts file has a damaged gate summary")
+    file_sql = _sql_str(str(path))
+    try:
+        counts = con.execute(
+            f"""SELECT any_value(task), count(*), count(*) FILTER (WHERE answered),
+                       count(*) FILTER (WHERE answered AND NOT agree), count(*) FILTER (WHERE error IS NOT NULL)
+                FROM read_parquet({file_sql})"""
+        ).fetchone()
+        worst = con.execute(
+            f"""SELECT example_id, input, teacher_output, student_output, confidence, error
+                FROM read_parquet({file_sql})
+                WHERE (answered AND NOT agree) OR error IS NOT NULL
+                ORDER BY error IS NULL, confidence DESC NULLS LAST, example_id
+                LIMIT {WORST_DISAGREEMENTS}"""
+        ).fetchall()
+    except Exception as e:  # duckdb raises its own error classes for a damaged file
+        raise InputError(f"{path.name}: not a readable verdicts file ({str(e).splitlines()[0]})") from None
+    task, n, answered, disagreed, errors = counts
+    return {
+        "file": str(path),
+        "task": summary.get("task") or task,
+        "created": summary.get("created") or summary.get("ts") or _mtime(path),
+        **{k: v for k, v in summary.items() if k not in ("task", "created", "ts")},
+        "verdicts": {"n": n, "answered": answered, "answered_disagreed": disagreed, "errors": errors},
+        "worst_disagreements": [
+            {"example_id": w[0], "input": _clip(w[1]), "teacher_output": _clip(w[2]), "student_output": _clip(w[3]),
+             "confidence": w[4], "error": _clip(w[5])}
+            for w in worst
+        ],
+    }
+
+
+def _mtime(path: Path) -> str:
+    return datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).isoformat()
+
+
+def _clip(text: str | None, n: int = 160) -> str | None:
+    if text is None:
+        return None
+    text = " ".join(text.split())
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def _latest_by_task(gates: list[dict]) -> dict[str, dict]:
+    latest: dict[str, dict] = {}
+    for g in sorted(gates, key=lambda g: str(g["created"])):
+        latest[g["task"]] = g
+    return latest
+
+
+def _gate_brief(gate: dict | None) -> dict | None:
+    if gate is None:
+        return None
+    keys = ("passed", "agreement", "lower_bound", "upper_bound", "coverage", "n", "cost_reduction", "decision",
+            "student", "teacher_cost_per_call", "routed_cost_per_call", "file", "created")
+    return {k: gate.get(k) for k in keys}
+
+
+def _read_drift(con, paths: list[Path], since: datetime | None, task: str | None) -> list[dict]:
+    if not paths:
+        return []
+    where = []
+    if since is not None:
+        where.append(f"ts >= TIMESTAMPTZ {_sql_str(since.isoformat())}")
+    if task is not None:
+        where.append(f"task = {_sql_str(task)}")
+    try:
+        rows = con.execute(
+            f"""SELECT task, student_id, ts, pairs, agreement, lower_bound, upper_bound, decline_rate,
+                       input_shift, input_shift_threshold, drifted, demoted, reasons
+                FROM read_parquet([{_sql_list(str(p) for p in paths)}], union_by_name = true)
+                {"WHERE " + " AND ".join(where) if where else ""}
+                ORDER BY task, ts"""
+        ).fetchall()
+    except Exception as e:
+        raise InputError(f"drift log: not readable ({str(e).splitlines()[0]})") from None
+    by_task: dict[str, list] = defaultdict(list)
+    for r in rows:
+        by_task[r[0]].append(r)
+    out = []
+    for t, runs in by_task.items():
+        last = runs[-1]
+        out.append(
+            {
+                "task": t,
+                "student_id": last[1],
+                "status": "demoted" if last[11] else "drifted" if last[10] else "ok",
+                "runs": [
+                    {"ts": r[2].isoformat() if r[2] else None, "pairs": r[3], "agreement": r[4], "lower_bound": r[5],
+                     "upper_bound": r[6], "decline_rate": r[7], "input_shift": r[8],
+                     "input_shift_threshold": r[9], "drifted": r[10], "demoted": r[11], "reasons": _json_or_text(r[12])}
+                    for r in runs
+                ],
+            }
+        )
+    return out
+
+
+def _json_or_text(text):
+    try:
+        return json.loads(text) if text else None
+    except ValueError:
+        return text
+
+
+def _drift_brief(drift: dict | None) -> dict | None:
+    if drift is None:
+        return None
+    last = drift["runs"][-1]
+    return {"status": drift["status"], "ts": last["ts"], "agreement": last["agreement"],
+            "lower_bound": last["lower_bound"], "input_shift": last["input_shift"], "runs": len(drift["runs"])}
+
+
+def _read_student(path: Path) -> dict:
+    from distill_cli.students import read_student_file
+
+    spec, rows = read_student_file(path, NEEDED_BY)
+    return {
+        "file": str(path),
+        "id": spec.id,
+        "kind": spec.kind,
+        "task": spec.task,
+        "teacher_model": spec.teacher_model,
+        "student_model": spec.student_model,
+        "created": spec.created,
+        "built_from": spec.built_from,
+        "split": {k: v for k, v in spec.split.items() if k != "salt"},
+        "threshold": spec.threshold,
+        "metrics": spec.metrics,
+        "rows": rows.num_rows,
+    }
+
+
+# ---- recommendation -----------------------------------------------------------------------------------------
+
+
+def _reduction_text(x: float) -> str:
+    return f"{x:.1f}x" if x < 100 else f"{x:,.0f}x"
+
+
+def _as_reduction(value) -> float | None:
+    """A gate's cost_reduction: a number (14.2) or text ("14.2x")."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, str):
+        m = re.match(r"\s*([\d.]+)\s*x?", value)
+        return float(m.group(1)) if m else None
+    return None
+
+
+def _cheapest_haiku(prices):
+    best = None
+    for model in prices.model_ids:
+        if "haiku" in model:
+            p = prices.lookup(model)
+            if p is not None and (best is None or p.input < best.input):
+                best = p
+    return best
+
+
+def _student_estimate(task: dict, kind: str, prices) -> tuple[float | None, str]:
+    """(expected cost reduction, how it was estimated) for a not-yet-gated student of `kind`."""
+    teacher = task.get("teacher_cost_per_call_usd")
+    if not teacher:
+        return None, "no priced teacher call to compare with"
+    if kind == "cache":
+        r = task["repeat_share"]
+        return (1 / (1 - r) if r < 1 else None), f"a cache answers the {r:.0%} of calls whose input repeats, at no cost"
+    if kind == "classifier":
+        return 1 / (1 - ASSUMED_COVERAGE), f"assumes a local classifier (cost ~0) answers {ASSUMED_COVERAGE:.0%}"
+    haiku = _cheapest_haiku(prices)
+    if haiku is None:
+        return None, "no Haiku price to estimate a few-shot student"
+    student = (task["_prompt_avg"] * haiku.input + task["_output_avg"] * haiku.output) / 1e6
+    routed = student + (1 - ASSUMED_COVERAGE) * teacher
+    return teacher / routed, f"assumes {haiku.model} on the same tokens answers {ASSUMED_COVERAGE:.0%}"
+
+
+def _recommend(task: dict, gate: dict | None, drift: dict | None, prices) -> None:
+    """The seed's "when to distill", with the evidence: sets recommendation, advice and decision inputs."""
+    n = task["examples"]
+    advice: dict = {"kind": None, "expected_cost_reduction": None, "source": None, "reason": ""}
+    if task["high_stakes"]:
+        rec = "keep teacher (high-stakes)"
+        advice["reason"] = f"{task['high_stakes_calls']:,} calls are tagged high-stakes in metadata"
+    elif drift is not None and drift["status"] in ("drifted", "demoted"):
+        rec = f"keep teacher: student {drift['status']}"
+        advice["reason"] = "the latest drift check failed; rebuild and gate the student"
+    elif gate is not None:
+        reduction = _as_reduction(gate.get("cost_reduction"))
+        advice.update(kind=_gate_kind(gate), expected_cost_reduction=reduction, source="gate")
+        if gate.get("passed"):
+            rec = "distilled" if task["student_calls"] else "distill"
+            if advice["kind"]:
+                rec += f": {advice['kind']}"
+            if reduction:
+                rec += f", {_reduction_text(reduction)}"
+            rec += " (gate passed)"
+        else:
+            agreement = gate.get("agreement")
+            rec = "keep teacher: gate failed" + (f" (agreement {agreement:.1%})" if isinstance(agreement, (int, float)) else "")
+    elif n < MIN_EXAMPLES:
+        rec = f"collecting ({n}/{MIN_EXAMPLES})"
+        advice["reason"] = f"{MIN_EXAMPLES} teacher answers are needed to build and gate a student"
+    else:
+        if task["closed_set"]:
+            kind = "classifier"
+            why = f"{task['distinct_outputs']} distinct outputs cover {task['top_outputs_coverage']:.0%} of answers"
+        elif task["repeat_share"] >= CACHE_MIN_REPEAT_SHARE:
+            kind = "cache"
+            why = f"{task['repeat_share']:.0%} of inputs repeat"
+        else:
+            kind = "few-shot"
+            why = "open-ended outputs: a cheaper model prompted with examples"
+        reduction, how = _student_estimate(task, kind, prices)
+        advice.update(kind=kind, expected_cost_reduction=reduction, source="estimate", reason=f"{why}; {how}")
+        rec = f"distill: {kind}" + (f", est. {_reduction_text(reduction)}" if reduction else "")
+        monthly = task["teacher_only_per_day_usd"] * MONTH_DAYS * (1 - 1 / reduction) if reduction else 0.0
+        if reduction:
+            rec += f" (~${monthly:,.2f}/month)"
+            advice["estimated_monthly_saving_usd"] = _usd(monthly)
+    if advice["expected_cost_reduction"] is not None:
+        advice["expected_cost_reduction"] = round(advice["expected_cost_reduction"], 2)
+    task["recommendation"] = rec
+    task["advice"] = advice
+
+
+def _gate_kind(gate: dict) -> str | None:
+    kind = gate.get("kind") or gate.get("student_kind")
+    return kind if isinstance(kind, str) else None
+
+
+# ---- budget: the seed's optimize_for_budget per task -----------------------------------------------------------
+
+
+def _budget(budget: Budget, report: Report) -> dict:
+    """Whether the spend rate fits `budget`, per task and in total, and the seed's decision per task.
+
+    Each task's target is its share of the budget in proportion to its teacher-only
+    cost, so the targets add up to the budget. Decision (the seed's
+    optimize_for_budget): `no_change` when the teacher-only cost is within the
+    target, `collecting` below 100 examples, `fallback_teacher` when the task must
+    stay on the teacher (no passing gate, high-stakes, drifted), `distilled` when
+    a gate passed, with its cost reduction.
+    """
+    scale = budget.amount
+    factor = 1.0 if budget.per == "day" else MONTH_DAYS  # per-day rates -> the budget's period
+    total_teacher = sum(t["teacher_only_per_day_usd"] for t in report.tasks) * factor
+    rows = []
+    after_total = 0.0
+    for t in report.tasks:
+        spend = t["cost_per_day_usd"] * factor
+        teacher = t["teacher_only_per_day_usd"] * factor
+        target = scale * (teacher / total_teacher) if total_teacher else scale
+        reduction = t["advice"].get("expected_cost_reduction")
+        gate = t.get("gate")
+        if teacher <= target:
+            decision, reason = "no_change", "already within budget"
+        elif t["examples"] < MIN_EXAMPLES:
+            decision, reason = "collecting", f"need more examples ({t['examples']}/{MIN_EXAMPLES})"
+        elif t["recommendation"].startswith("keep teacher"):
+            decision, reason = "fallback_teacher", t["recommendation"].removeprefix("keep teacher").strip(" :()") or "keep teacher"
+        elif gate is None:
+            decision, reason = "fallback_teacher", "no gate result yet: build-student, then gate"
+        elif not gate.get("passed"):
+            agreement = gate.get("agreement")
+            rate = f" ({agreement:.0%})" if isinstance(agreement, (int, float)) else ""
+            decision, reason = "fallback_teacher", f"student quality too low{rate}"
+        else:
+            decision, reason = "distilled", f"cost reduction {_reduction_text(reduction)}" if reduction else "gate passed"
+        after = teacher / reduction if decision == "distilled" and reduction else spend
+        if_distilled = teacher / reduction if reduction else None
+        after_total += after
+        rows.append(
+            {
+                "task": t["task"],
+                "spend_usd": _usd(spend),
+                "teacher_only_usd": _usd(teacher),
+                "target_usd": _usd(target),
+                "fits": spend <= target,
+                "decision": decision,
+                "reason": reason,
+                "cost_reduction": round(reduction, 2) if reduction else None,
+                "reduction_source": t["advice"].get("source"),
+                "after_usd": _usd(after),
+                "if_distilled_usd": _usd(if_distilled) if if_distilled is not None else None,
+            }
+        )
+        t["budget"] = rows[-1]
+    spend_total = sum(r["spend_usd"] for r in rows)
+    return {
+        "amount_usd": budget.amount,
+        "per": budget.per,
+        "spend_usd": _usd(spend_total),
+        "teacher_only_usd": _usd(total_teacher),
+        "fits": spend_total <= scale,
+        "after_usd": _usd(after_total),
+        "fits_after": after_total <= scale,
+        "tasks": rows,
+    }
+
+
+def _notes(report: Report) -> list[str]:
+    t = report.totals
+    notes = []
+    if t["unknown_cost_calls"]:
+        named = ", ".join(f"{m} ({n:,})" for m, n in t["unknown_cost_models"].items())
+        notes.append(f"{t['unknown_cost_calls']:,} calls of unknown cost are not in the totals: {named}")
+    if t["teacher_only_unknown_calls"]:
+        notes.append(
+            f"teacher-only cost leaves out {t['teacher_only_unknown_calls']:,} calls with no priced teacher call to compare"
+        )
+    if report.levers:
+        notes.append("lever savings are estimates from the recorded calls; prompt caching from a sample of requests")
+    return notes
