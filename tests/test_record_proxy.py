@@ -290,6 +290,20 @@ def test_job_closing_mid_stream_is_recorded(tmp_path, fake_provider):
     assert row["error"] == "incomplete: the job closed the connection before the stream ended"
 
 
+def test_job_giving_up_before_the_answer_is_recorded(tmp_path, fake_provider):
+    with recording(tmp_path, fake_provider) as rec:
+        body = json.dumps({"model": MODEL, "max_tokens": 50, "messages": USER}).encode()
+        with socket.create_connection(("127.0.0.1", rec.proxy.port)) as s:
+            s.sendall(
+                b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nanthropic-version: 2023-06-01\r\nx-api-key: k\r\n"
+                b"x-fake-delay-ms: 200\r\ncontent-length: %d\r\n\r\n" % len(body) + body
+            )
+            fake_provider.wait_for(1)
+    [row] = stored(tmp_path / "store")  # upstream answered (and billed) after the job had gone
+    assert row["status"] == 200 and row["output"] == "echo: what is the capital of France"
+    assert row["error"] == "incomplete: the job closed the connection before the answer arrived"
+
+
 # ---------------------------------------------------------------------- concurrency
 
 

@@ -82,6 +82,7 @@ _HOP_BY_HOP = frozenset(
         "upgrade",
         "host",
         "content-length",
+        "expect",  # the proxy has read the body already
     }
 )
 
@@ -298,6 +299,9 @@ class Proxy:
             started=started,
         )
         outcome = await self.answer(call, job)
+        if outcome.error is None and (job.transport is None or job.transport.is_closing()):
+            # e.g. the job's SDK timed out while upstream was still answering: billed, never seen
+            outcome.error = "incomplete: the job closed the connection before the answer arrived"
         self.on_call(call, outcome)
         if outcome.cancelled:
             raise asyncio.CancelledError
