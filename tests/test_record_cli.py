@@ -12,9 +12,9 @@ from pathlib import Path
 
 import anthropic
 import pytest
+from test_record_proxy import every_byte, stored
 from typer.testing import CliRunner
 
-from distill_cli import store
 from distill_cli.cli import app
 
 ANT_KEY = "sk-ant-api03-" + "Hj3_kP" * 15 + "AA"
@@ -51,18 +51,6 @@ def job_env() -> dict:
 
 def upstreams(fake) -> list[str]:
     return ["--anthropic-upstream", fake.url, "--openai-upstream", fake.url + "/v1"]
-
-
-def stored(path: Path) -> list[dict]:
-    con = store.connect()
-    store.examples_view(con, [path], "test")
-    cur = con.execute("SELECT * FROM examples ORDER BY ts, id")
-    names = [d[0] for d in cur.description]
-    return [dict(zip(names, r)) for r in cur.fetchall()]
-
-
-def every_byte(path: Path) -> bytes:
-    return b"".join(p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file())
 
 
 def test_job_exit_status_summary_rows_and_no_key_anywhere(tmp_path, fake_provider):

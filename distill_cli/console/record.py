@@ -90,15 +90,14 @@ def record(
             raise typer.BadParameter(f"{url!r} is not an http:// or https:// URL", param_hint=name)
     from distill_cli import recorder
 
-    env_anthropic, env_openai = recorder.session.default_upstreams()
     try:
         session = recorder.Recorder(
             store,
             prices=table,
             task=task,
             redact=redact,
-            anthropic_upstream=anthropic_upstream or env_anthropic,
-            openai_upstream=openai_upstream or env_openai,
+            anthropic_upstream=anthropic_upstream,
+            openai_upstream=openai_upstream,
             port=port,
         )
     except recorder.BadPattern as e:

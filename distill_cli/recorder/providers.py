@@ -83,28 +83,24 @@ def env_proxy(url: str) -> str | None:
     return urllib.request.getproxies().get(parts.scheme)
 
 
-def anthropic_api(upstream: str | None = None) -> ProviderAPI:
-    upstream = (upstream or DEFAULT_ANTHROPIC_UPSTREAM).rstrip("/")
+def _api(name: str, upstream: str, recorded: str, row, new_stream) -> ProviderAPI:
+    upstream = upstream.rstrip("/")
     return ProviderAPI(
-        name="anthropic",
+        name=name,
         upstream=upstream,
+        recorded=frozenset({("POST", recorded)}),
+        row=row,
+        new_stream=new_stream,
         proxy=env_proxy(upstream),
-        recorded=frozenset({("POST", "/v1/messages")}),
-        row=calls.anthropic_row,
-        new_stream=AnthropicStream,
     )
+
+
+def anthropic_api(upstream: str | None = None) -> ProviderAPI:
+    return _api("anthropic", upstream or DEFAULT_ANTHROPIC_UPSTREAM, "/v1/messages", calls.anthropic_row, AnthropicStream)
 
 
 def openai_api(upstream: str | None = None) -> ProviderAPI:
-    upstream = (upstream or DEFAULT_OPENAI_UPSTREAM).rstrip("/")
-    return ProviderAPI(
-        name="openai",
-        upstream=upstream,
-        proxy=env_proxy(upstream),
-        recorded=frozenset({("POST", "/v1/chat/completions")}),
-        row=calls.openai_row,
-        new_stream=OpenAIStream,
-    )
+    return _api("openai", upstream or DEFAULT_OPENAI_UPSTREAM, "/v1/chat/completions", calls.openai_row, OpenAIStream)
 
 
 def is_anthropic_request(path: str, headers) -> bool:

@@ -30,7 +30,11 @@ def default_upstreams() -> tuple[str | None, str | None]:
 
 
 class Recorder:
-    """Records every call a job makes through its proxy into `store`."""
+    """Records every call a job makes through its proxy into `store`.
+
+    Upstreams default to ANTHROPIC_BASE_URL / OPENAI_BASE_URL as they are when the
+    recorder is made (where the job would have gone), else the providers' own URLs.
+    """
 
     def __init__(
         self,
@@ -46,14 +50,15 @@ class Recorder:
         roll_seconds: float = 60.0,
     ) -> None:
         self.store = Path(store)
+        env_anthropic, env_openai = default_upstreams()
         self.prices = prices if prices is not None else load_prices()
         self.redactor = Redactor(redact)
         self.run_id = new_id()
         self.summary = RecordSummary(store=str(store), run_id=self.run_id)
         self.proxy = Proxy(
             on_call=self._record,
-            anthropic_upstream=anthropic_upstream,
-            openai_upstream=openai_upstream,
+            anthropic_upstream=anthropic_upstream or env_anthropic,
+            openai_upstream=openai_upstream or env_openai,
             task=task,
             port=port,
         )
@@ -140,14 +145,13 @@ def record_to(
     `rec.openai_base_url` as a client's `base_url`. Upstreams default to those
     variables' values before the block, else the providers' own URLs.
     """
-    env_anthropic, env_openai = default_upstreams()
     recorder = Recorder(
         store,
         prices=prices,
         task=task,
         redact=redact,
-        anthropic_upstream=anthropic_upstream or env_anthropic,
-        openai_upstream=openai_upstream or env_openai,
+        anthropic_upstream=anthropic_upstream,
+        openai_upstream=openai_upstream,
     )
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="distill-recorder", daemon=True)
