@@ -297,7 +297,7 @@ def build_report(
 _TOKEN_COLUMNS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_5m_tokens", "cache_write_1h_tokens")
 _RATE_FIELDS = ("input", "output", "cache_read", "cache_write_5m", "cache_write_1h")
 _EPOCH_DAY = date(1970, 1, 1)
-_DAY_US = 86_400_000_000
+_HOUR_US = 3_600_000_000
 
 # A call is `ok` when it was answered: no error status, no error recorded.
 _OK = "COALESCE(status, 200) < 400 AND error IS NULL"
@@ -324,7 +324,7 @@ def _calls_view(con, since: datetime | None, task: str | None, reprice) -> None:
     # Counts may be missing in files from elsewhere (union_by_name): they count as 0.
     tokens = ", ".join(f"COALESCE({c}, 0) AS {c}" for c in _TOKEN_COLUMNS)
     base = f"""SELECT * REPLACE ({tokens}, COALESCE(served_by, 'teacher') AS served_by, COALESCE(stream, false) AS stream),
-                      epoch_us(ts) // {_DAY_US} AS day, {_OK} AS ok
+                      epoch_us(ts) // {_HOUR_US} AS hour, epoch_us(ts) // {24 * _HOUR_US} AS day, {_OK} AS ok
                FROM examples {where_sql}"""
     # A failed call the provider did not bill (an error and no tokens) costs nothing; it is not "unknown".
     unbilled = f"(NOT e.ok AND {' + '.join('e.' + c for c in _TOKEN_COLUMNS)} = 0)"
@@ -344,7 +344,7 @@ def _calls_view(con, since: datetime | None, task: str | None, reprice) -> None:
         join = "LEFT JOIN rates r ON r.model = e.model AND r.day = e.day"
     con.execute(
         f"""CREATE OR REPLACE TEMP VIEW calls AS
-        SELECT e.task, e.model, e.provider, e.served_by, e.stream, e.ok, e.ts, e.day,
+        SELECT e.task, e.model, e.provider, e.served_by, e.stream, e.ok, e.ts, e.hour, e.day,
                {", ".join("e." + c for c in _TOKEN_COLUMNS)},
                {cost} AS cost,
                e.cache_read_tokens + e.cache_write_5m_tokens + e.cache_write_1h_tokens = 0 AS nocache,
@@ -421,25 +421,47 @@ class _Aggregates:
 
     def __init__(self, groups: list[_Group]):
         self.groups = groups
-        # Mean cost of a priced teacher call per task: the teacher-only price of a student-served call.
+        # Mean cost of an answered, priced teacher call per task: the teacher-only price of a student-served call.
         sums: dict[str, list[float]] = defaultdict(lambda: [0.0, 0])
         for g in groups:
-            if g.teacher_side and g.priced:
+            if g.teacher_side and g.ok and g.priced:
                 sums[g.task][0] += g.cost
                 sums[g.task][1] += g.priced
         self.teacher_mean = {t: s / n for t, (s, n) in sums.items() if n}
+        self.cache_windows: dict[str, float] = {}
 
     @classmethod
     def read(cls, con) -> _Aggregates:
-        rows = con.execute(
-            """SELECT task, day, model, served_by, provider, ok, stream, nocache, stakes,
-                      count(*), count(cost), COALESCE(sum(cost), 0),
-                      sum(input_tokens), sum(output_tokens), sum(cache_read_tokens),
-                      sum(cache_write_5m_tokens + cache_write_1h_tokens),
-                      min(ts), max(ts)
+        """The one pass over the calls: groups per hour in DuckDB, handed to Python per day."""
+        con.execute(
+            """CREATE OR REPLACE TEMP TABLE hourly AS
+               SELECT task, hour, model, served_by, provider, ok, stream, nocache, stakes,
+                      count(*) AS calls, count(cost) AS priced, COALESCE(sum(cost), 0) AS cost,
+                      sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,
+                      sum(cache_read_tokens) AS cache_read_tokens,
+                      sum(cache_write_5m_tokens + cache_write_1h_tokens) AS cache_write_tokens,
+                      min(ts) AS first, max(ts) AS last
                FROM calls GROUP BY ALL"""
+        )
+        rows = con.execute(
+            """SELECT task, hour // 24, model, served_by, provider, ok, stream, nocache, stakes,
+                      sum(calls), sum(priced), sum(cost), sum(input_tokens), sum(output_tokens),
+                      sum(cache_read_tokens), sum(cache_write_tokens), min(first), max(last)
+               FROM hourly GROUP BY ALL"""
         ).fetchall()
-        return cls([_Group(*r) for r in rows])
+        groups = cls([_Group(*r) for r in rows])
+        # Prompt-cache writes an uncached prefix would need: 5-minute windows holding such calls, expected per
+        # hour as if its calls were spread evenly (the most writes they could need; bunched calls need fewer).
+        groups.cache_windows = dict(
+            con.execute(
+                f"""SELECT task, sum({_WINDOWS_PER_HOUR} * (1 - exp(-n / {_WINDOWS_PER_HOUR}.0))) FROM (
+                        SELECT task, hour, sum(calls) AS n FROM hourly
+                        WHERE ok AND nocache AND provider = 'anthropic' AND served_by IN ('teacher', 'fallback', 'shadow')
+                        GROUP BY task, hour)
+                    GROUP BY task"""
+            ).fetchall()
+        )
+        return groups
 
     def period(self, since: datetime | None) -> dict:
         if not self.groups:
@@ -503,7 +525,6 @@ class _Aggregates:
         rows = self._rollup(lambda g: g.task)
         teacher_models: dict[str, Counter] = defaultdict(Counter)
         uncached_models: dict[str, Counter] = defaultdict(Counter)
-        uncached_by_day: dict[tuple, int] = Counter()
         extra: dict[str, Counter] = defaultdict(Counter)
         for g in self.groups:
             e = extra[g.task]
@@ -514,7 +535,6 @@ class _Aggregates:
             if g.uncached:
                 e["_uncached"] += g.calls
                 e["_uncached_input_tokens"] += g.input_tokens
-                uncached_by_day[(g.task, g.day)] += g.calls
                 if g.model:
                     uncached_models[g.task][g.model] += g.calls
             if g.served_by in ("teacher", "fallback"):
@@ -522,9 +542,6 @@ class _Aggregates:
                 e["_answered"] += g.calls
                 e["_prompt_tokens"] += g.input_tokens + g.cache_read_tokens + g.cache_write_tokens
                 e["_output_tokens"] += g.output_tokens
-        windows: dict[str, float] = Counter()
-        for (t, _), n in uncached_by_day.items():
-            windows[t] += _occupied_windows(n)
         out = []
         for t, r in rows.items():
             e = extra[t]
@@ -548,7 +565,7 @@ class _Aggregates:
                     "_uncached": e["_uncached"],
                     "_uncached_avg_tokens": e["_uncached_input_tokens"] / e["_uncached"] if e["_uncached"] else 0.0,
                     "_uncached_model": _most_common(uncached_models[t]),
-                    "_windows": windows[t],
+                    "_windows": self.cache_windows.get(t, 0.0),
                     "_prompt_avg": e["_prompt_tokens"] / answered if answered else 0.0,
                     "_output_avg": e["_output_tokens"] / answered if answered else 0.0,
                 }
@@ -575,15 +592,7 @@ class _Aggregates:
         return _public(rows.get("all") or _finish_row(_empty_row()))
 
 
-_WINDOWS_PER_DAY = 288  # 5-minute prompt-cache lifetimes
-
-
-def _occupied_windows(calls: int) -> float:
-    """Expected 5-minute windows holding at least one of `calls` spread evenly over a day.
-
-    The most cache writes those calls could need: calls bunched into fewer windows need fewer.
-    """
-    return _WINDOWS_PER_DAY * (1 - math.exp(-calls / _WINDOWS_PER_DAY))
+_WINDOWS_PER_HOUR = 12  # 5-minute prompt-cache lifetimes
 
 
 def _most_common(counter: Counter):
@@ -745,7 +754,7 @@ def _prompt_cache_lever(con, task: dict, prices, since: datetime | None) -> dict
     Estimated from a sample of the task's uncached calls: the most common prefix,
     its share, and its tokens (each call's input tokens split by the prefix's
     share of the request's characters). One cache write per 5-minute window
-    such calls fall in, counted as if each day's calls were spread evenly (the
+    such calls fall in, counted as if each hour's calls were spread evenly (the
     most writes they could need), every other call a cache read.
     """
     uncached, model = task["_uncached"], task["_uncached_model"]
@@ -782,7 +791,7 @@ def _prompt_cache_lever(con, task: dict, prices, since: datetime | None) -> dict
     if prefix_tokens < _min_cacheable(model):
         return None
     calls = int(uncached * share)
-    writes = min(int(task["_windows"]), calls)
+    writes = min(math.ceil(task["_windows"]), calls)
     reads = calls - writes
     saving = prefix_tokens * (reads * (price.input - price.cache_read) - writes * (price.cache_write_5m - price.input)) / 1e6
     if reads < 1 or saving <= 0:
