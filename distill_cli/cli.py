@@ -8,7 +8,7 @@ import sys
 import typer
 
 from distill_cli import __version__
-from distill_cli.console import gate, record
+from distill_cli.console import build_student, gate, record
 from distill_cli.console import report as report_command
 from distill_cli.console.common import DEBUG_ENV, DistillGroup
 
@@ -43,6 +43,7 @@ def _root(
 
 app.command(name="record", context_settings={"help_option_names": ["-h", "--help"]})(record.record)
 app.command(name="gate", context_settings={"help_option_names": ["-h", "--help"]})(gate.gate)
+app.command(name="build-student", context_settings={"help_option_names": ["-h", "--help"]})(build_student.build_student)
 app.command(name="report", context_settings={"help_option_names": ["-h", "--help"]})(report_command.report)
 
 

@@ -171,7 +171,7 @@ def load_student(path: str | Path, needed_by: str = "this command") -> Student:
 
 def _register_kinds() -> None:
     # Kinds register themselves on import; imported lazily so a classifier load never pays for the SDK.
-    from distill_cli.students import cache  # noqa: F401
+    from distill_cli.students import cache, classifier, endpoint, few_shot  # noqa: F401
 
 
 def run_sync(coro):

@@ -1,0 +1,477 @@
+"""The `classifier` student: a local linear model over the teacher's closed set of outputs.
+
+Features are TF-IDF over word 1-2 grams and char 2-5 grams within word boundaries
+(sublinear tf, each block l2-normalised), plus, when the `embeddings` extra is
+installed, a sentence embedding (all-MiniLM-L6-v2). The model is a linear SVM per
+output (one-vs-rest); its scores become a probability by a softmax whose
+temperature is fitted on out-of-fold scores.
+
+Calibration by cross-fitting: the training split is cut into `FOLDS` folds by a
+hash of (salt, id); each fold is scored by a model fitted on the others, so every
+training row gets a score from a model that never saw it. The decline threshold
+is chosen on those scores (`choose_threshold`), and the student is the average
+of the fold models: a linear model again (the mean of their weights), whose
+confidences on unseen rows are distributed like the ones the threshold was
+chosen on. (A single refit on all rows is more confident than the fold models,
+so a threshold chosen on them would answer more calls than it certified.)
+
+The file holds the vocabulary, idf and weights as plain rows and float arrays;
+loading rebuilds the scorer with numpy and never unpickles anything. This module
+never calls a provider.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from scipy import sparse
+
+from distill_cli import stats
+from distill_cli.students.base import LOADERS, Answer, Student, StudentSpec, request_input
+
+FOLDS = 5
+SVM_C = 1.0
+WORD_NGRAMS = (1, 2)
+CHAR_NGRAMS = (2, 5)
+MIN_DF = {"word": 1, "char": 2}
+EMBEDDING_WEIGHT = 1.0  # scale of the (unit-length) sentence embedding beside the two unit-length TF-IDF blocks
+# The threshold must leave the gate's bound above --min-agreement with this probability
+# on a fresh holdout of the expected size (see choose_threshold).
+CERTIFY_PROBABILITY = 0.9
+NEVER = 1.01  # a threshold no confidence reaches: the student declines everything
+
+ROWS_SCHEMA = pa.schema(
+    [
+        ("part", pa.string()),  # "class", "word", "char" or "embed"
+        ("term", pa.string()),  # the output (class rows) or the n-gram (feature rows)
+        ("value", pa.float64()),  # intercept (class rows) or idf (feature rows)
+        ("weights", pa.list_(pa.float32())),  # a feature's weight for every class, in class order
+    ]
+)
+
+_TOKEN = re.compile(r"(?u)\b\w\w+\b")
+
+
+# ---- features ---------------------------------------------------------------------------------------------------
+
+
+def word_grams(text: str) -> list[str]:
+    tokens = _TOKEN.findall(text.lower())
+    grams = list(tokens)
+    for n in range(2, WORD_NGRAMS[1] + 1):
+        grams += [" ".join(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
+    return grams
+
+
+def char_grams(text: str) -> list[str]:
+    grams = []
+    lo, hi = CHAR_NGRAMS
+    for word in text.lower().split():
+        padded = f" {word} "
+        size = len(padded)
+        for n in range(lo, min(hi, size) + 1):
+            grams += [padded[i : i + n] for i in range(size - n + 1)]
+    return grams
+
+
+ANALYZERS: dict[str, Callable[[str], list[str]]] = {"word": word_grams, "char": char_grams}
+
+
+@dataclass
+class Block:
+    """One TF-IDF block: its n-gram vocabulary (term -> column) and idf per column."""
+
+    name: str
+    vocab: dict[str, int]
+    idf: np.ndarray
+
+    @classmethod
+    def fit(cls, name: str, texts: Sequence[str]) -> Block:
+        analyze = ANALYZERS[name]
+        df: Counter = Counter()
+        for text in texts:
+            df.update(set(analyze(text)))
+        terms = sorted(t for t, c in df.items() if c >= MIN_DF[name])
+        counts = np.array([df[t] for t in terms], dtype=np.float64)
+        # Smoothed idf, as scikit-learn's TfidfTransformer computes it.
+        idf = np.log((1 + len(texts)) / (1 + counts)) + 1.0
+        return cls(name, {t: i for i, t in enumerate(terms)}, idf)
+
+    def row(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        """(columns, values) of one text: sublinear tf x idf, l2-normalised."""
+        vocab = self.vocab
+        tf = Counter(g for g in ANALYZERS[self.name](text) if g in vocab)
+        if not tf:
+            return np.empty(0, np.int64), np.empty(0, np.float64)
+        cols = np.fromiter((vocab[g] for g in tf), np.int64, len(tf))
+        vals = (1.0 + np.log(np.fromiter(tf.values(), np.float64, len(tf)))) * self.idf[cols]
+        return cols, vals / np.sqrt(vals @ vals)
+
+
+@dataclass
+class Featurizer:
+    """Text -> one sparse row: the TF-IDF blocks side by side, then the embedding (if any)."""
+
+    blocks: list[Block]
+    encoder: object | None = None  # has .encode(texts) -> (n, d) unit rows, and .dim
+    offsets: list[int] = field(init=False)
+    width: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.offsets, start = [], 0
+        for block in self.blocks:
+            self.offsets.append(start)
+            start += len(block.idf)
+        self.width = start + (self.encoder.dim if self.encoder is not None else 0)
+
+    @classmethod
+    def fit(cls, texts: Sequence[str], encoder=None) -> Featurizer:
+        return cls([Block.fit(name, texts) for name in ANALYZERS], encoder)
+
+    def row(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        cols, vals = [], []
+        for block, offset in zip(self.blocks, self.offsets):
+            c, v = block.row(text)
+            cols.append(c + offset)
+            vals.append(v)
+        if self.encoder is not None:
+            cols.append(np.arange(self.width - self.encoder.dim, self.width))
+            vals.append(EMBEDDING_WEIGHT * self.encoder.encode([text])[0].astype(np.float64))
+        return np.concatenate(cols), np.concatenate(vals)
+
+    def matrix(self, texts: Sequence[str], progress: Callable[[int], None] | None = None) -> sparse.csr_matrix:
+        indptr, cols, vals = [0], [], []
+        tfidf_width = self.width - (self.encoder.dim if self.encoder is not None else 0)
+        for text in texts:
+            parts = [block.row(text) for block in self.blocks]
+            for (c, v), offset in zip(parts, self.offsets):
+                cols.append(c + offset)
+                vals.append(v)
+            indptr.append(indptr[-1] + sum(len(c) for c, _ in parts))
+        tfidf = sparse.csr_matrix(
+            (np.concatenate(vals) if vals else np.empty(0), np.concatenate(cols) if cols else np.empty(0, np.int64), indptr),
+            shape=(len(texts), tfidf_width),
+        )
+        if self.encoder is None:
+            return tfidf
+        dense = EMBEDDING_WEIGHT * self.encoder.encode(list(texts), progress=progress).astype(np.float64)
+        return sparse.hstack([tfidf, sparse.csr_matrix(dense)], format="csr")
+
+
+# ---- the model --------------------------------------------------------------------------------------------------
+
+
+def softmax(scores: np.ndarray, temperature: float) -> np.ndarray:
+    z = scores * temperature
+    z = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+@dataclass
+class LinearModel:
+    """Scores = X W + b over `classes`; probabilities = softmax(scores x temperature)."""
+
+    classes: list[str]
+    weights: np.ndarray  # (features, classes) float32
+    intercepts: np.ndarray  # (classes,)
+    temperature: float = 1.0
+
+    def scores(self, x) -> np.ndarray:
+        return np.asarray(x @ self.weights) + self.intercepts
+
+    def proba(self, x) -> np.ndarray:
+        return softmax(self.scores(x), self.temperature)
+
+
+def fold_of(salt: str, example_id: str, folds: int = FOLDS) -> int:
+    """The cross-fitting fold of a training example: a hash of (salt, id), like the holdout split."""
+    digest = hashlib.sha256(f"{salt}:fold:{example_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % folds
+
+
+def _fit_svm(x, y: np.ndarray, n_classes: int, c: float) -> tuple[np.ndarray, np.ndarray]:
+    """One-vs-rest linear SVM; (weights (features, n_classes), intercepts). Classes absent from `y` never win."""
+    from sklearn.svm import LinearSVC
+
+    present = np.unique(y)
+    weights = np.zeros((x.shape[1], n_classes))
+    intercepts = np.full(n_classes, -1.0)  # an absent class scores like a confident "not this one"
+    if len(present) == 1:
+        intercepts[present[0]] = 1.0
+        return weights, intercepts
+    svm = LinearSVC(C=c, dual=True, max_iter=5000, random_state=0).fit(x, y)
+    if len(present) == 2:  # scikit-learn keeps one score for two classes: split it symmetrically
+        weights[:, present[0]], weights[:, present[1]] = -svm.coef_[0] / 2, svm.coef_[0] / 2
+        intercepts[present[0]], intercepts[present[1]] = -svm.intercept_[0] / 2, svm.intercept_[0] / 2
+    else:
+        weights[:, present] = svm.coef_.T
+        intercepts[present] = svm.intercept_
+    return weights, intercepts
+
+
+def fit_temperature(scores: np.ndarray, truth: np.ndarray) -> float:
+    """The softmax temperature that minimises the log loss of the known answers (rows with truth >= 0)."""
+    from scipy.optimize import minimize_scalar
+
+    known = truth >= 0
+    if not known.any():
+        return 1.0
+    s, t = scores[known], truth[known]
+
+    def loss(temperature: float) -> float:
+        p = softmax(s, temperature)[np.arange(len(t)), t]
+        return float(-np.log(p + 1e-12).mean())
+
+    return float(minimize_scalar(loss, bounds=(0.05, 200.0), method="bounded").x)
+
+
+@dataclass
+class Threshold:
+    value: float
+    coverage: float
+    agreement: float  # end to end on the out-of-fold rows
+    agreement_answered: float | None
+    lower_bound: float  # Wilson lower bound of end-to-end agreement on those rows
+    predicted_gate_bound: float  # what the gate is expected to see, with CERTIFY_PROBABILITY
+
+
+def choose_threshold(
+    confidence: np.ndarray, agrees: np.ndarray, min_agreement: float, expected_holdout: int
+) -> Threshold:
+    """The lowest confidence threshold the gate's rule is expected to accept on unseen data.
+
+    For a threshold t, k = (rows answered and agreeing) + (rows declined) of n
+    out-of-fold rows, p = k/n. The gate computes the one-sided 95% Wilson lower
+    bound of p on `expected_holdout` rows; the holdout's own p differs from ours
+    by sampling noise on both sides (se_dev, se_holdout). We accept t when
+
+        wilson_lower(p, expected_holdout) - z(CERTIFY_PROBABILITY) * sqrt(se_dev^2 + se_holdout^2) >= min_agreement
+
+    so the gate should pass with about that probability. Declining everything
+    (t = NEVER) always qualifies, so a student that cannot be trusted answers nothing.
+    """
+    n = len(confidence)
+    order = np.argsort(-confidence, kind="stable")
+    conf, ok = confidence[order], agrees[order]
+    answered_ok = np.cumsum(ok)
+    z = stats.z_one_sided(CERTIFY_PROBABILITY)
+    h = max(expected_holdout, 1)
+    best = None
+    # Candidate cut after position i answers the i+1 most confident rows; only where the confidence changes.
+    cuts = [i for i in range(n) if i == n - 1 or conf[i + 1] < conf[i]]
+    for i in cuts:
+        answered = i + 1
+        k = int(answered_ok[i]) + (n - answered)
+        p = k / n
+        noise = math.sqrt(p * (1 - p) / n + p * (1 - p) / h)
+        predicted = stats.wilson_lower(round(p * h), h) - z * noise
+        if predicted >= min_agreement:
+            best = (i, k, predicted)
+    if best is None:
+        return Threshold(NEVER, 0.0, 1.0, None, stats.wilson_lower(n, n), stats.wilson_lower(h, h))
+    i, k, predicted = best
+    answered = i + 1
+    return Threshold(
+        value=float(conf[i]),
+        coverage=answered / n,
+        agreement=k / n,
+        agreement_answered=float(answered_ok[i]) / answered,
+        lower_bound=stats.wilson_lower(k, n),
+        predicted_gate_bound=predicted,
+    )
+
+
+def _averaged_threshold(x, truth, folds, n_classes: int, c: float, temperature: float, single: float) -> float:
+    """The threshold for the averaged model that answers as many unseen calls as `single` does for one fold model.
+
+    An average of linear models is more confident than each of them (the noise in
+    the runner-up scores averages out), so the same threshold would answer more
+    calls than were certified. Fold 0 is held out of a nested cross-fit over the
+    other folds: on its rows, the share of calls a single nested model answers
+    at `single` is matched by a threshold on the nested models' average.
+    """
+    if single >= NEVER:
+        return single
+    rest = [k for k in range(1, FOLDS)]
+    target = folds == 0
+    if not target.any():
+        return single
+
+    def fit_nested(j: int):
+        rows = (folds != 0) & (folds != j) & (truth >= 0)
+        return _fit_svm(x[rows], truth[rows], n_classes, c)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        nested = list(pool.map(fit_nested, rest))
+    scores = [x[target] @ w + b for w, b in nested]
+    single_conf = np.concatenate([softmax(s, temperature).max(axis=1) for s in scores])
+    coverage = float((single_conf >= single).mean())
+    averaged = softmax(np.mean(scores, axis=0), temperature).max(axis=1)
+    if coverage <= 0:
+        return NEVER
+    # The averaged model's confidence at the same coverage (a quantile from the top).
+    return float(max(single, np.quantile(averaged, 1 - coverage, method="higher")))
+
+
+@dataclass
+class Trained:
+    featurizer: Featurizer
+    model: LinearModel
+    threshold: Threshold
+    n_train: int  # rows the folds were fitted on (outputs in the closed set)
+    n_dev: int  # rows scored out of fold (every training row)
+    seconds: float
+
+
+def train(
+    ids: Sequence[str],
+    texts: Sequence[str],
+    outputs: Sequence[str],
+    classes: Sequence[str],
+    *,
+    salt: str,
+    min_agreement: float,
+    expected_holdout: int,
+    encoder=None,
+    c: float = SVM_C,
+    progress: Callable[[str], None] | None = None,
+) -> Trained:
+    """Fit the featurizer and the fold models, calibrate, choose the threshold.
+
+    `classes` is the closed set the student may answer; a training row whose
+    output is outside it is not learned from but still scored, as a certain
+    disagreement unless declined.
+    """
+    started = time.perf_counter()
+    say = progress or (lambda _msg: None)
+    index = {c_: i for i, c_ in enumerate(classes)}
+    truth = np.array([index.get(o, -1) for o in outputs])
+    say("features")
+    featurizer = Featurizer.fit(texts, encoder)
+    x = featurizer.matrix(texts)
+    folds = np.array([fold_of(salt, i) for i in ids])
+    say(f"fitting {FOLDS} fold models")
+
+    def fit_fold(k: int):
+        rows = (folds != k) & (truth >= 0)
+        return _fit_svm(x[rows], truth[rows], len(classes), c)
+
+    # liblinear releases the GIL: two folds at a time on two cores.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        fitted = list(pool.map(fit_fold, range(FOLDS)))
+    oof = np.zeros((len(texts), len(classes)))
+    for k, (w, b) in enumerate(fitted):
+        rows = folds == k
+        if rows.any():
+            oof[rows] = x[rows] @ w + b
+    temperature = fit_temperature(oof, truth)
+    proba = softmax(oof, temperature)
+    predicted = proba.argmax(axis=1)
+    agrees = predicted == truth
+    threshold = choose_threshold(proba.max(axis=1), agrees, min_agreement, expected_holdout)
+    say("measuring how averaging sharpens confidence")
+    threshold.value = _averaged_threshold(x, truth, folds, len(classes), c, temperature, threshold.value)
+    weights = np.mean([w for w, _ in fitted], axis=0).astype(np.float32)
+    intercepts = np.mean([b for _, b in fitted], axis=0)
+    model = LinearModel(list(classes), weights, intercepts, temperature)
+    return Trained(featurizer, model, threshold, int((truth >= 0).sum()), len(texts), time.perf_counter() - started)
+
+
+# ---- the student ------------------------------------------------------------------------------------------------
+
+
+class ClassifierStudent(Student):
+    def __init__(self, spec: StudentSpec, featurizer: Featurizer, model: LinearModel) -> None:
+        super().__init__(spec)
+        self.featurizer = featurizer
+        self.model = model
+        self.threshold = spec.threshold if spec.threshold is not None else 0.0
+
+    def answer(self, request: dict) -> Answer:
+        return self.answer_text(request_input(request, self.spec.provider))
+
+    def answer_text(self, text: str) -> Answer:
+        started = time.perf_counter()
+        cols, vals = self.featurizer.row(text)
+        scores = vals @ self.model.weights[cols] + self.model.intercepts
+        proba = softmax(scores, self.model.temperature)
+        best = int(proba.argmax())
+        confidence = float(proba[best])
+        latency = (time.perf_counter() - started) * 1000
+        if confidence < self.threshold:
+            return Answer(
+                None, confidence=confidence, latency_ms=latency,
+                reason=f"confidence {confidence:.3f} below threshold {self.threshold:.3f}",
+            )
+        return Answer(self.model.classes[best], confidence=confidence, cost_usd=0.0, latency_ms=latency)
+
+    def predict(self, texts: Sequence[str]) -> tuple[list[str], np.ndarray]:
+        """(top output, confidence) for many texts at once, ignoring the threshold."""
+        proba = self.model.proba(self.featurizer.matrix(texts))
+        return [self.model.classes[i] for i in proba.argmax(axis=1)], proba.max(axis=1)
+
+
+def rows_for(featurizer: Featurizer, model: LinearModel) -> pa.Table:
+    n_classes = len(model.classes)
+    parts, terms, values = ["class"] * n_classes, list(model.classes), [float(b) for b in model.intercepts]
+    for block in featurizer.blocks:
+        by_column = sorted(block.vocab.items(), key=lambda kv: kv[1])
+        parts += [block.name] * len(by_column)
+        terms += [t for t, _ in by_column]
+        values += block.idf.tolist()
+    if featurizer.encoder is not None:
+        parts += ["embed"] * featurizer.encoder.dim
+        terms += [str(i) for i in range(featurizer.encoder.dim)]
+        values += [0.0] * featurizer.encoder.dim
+    n_features = featurizer.width
+    flat = pa.array(model.weights.reshape(-1), type=pa.float32())
+    # Class rows carry no weights; feature row j carries its n_classes weights.
+    list_offsets = np.concatenate([np.zeros(n_classes), np.arange(n_features + 1) * n_classes]).astype(np.int32)
+    weights = pa.ListArray.from_arrays(pa.array(list_offsets), flat)
+    return pa.table(
+        {"part": parts, "term": terms, "value": pa.array(values, pa.float64()), "weights": weights}, schema=ROWS_SCHEMA
+    )
+
+
+def _load(spec: StudentSpec, table: pa.Table, path) -> ClassifierStudent:
+    part = table["part"]
+    is_class = pc.equal(part, "class")
+    classes = table.filter(is_class)
+    labels = classes["term"].to_pylist()
+    intercepts = classes["value"].to_numpy()
+    features = table.filter(pc.invert(is_class))
+    weights = features["weights"].combine_chunks().flatten().to_numpy(zero_copy_only=False)
+    weights = weights.reshape(features.num_rows, len(labels))
+    names = features["part"].to_numpy(zero_copy_only=False)
+    terms = features["term"].to_pylist()
+    idf = features["value"].to_numpy()
+    blocks = []
+    for name in ANALYZERS:
+        where = np.flatnonzero(names == name)
+        if len(where):
+            start = int(where[0])
+            block_terms = terms[start : start + len(where)]
+            blocks.append(Block(name, {t: i for i, t in enumerate(block_terms)}, idf[start : start + len(where)]))
+    encoder = None
+    embedding = (spec.params or {}).get("embeddings")
+    if embedding:
+        from distill_cli.students.embeddings import load_encoder
+
+        encoder = load_encoder(embedding["model"], where=str(path))
+    featurizer = Featurizer(blocks, encoder)
+    model = LinearModel(labels, np.ascontiguousarray(weights), intercepts, float(spec.params.get("temperature", 1.0)))
+    return ClassifierStudent(spec, featurizer, model)
+
+
+LOADERS["classifier"] = _load
