@@ -126,10 +126,10 @@ def _announce(console, session) -> None:
 
 
 def _money(tally) -> str:
+    """Cost of the priced calls; `unknown` when none was priced (never a made-up 0)."""
     if tally.calls and tally.unpriced == tally.calls:
         return "unknown"
-    text = f"${tally.cost_usd:,.4f}"
-    return text + (f" + {tally.unpriced} unpriced" if tally.unpriced else "")
+    return f"${tally.cost_usd:,.4f}" if tally.cost_usd >= 0.01 or not tally.cost_usd else f"${tally.cost_usd:.6f}"
 
 
 def _print_summary(console, summary) -> None:
@@ -144,18 +144,20 @@ def _print_summary(console, summary) -> None:
     if not total.calls:
         console.print(f"No calls recorded into {summary.store}.", markup=False)
         return
+    columns = ["task", "calls", "errors", "tokens in", "tokens out", "cost"] + (["unpriced"] if total.unpriced else [])
     table = Table(box=box.SIMPLE, show_edge=False, pad_edge=False)
-    for name, justify in (("task", "left"), ("calls", "right"), ("errors", "right"), ("tokens in", "right"),
-                          ("tokens out", "right"), ("cost", "right")):
-        table.add_column(name, justify=justify)
+    longest = max(len(name) for name in summary.tasks)
+    table.add_column("task", overflow="fold", min_width=min(longest, 40))  # task names are ids: never cut
+    for name in columns[1:]:
+        table.add_column(name, justify="right", no_wrap=True)
+
+    def cells(name, t):
+        row = [name, f"{t.calls:,}", f"{t.errors:,}", f"{t.input_tokens:,}", f"{t.output_tokens:,}", _money(t)]
+        return row + ([f"{t.unpriced:,}"] if total.unpriced else [])
+
     for name, t in sorted(summary.tasks.items()):
-        table.add_row(name, f"{t.calls:,}", f"{t.errors:,}", f"{t.input_tokens:,}", f"{t.output_tokens:,}", _money(t))
+        table.add_row(*cells(name, t))
     if len(summary.tasks) > 1:
-        table.add_row("all", f"{total.calls:,}", f"{total.errors:,}", f"{total.input_tokens:,}",
-                      f"{total.output_tokens:,}", _money(total), style="bold")
+        table.add_row(*cells("all", total), style="bold")
     console.print(f"Recorded {total.calls:,} calls into {summary.store} ({total.errors:,} errors):", markup=False)
     console.print(table)
-    if total.unpriced:
-        models = ", ".join(sorted(total.unpriced_models))
-        console.print(f"{total.unpriced} calls have no known price (models: {models}); their cost is unknown, not 0.",
-                      markup=False)
