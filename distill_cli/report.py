@@ -1076,7 +1076,7 @@ def _recommend(task: dict, gate: dict | None, drift: dict | None, prices) -> Non
             why = "open-ended outputs: a cheaper model prompted with examples"
         reduction, how = _student_estimate(task, kind, prices)
         advice.update(kind=kind, expected_cost_reduction=reduction, source="estimate", reason=f"{why}; {how}")
-        rec = f"distill: {kind}" + (f", est. {_reduction_text(reduction)}" if reduction else "")
+        rec = f"distill: {kind}" + (f", est. {_reduction_text(reduction)}" if reduction else f" ({how})")
         monthly = task["teacher_only_per_day_usd"] * MONTH_DAYS * (1 - 1 / reduction) if reduction else 0.0
         if reduction:
             rec += f" (~${monthly:,.2f}/month)"
@@ -1123,7 +1123,7 @@ def _budget(budget: Budget, report: Report) -> dict:
         elif t["recommendation"].startswith("keep teacher"):
             decision, reason = "fallback_teacher", t["recommendation"].removeprefix("keep teacher").strip(" :()") or "keep teacher"
         elif gate is None:
-            decision, reason = "fallback_teacher", "no gate result yet: build-student, then gate"
+            decision, reason = "fallback_teacher", "not gated yet (build-student, then gate)"
         elif not gate.get("passed"):
             agreement = gate.get("agreement")
             rate = f" ({agreement:.0%})" if isinstance(agreement, (int, float)) else ""

@@ -242,7 +242,7 @@ def test_sample_store_totals_and_recommendation(sample_store):
     assert task["levers"][0]["estimated_saving_usd"] == pytest.approx(t["cost_usd"] / 2, abs=1e-5)
     b = r.budget
     assert b["per"] == "day" and not b["fits"] and b["spend_usd"] == pytest.approx(19.818453 / r.period["days"], rel=1e-4)
-    assert b["tasks"][0]["decision"] == "fallback_teacher" and "no gate result" in b["tasks"][0]["reason"]
+    assert b["tasks"][0]["decision"] == "fallback_teacher" and "not gated yet" in b["tasks"][0]["reason"]
     assert r.to_dict()["schema"] == "report/1"
 
 

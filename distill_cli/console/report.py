@@ -342,7 +342,7 @@ def _metric(v) -> str:
 
 
 def render_table(r: Report, console: Console) -> None:
-    console.print(Text("distill report", style="bold"), Text(" · " + _period_line(r), style="dim"))
+    console.print(Text.assemble(("distill report", "bold"), (" · " + _period_line(r), "dim")))
     if r.empty and r.inputs["stores"]:
         console.print(_no_calls(r))
     elif r.inputs["stores"]:
@@ -372,9 +372,11 @@ def render_table(r: Report, console: Console) -> None:
 
 
 def _table(title: str, *columns: str) -> Table:
-    table = Table(title=title, title_justify="left", title_style="bold", header_style="bold", box=None, pad_edge=False)
-    for i, c in enumerate(columns):
-        table.add_column(c, justify="left" if i == 0 else "right", overflow="fold")
+    table = Table(title=title, title_justify="left", title_style="bold", header_style="bold", box=None, pad_edge=False,
+                  padding=(0, 1))
+    table.add_column(columns[0], justify="left", no_wrap=True, overflow="ellipsis", max_width=32)
+    for c in columns[1:]:
+        table.add_column(c, justify="right", overflow="fold")
     return table
 
 
@@ -430,7 +432,7 @@ def _print_models(r: Report, console: Console) -> None:
         table.add_row(
             m["model"], m["provider"] or "", f"{m['calls']:,}", f"{m['shadow_calls']:,}", count(m["input_tokens"]),
             count(m["output_tokens"]), count(m["cache_read_tokens"]),
-            usd(m["cost_usd"]) + (f" + {m['unknown_cost_calls']:,} unknown" if m["unknown_cost_calls"] else ""),
+            usd(m["cost_usd"]) + ("+?" if m["unknown_cost_calls"] else ""),
         )
     console.print()
     console.print(table)
