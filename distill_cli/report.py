@@ -997,17 +997,28 @@ def _read_student(path: Path) -> dict:
 
 
 def _reduction_text(x: float) -> str:
+    if math.isinf(x):
+        return "inf (free)"
     return f"{x:.1f}x" if x < 100 else f"{x:,.0f}x"
 
 
 def _as_reduction(value) -> float | None:
-    """A gate's cost_reduction: a number (14.2) or text ("14.2x")."""
+    """A cost reduction as a number: 14.2, "14.2x", or "inf" (a free student; JSON has no infinity)."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value) if math.isfinite(value) else None
+        return float(value) if not math.isnan(value) else None
     if isinstance(value, str):
+        if value.strip().lower() in ("inf", "infinity"):
+            return math.inf
         m = re.match(r"\s*([\d.]+)\s*x?", value)
         return float(m.group(1)) if m else None
     return None
+
+
+def _json_reduction(x: float | None):
+    """A reduction as JSON can hold it: rounded, or "inf" as the gate writes it."""
+    if x is None:
+        return None
+    return "inf" if math.isinf(x) else round(x, 2)
 
 
 def _cheapest_haiku(prices):
@@ -1081,8 +1092,7 @@ def _recommend(task: dict, gate: dict | None, drift: dict | None, prices) -> Non
         if reduction:
             rec += f" (~${monthly:,.2f}/month)"
             advice["estimated_monthly_saving_usd"] = _usd(monthly)
-    if advice["expected_cost_reduction"] is not None:
-        advice["expected_cost_reduction"] = round(advice["expected_cost_reduction"], 2)
+    advice["expected_cost_reduction"] = _json_reduction(advice["expected_cost_reduction"])
     task["recommendation"] = rec
     task["advice"] = advice
 
@@ -1114,7 +1124,7 @@ def _budget(budget: Budget, report: Report) -> dict:
         spend = t["cost_per_day_usd"] * factor
         teacher = t["teacher_only_per_day_usd"] * factor
         target = scale * (teacher / total_teacher) if total_teacher else scale
-        reduction = t["advice"].get("expected_cost_reduction")
+        reduction = _as_reduction(t["advice"].get("expected_cost_reduction"))
         gate = t.get("gate")
         if teacher <= target:
             decision, reason = "no_change", "already within budget"
@@ -1142,7 +1152,7 @@ def _budget(budget: Budget, report: Report) -> dict:
                 "fits": spend <= target,
                 "decision": decision,
                 "reason": reason,
-                "cost_reduction": round(reduction, 2) if reduction else None,
+                "cost_reduction": _json_reduction(reduction),
                 "reduction_source": t["advice"].get("source"),
                 "after_usd": _usd(after),
                 "if_distilled_usd": _usd(if_distilled) if if_distilled is not None else None,

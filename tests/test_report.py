@@ -305,6 +305,15 @@ def test_gate_result_decides_the_recommendation_and_names_the_worst(tmp_path):
     assert r.tasks[0]["budget"]["decision"] == "fallback_teacher"
 
 
+def test_a_free_student_reduction_stays_valid_json(tmp_path):
+    s = write_store(tmp_path / "s", rows_for("t1", 300))
+    gate = write_verdicts(tmp_path / "gate.parquet", gate_summary(cost_reduction="inf"), [verdict(1)])
+    r = build_report([s, gate], budget="0.0001/day", now=NOW)
+    assert r.tasks[0]["recommendation"] == "distill: classifier, inf (free) (gate passed)"
+    assert r.tasks[0]["budget"]["after_usd"] == 0 and r.tasks[0]["budget"]["cost_reduction"] == "inf"
+    json.loads(json.dumps(r.to_dict(), allow_nan=False, default=str))
+
+
 def test_budget_that_fits_changes_nothing(sample_store):
     r = build_report([sample_store], budget="1000/month")
     assert r.budget["fits"] and r.budget["spend_usd"] == pytest.approx(19.818453 / r.period["days"] * 30, rel=1e-4)
