@@ -195,3 +195,19 @@ def test_usage_errors(tmp_path, args, message):
     result = CliRunner().invoke(app, ["record", "--store", str(tmp_path / "s"), *args])
     assert result.exit_code == 2
     assert message in " ".join(result.output.replace("│", " ").split())
+
+
+def test_busy_port_and_bad_store_are_input_errors(tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(app, ["record", "--store", str(tmp_path / "s"), "--serve", "--port", str(port)])
+    assert result.exit_code == 3
+    assert result.output.startswith(f"Error: cannot listen on 127.0.0.1:{port}: ")
+    (tmp_path / "file").write_text("x")
+    result = CliRunner().invoke(app, ["record", "--store", str(tmp_path / "file"), "--", "true"])
+    assert result.exit_code == 3
+    assert result.output == f"Error: {tmp_path / 'file'}: is a file; a store to write to must be a directory\n"
