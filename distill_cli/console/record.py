@@ -108,7 +108,7 @@ def record(
     else:
         status = asyncio.run(recorder.run_job(session, command))
         summary = session.summary
-    _print_summary(console, summary)
+    _print_summary(console, summary, recovery_told=serve)
     warn_unknown_models(console, table)
     if output_format == Format.json:
         print_json(summary.to_dict())
@@ -132,9 +132,9 @@ def _money(tally) -> str:
     return f"${tally.cost_usd:,.4f}" if tally.cost_usd >= 0.01 or not tally.cost_usd else f"${tally.cost_usd:.6f}"
 
 
-def _print_summary(console, summary) -> None:
+def _print_summary(console, summary, recovery_told: bool = False) -> None:
     """Calls, errors, tokens and cost by task, on stderr."""
-    if summary.recovered:
+    if summary.recovered and not recovery_told:
         console.print(f"Recovered {summary.recovered} calls a previous recorder had journaled.")
     total = summary.total
     if summary.unrecorded:
