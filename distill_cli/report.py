@@ -650,64 +650,78 @@ def _share(n: int, total: int) -> float:
 # this many answers in all: exact for small stores, bounded time and memory at any size.
 INPUT_SAMPLE_ROWS = 50_000
 OUTPUT_SAMPLE_ROWS = 100_000
-OUTPUT_SAMPLE_MIN = 2_000  # a task with fewer sampled answers than this (and more in all) gets a wider sample
+OUTPUT_SAMPLE_MIN = 2_000  # answers wanted of the rarest task that needs them ...
+OUTPUT_SAMPLE_MAX_FRACTION = 0.25  # ... within this share of a large store's period
 OUTPUT_SLICES = 8
 
 
 def _task_stats(con, tasks: list[dict], period: dict) -> dict[str, dict]:
-    """Repeated inputs and the set of outputs, per task.
+    """The set of outputs and the share of repeated inputs, per task, where they can change the recommendation.
 
-    Repeated inputs: calls are sampled by the hash of their input, so every
-    repeat of a sampled input is in the sample and the repeat share is exact on
-    it. Outputs: the normalised answers (lower-cased, trimmed) in evenly spaced
-    time slices of the period (the Parquet reader skips the rest) are counted,
-    giving the distinct outputs seen and the share the 200 most common cover.
+    Outputs (tasks with at least MIN_EXAMPLES answers): the normalised answers
+    (lower-cased, trimmed) in evenly spaced time slices of the period (the
+    Parquet reader skips the rest) are counted, giving the distinct outputs seen
+    and the share the 200 most common cover. Repeated inputs (tasks that then
+    are neither high-stakes nor a closed set): calls are sampled by the hash of
+    their input, so every repeat of a sampled input is in the sample and the
+    repeat share is exact on it. Unmeasured values stay None.
     """
-    if not tasks:
-        return {}
-    # Small tasks are read in full; large ones share one modulus that leaves the smallest of them
-    # about INPUT_SAMPLE_ROWS calls. (A modulus per task, as a CASE, made the scan five times slower.)
-    small = [t["task"] for t in tasks if t["calls"] < 2 * INPUT_SAMPLE_ROWS]
-    large = [t["calls"] for t in tasks if t["calls"] >= 2 * INPUT_SAMPLE_ROWS]
-    sampled = f"hash(input_hash) % {min(large) // INPUT_SAMPLE_ROWS} = 0" if large else "true"
-    if small and large:
-        sampled = f"(task IN ({_sql_list(small)}) OR {sampled})"
-    rows = con.execute(
-        f"""SELECT task, count(*), sum(c) FROM (
-                SELECT task, hash(input_hash) AS ih, count(*) AS c FROM calls
-                WHERE served_by <> 'shadow' AND input_hash IS NOT NULL AND {sampled} GROUP BY task, ih)
-            GROUP BY task"""
-    ).fetchall()
     stats: dict[str, dict] = {
-        t["task"]: {"repeat_share": 0.0, "distinct_outputs": 0, "output_sample": 0, "top_outputs_coverage": None,
-                    "closed_set": False}
+        t["task"]: {"distinct_outputs": None, "output_sample": 0, "top_outputs_coverage": None, "closed_set": False,
+                    "repeat_share": None}
         for t in tasks
     }
-    for t, distinct, sampled in rows:
-        stats[t]["repeat_share"] = round(1 - distinct / sampled, 4)
-
-    answered = "served_by IN ('teacher', 'fallback', 'shadow') AND ok AND output IS NOT NULL"
+    candidates = [t for t in tasks if t["examples"] >= MIN_EXAMPLES and not t["high_stakes"]]
+    if not candidates:
+        return stats
     examples = sum(t["examples"] for t in tasks)
-    fraction = OUTPUT_SAMPLE_ROWS / examples if examples else 1.0
-    sample = _output_sample(con, answered + _time_slices(period, fraction))
-    if fraction < 1:
-        # Tasks too rare for that sample get wider slices of their own.
-        rare = {t["task"]: t["examples"] for t in tasks if sample.get(t["task"], (0, 0, 0))[1] < min(t["examples"], OUTPUT_SAMPLE_MIN)}
-        if rare:
-            wider = _time_slices(period, 1.5 * OUTPUT_SAMPLE_MIN / min(rare.values()))
-            sample.update(_output_sample(con, f"{answered} AND task IN ({_sql_list(rare)}){wider}"))
-    for t, (distinct, n, top) in sample.items():
+    # Enough of the period for OUTPUT_SAMPLE_ROWS answers, or OUTPUT_SAMPLE_MIN of the rarest candidate,
+    # but never more than OUTPUT_SAMPLE_MAX_FRACTION of a large store.
+    fraction = max(OUTPUT_SAMPLE_ROWS / examples, min(OUTPUT_SAMPLE_MIN / t["examples"] for t in candidates))
+    if examples > OUTPUT_SAMPLE_ROWS:
+        fraction = min(fraction, OUTPUT_SAMPLE_MAX_FRACTION)
+    answered = "served_by IN ('teacher', 'fallback', 'shadow') AND ok AND output IS NOT NULL"
+    names = _sql_list(t["task"] for t in candidates)
+    rows = con.execute(
+        f"""WITH f AS (SELECT task, hash(lower(trim(output))) AS h, count(*) AS c FROM calls
+                       WHERE {answered} AND task IN ({names}){_time_slices(period, fraction)} GROUP BY task, h),
+                 r AS (SELECT task, c, row_number() OVER (PARTITION BY task ORDER BY c DESC) AS rk FROM f)
+            SELECT task, count(*), sum(c), sum(c) FILTER (WHERE rk <= {CLOSED_SET_MAX_OUTPUTS}) FROM r GROUP BY task"""
+    ).fetchall()
+    for t, distinct, n, top in rows:
         s = stats[t]
         s["distinct_outputs"], s["output_sample"] = distinct, n
         s["top_outputs_coverage"] = round(top / n, 4)
         # A closed set: few distinct outputs that cover nearly every answer, each seen several times.
         s["closed_set"] = top / n >= CLOSED_SET_COVERAGE and distinct * CLOSED_SET_MIN_REPEATS <= n
+
+    open_ended = [t for t in candidates if not stats[t["task"]]["closed_set"]]
+    if not open_ended:
+        return stats
+    # Small tasks are read in full; large ones share one modulus that leaves the smallest of them
+    # about INPUT_SAMPLE_ROWS calls. (A modulus per task, as a CASE, made the scan five times slower.)
+    small = [t["task"] for t in open_ended if t["calls"] < 2 * INPUT_SAMPLE_ROWS]
+    large = [t for t in open_ended if t["calls"] >= 2 * INPUT_SAMPLE_ROWS]
+    where = []
+    if small:
+        where.append(f"task IN ({_sql_list(small)})")
+    if large:
+        modulus = min(t["calls"] for t in large) // INPUT_SAMPLE_ROWS
+        where.append(f"(task IN ({_sql_list(t['task'] for t in large)}) AND hash(input_hash) % {modulus} = 0)")
+    rows = con.execute(
+        f"""SELECT task, count(*), sum(c) FROM (
+                SELECT task, hash(input_hash) AS ih, count(*) AS c FROM calls
+                WHERE served_by <> 'shadow' AND input_hash IS NOT NULL AND ({" OR ".join(where)}) GROUP BY task, ih)
+            GROUP BY task"""
+    ).fetchall()
+    for t, distinct, sampled in rows:
+        stats[t]["repeat_share"] = round(1 - distinct / sampled, 4)
     return stats
 
 
 def _time_slices(period: dict, fraction: float) -> str:
     """A filter keeping `fraction` of the period in evenly spaced slices ("" for all of it)."""
-    if fraction >= 1 or not period["start"]:
+    if fraction >= 1 or not period["start"] or period["start"] == period["end"]:
         return ""
     start, end = datetime.fromisoformat(period["start"]), datetime.fromisoformat(period["end"])
     step = (end - start) / OUTPUT_SLICES
@@ -718,16 +732,6 @@ def _time_slices(period: dict, fraction: float) -> str:
         for i in range(OUTPUT_SLICES)
     ]
     return " AND (" + " OR ".join(slices) + ")"
-
-
-def _output_sample(con, where: str) -> dict[str, tuple[int, int, int]]:
-    """task -> (distinct normalised outputs, answers, answers covered by the 200 most common)."""
-    rows = con.execute(
-        f"""WITH f AS (SELECT task, hash(lower(trim(output))) AS h, count(*) AS c FROM calls WHERE {where} GROUP BY task, h),
-                 r AS (SELECT task, c, row_number() OVER (PARTITION BY task ORDER BY c DESC) AS rk FROM f)
-            SELECT task, count(*), sum(c), sum(c) FILTER (WHERE rk <= {CLOSED_SET_MAX_OUTPUTS}) FROM r GROUP BY task"""
-    ).fetchall()
-    return {t: (distinct, n, top) for t, distinct, n, top in rows}
 
 
 # ---- cost levers besides distillation ----------------------------------------------------------------
@@ -1079,7 +1083,7 @@ def _recommend(task: dict, gate: dict | None, drift: dict | None, prices) -> Non
         if task["closed_set"]:
             kind = "classifier"
             why = f"{task['distinct_outputs']} distinct outputs cover {task['top_outputs_coverage']:.0%} of answers"
-        elif task["repeat_share"] >= CACHE_MIN_REPEAT_SHARE:
+        elif (task["repeat_share"] or 0) >= CACHE_MIN_REPEAT_SHARE:
             kind = "cache"
             why = f"{task['repeat_share']:.0%} of inputs repeat"
         else:

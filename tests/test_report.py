@@ -234,7 +234,7 @@ def test_sample_store_totals_and_recommendation(sample_store):
     (task,) = r.tasks
     assert task["task"] == "support-intent" and task["teacher_model"] == SONNET
     assert task["closed_set"] and task["distinct_outputs"] == 77 and task["top_outputs_coverage"] == 1.0
-    assert task["repeat_share"] == 0.0
+    assert task["repeat_share"] is None  # a closed set: whether inputs repeat changes nothing, so it is not measured
     assert task["recommendation"].startswith("distill: classifier, est. 10.0x (~$")
     assert task["advice"]["source"] == "estimate" and task["advice"]["expected_cost_reduction"] == 10.0
     # The system prompt is ~470 tokens, too short to cache; every call is non-streaming.
