@@ -31,7 +31,7 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Iterable
 
-from distill_cli import schemas, store
+from distill_cli import remote, schemas, store
 from distill_cli.errors import InputError
 
 SCHEMA = "report/1"
@@ -157,7 +157,7 @@ class Report:
 
 @dataclass
 class _Inputs:
-    stores: list[Path] = field(default_factory=list)
+    stores: list = field(default_factory=list)  # Paths, or URIs of remote stores
     verdicts: list[Path] = field(default_factory=list)
     drift: list[Path] = field(default_factory=list)
     students: list[Path] = field(default_factory=list)
@@ -173,6 +173,9 @@ def classify_inputs(paths: Iterable[str | Path]) -> _Inputs:
     """Sort paths by their `distill.schema`: directories are stores, files by their footer tag."""
     found = _Inputs()
     for raw in paths:
+        if remote.is_remote(raw):  # a store in object storage (s3://, gs://, abfs://)
+            found.stores.append(raw)
+            continue
         path = Path(raw)
         if not path.exists():
             raise InputError(f"{raw}: no such file or directory")

@@ -221,6 +221,13 @@ def test_task_filter_and_unknown_task(mixed):
         build_report([mixed], task="nope", now=NOW)
 
 
+def test_a_store_in_object_storage(s3_store, mixed):
+    store.append_rows(s3_store, [store.complete_row(call(i=i)) for i in range(3)])
+    r = build_report([s3_store, mixed], now=NOW)
+    assert r.totals["calls"] == 17 and r.inputs["stores"][0] == s3_store
+    assert task_of(r, "t1")["teacher_calls"] == 8
+
+
 # ---- the sample store ----------------------------------------------------------------------------------------------
 
 

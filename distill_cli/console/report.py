@@ -35,8 +35,10 @@ class By(str, Enum):
 
 
 def report(
-    paths: List[Path] = typer.Argument(
-        ..., help="Example stores, verdicts files, drift logs and student files, in any order.", show_default=False
+    paths: List[str] = typer.Argument(
+        ...,
+        help="Example stores (directories, files or s3:// URIs), verdicts files, drift logs and student files, in any order.",
+        show_default=False,
     ),
     since: str | None = typer.Option(None, "--since", help="Only calls since then: 7d, 24h, 2w, or a date (2026-11-01)."),
     task: str | None = typer.Option(None, "--task", help="Only this task."),
