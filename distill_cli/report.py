@@ -879,7 +879,7 @@ def _read_gate(con, path: Path) -> dict:
             f"""SELECT example_id, input, teacher_output, student_output, confidence, error
                 FROM read_parquet({file_sql})
                 WHERE (answered AND NOT agree) OR error IS NOT NULL
-                ORDER BY error IS NULL, confidence DESC NULLS LAST, example_id
+                ORDER BY error IS NULL, score NULLS LAST, confidence DESC NULLS LAST, example_id
                 LIMIT {WORST_DISAGREEMENTS}"""
         ).fetchall()
     except Exception as e:  # duckdb raises its own error classes for a damaged file

@@ -290,12 +290,16 @@ def _gate_line(g: dict) -> str:
     if isinstance(g.get("coverage"), (int, float)):
         bits.append(f"coverage {g['coverage']:.1%}")
     v = g["verdicts"]
-    bits.append(f"n {v['n']:,}, {v['answered_disagreed']:,} answered wrong, {v['errors']:,} errors")
+    bits.append(f"n {v['n']:,}, {v['answered_disagreed']:,} answered wrong, {_plural(v['errors'], 'error')}")
     if g.get("cost_reduction") is not None:
         bits.append(f"cost reduction {_reduction(g['cost_reduction'])}")
     if g.get("decision"):
         bits.append(f"decision {g['decision']}")
     return " · ".join(bits)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}" + ("" if n == 1 else "s")
 
 
 def _worst_rows(g: dict) -> tuple[list[str], list[list]]:
@@ -368,7 +372,7 @@ def render_table(r: Report, console: Console) -> None:
         _print_drift(d, console)
     for s in r.students:
         console.print()
-        console.print(Text(f"Student {s['id']}", style="bold"), Text(" " + _student_line(s)))
+        console.print(Text.assemble((f"Student {s['id']}", "bold"), ": " + _student_line(s)))
     for note in r.notes:
         console.print(Text(f"Note: {note}", style="dim"))
 
@@ -518,7 +522,8 @@ def _print_gate(g: dict, console: Console) -> None:
         Text.assemble((f"Gate {g['task']}", "bold"), f" ({Path(g['file']).name}): ", (_gate_line(g), "" if g.get("passed") else "red"))
     )
     if g["worst_disagreements"]:
-        table = _table("Worst disagreements (least similar, then most confident)", *_worst_rows(g)[0])
+        console.print(Text("Worst disagreements (errors, then least similar, then most confident first)", style="dim"))
+        table = _table("", *_worst_rows(g)[0])
         for col in table.columns[1:]:
             col.justify = "left"
         for row in _worst_rows(g)[1]:
