@@ -80,7 +80,7 @@ class Selection:
     @property
     def system(self) -> str:
         """The teacher's instructions: the most common system prompt of the training requests."""
-        systems = Counter(_system_of(e.request(), self.provider) for e in self.train[:500])
+        systems = Counter(system_of(e.request(), self.provider) for e in self.train[:500])
         return systems.most_common(1)[0][0] if systems else ""
 
 
@@ -119,7 +119,7 @@ def normalise(output: str) -> str:
     return " ".join(output.split())
 
 
-def _system_of(request: dict, provider: str) -> str:
+def system_of(request: dict, provider: str) -> str:
     return canonical.openai_system(request) if provider == "openai" else canonical.anthropic_system(request)
 
 
@@ -201,7 +201,8 @@ def closed_set(outputs: Sequence[str]) -> ClosedSet:
         spelling.setdefault(normalise(o), Counter())[o] += 1
     frequent = [(norm, c) for norm, c in counts.most_common() if c >= CLOSED_SET_MIN_COUNT]
     covered = sum(c for _, c in frequent) / max(len(outputs), 1)
-    classes = sorted(spelling[norm].most_common(1)[0][0] for norm, _ in frequent)
+    # Each class answers with its most frequent spelling; on a tie, one without surrounding whitespace.
+    classes = sorted(min(spelling[norm].items(), key=lambda kv: (-kv[1], kv[0] != kv[0].strip(), kv[0]))[0] for norm, _ in frequent)
     closed = 2 <= len(frequent) <= CLOSED_SET_MAX and covered >= CLOSED_SET_COVERAGE
     if closed:
         why = (

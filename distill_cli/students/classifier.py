@@ -27,7 +27,6 @@ import math
 import re
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -312,8 +311,7 @@ def _averaged_threshold(x, truth, folds, n_classes: int, c: float, temperature: 
         rows = (folds != 0) & (folds != j) & (truth >= 0)
         return _fit_svm(x[rows], truth[rows], n_classes, c)
 
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        nested = list(pool.map(fit_nested, rest))
+    nested = [fit_nested(j) for j in rest]
     scores = [x[target] @ w + b for w, b in nested]
     single_conf = np.concatenate([softmax(s, temperature).max(axis=1) for s in scores])
     coverage = float((single_conf >= single).mean())
@@ -355,8 +353,9 @@ def train(
     """
     started = time.perf_counter()
     say = progress or (lambda _msg: None)
-    index = {c_: i for i, c_ in enumerate(classes)}
-    truth = np.array([index.get(o, -1) for o in outputs])
+    # Outputs are matched to classes by their normalised form (whitespace runs collapsed, ends stripped).
+    index = {" ".join(c_.split()): i for i, c_ in enumerate(classes)}
+    truth = np.array([index.get(" ".join(o.split()), -1) for o in outputs])
     say("features")
     featurizer = Featurizer.fit(texts, encoder)
     x = featurizer.matrix(texts)
@@ -367,9 +366,9 @@ def train(
         rows = (folds != k) & (truth >= 0)
         return _fit_svm(x[rows], truth[rows], len(classes), c)
 
-    # liblinear releases the GIL: two folds at a time on two cores.
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        fitted = list(pool.map(fit_fold, range(FOLDS)))
+    # One fold at a time: liblinear's solver draws from the C library's global random state, so folds fitted
+    # in parallel threads would make the same store and seed give different students.
+    fitted = [fit_fold(k) for k in range(FOLDS)]
     oof = np.zeros((len(texts), len(classes)))
     for k, (w, b) in enumerate(fitted):
         rows = folds == k
