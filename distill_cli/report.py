@@ -41,6 +41,7 @@ MIN_EXAMPLES = 100  # the seed's "collecting (n/100)"
 CLOSED_SET_MAX_OUTPUTS = 200  # a classifier needs few distinct outputs ...
 CLOSED_SET_COVERAGE = 0.98  # ... that cover nearly every call ...
 CLOSED_SET_MIN_REPEATS = 5  # ... each seen this many times on average (all-unique outputs are no set)
+CLOSED_SET_MAX_OUTPUT_TOKENS = 32  # labels are short: tasks answering longer on average are not read for a set
 CACHE_MIN_REPEAT_SHARE = 0.2  # a cache student pays off when this share of inputs repeats
 ASSUMED_COVERAGE = 0.9  # the share a not-yet-gated classifier / few-shot student is assumed to answer
 MONTH_DAYS = 30
@@ -659,32 +660,35 @@ OUTPUT_SLICES = 8
 
 
 def _task_stats(con, tasks: list[dict], period: dict) -> dict[str, dict]:
-    """The set of outputs and the share of repeated inputs, per task, where they can change the recommendation.
-
-    Outputs (tasks with at least MIN_EXAMPLES answers): the normalised answers
-    (lower-cased, trimmed) in evenly spaced time slices of the period (the
-    Parquet reader skips the rest) are counted, giving the distinct outputs seen
-    and the share the 200 most common cover. Repeated inputs (tasks that then
-    are neither high-stakes nor a closed set): calls are sampled by the hash of
-    their input, so every repeat of a sampled input is in the sample and the
-    repeat share is exact on it. Unmeasured values stay None.
-    """
+    """The set of outputs and the share of repeated inputs, measured only where they can change the
+    recommendation (tasks with MIN_EXAMPLES answers, not high-stakes); unmeasured values stay None."""
     stats: dict[str, dict] = {
         t["task"]: {"distinct_outputs": None, "output_sample": 0, "top_outputs_coverage": None, "closed_set": False,
                     "repeat_share": None}
         for t in tasks
     }
     candidates = [t for t in tasks if t["examples"] >= MIN_EXAMPLES and not t["high_stakes"]]
-    if not candidates:
-        return stats
-    examples = sum(t["examples"] for t in tasks)
-    # Enough of the period for OUTPUT_SAMPLE_ROWS answers, or OUTPUT_SAMPLE_MIN of the rarest candidate,
+    short = [t for t in candidates if t["_output_avg"] <= CLOSED_SET_MAX_OUTPUT_TOKENS]
+    _output_sets(con, short, period, stats, sum(t["examples"] for t in tasks))
+    _repeated_inputs(con, [t for t in candidates if not stats[t["task"]]["closed_set"]], stats)
+    return stats
+
+
+def _output_sets(con, tasks: list[dict], period: dict, stats: dict, examples: int) -> None:
+    """Distinct normalised answers (lower-cased, trimmed) and the share the 200 most common cover.
+
+    Read from evenly spaced time slices of the period (the Parquet reader skips
+    the rest), for tasks whose answers are short enough to be labels.
+    """
+    if not tasks:
+        return
+    # Enough of the period for OUTPUT_SAMPLE_ROWS answers, or OUTPUT_SAMPLE_MIN of the rarest task,
     # but never more than OUTPUT_SAMPLE_MAX_FRACTION of a large store.
-    fraction = max(OUTPUT_SAMPLE_ROWS / examples, min(OUTPUT_SAMPLE_MIN / t["examples"] for t in candidates))
+    fraction = max(OUTPUT_SAMPLE_ROWS / examples, max(OUTPUT_SAMPLE_MIN / t["examples"] for t in tasks))
     if examples > OUTPUT_SAMPLE_ROWS:
         fraction = min(fraction, OUTPUT_SAMPLE_MAX_FRACTION)
     answered = "served_by IN ('teacher', 'fallback', 'shadow') AND ok AND output IS NOT NULL"
-    names = _sql_list(t["task"] for t in candidates)
+    names = _sql_list(t["task"] for t in tasks)
     rows = con.execute(
         f"""WITH f AS (SELECT task, hash(lower(trim(output))) AS h, count(*) AS c FROM calls
                        WHERE {answered} AND task IN ({names}){_time_slices(period, fraction)} GROUP BY task, h),
@@ -698,9 +702,15 @@ def _task_stats(con, tasks: list[dict], period: dict) -> dict[str, dict]:
         # A closed set: few distinct outputs that cover nearly every answer, each seen several times.
         s["closed_set"] = top / n >= CLOSED_SET_COVERAGE and distinct * CLOSED_SET_MIN_REPEATS <= n
 
-    open_ended = [t for t in candidates if not stats[t["task"]]["closed_set"]]
+
+def _repeated_inputs(con, open_ended: list[dict], stats: dict) -> None:
+    """The share of calls whose input_hash was seen before in the task.
+
+    Calls are sampled by the hash of their input, so every repeat of a sampled
+    input is in the sample and the share is exact on it.
+    """
     if not open_ended:
-        return stats
+        return
     # Small tasks are read in full; large ones share one modulus that leaves the smallest of them
     # about INPUT_SAMPLE_ROWS calls. (A modulus per task, as a CASE, made the scan five times slower.)
     small = [t["task"] for t in open_ended if t["calls"] < 2 * INPUT_SAMPLE_ROWS]
@@ -719,7 +729,6 @@ def _task_stats(con, tasks: list[dict], period: dict) -> dict[str, dict]:
     ).fetchall()
     for t, distinct, sampled in rows:
         stats[t]["repeat_share"] = round(1 - distinct / sampled, 4)
-    return stats
 
 
 def _time_slices(period: dict, fraction: float) -> str:

@@ -274,7 +274,8 @@ def rows_for(task, n, *, output=lambda i: f"label {i % 5}", input_hash=lambda i:
 def test_recommendations_follow_when_to_distill(tmp_path):
     rows = (
         rows_for("few", 40)
-        + rows_for("labels", 300)
+        + rows_for("labels", 300, output_tokens=3)
+        + rows_for("long labels", 300, output_tokens=60)  # answers this long are no label set, whatever they say
         + rows_for("repeats", 300, output=lambda i: f"free text {i % 120} words", input_hash=lambda i: f"{i % 150}")
         + rows_for("prose", 300, output=lambda i: f"a long free answer number {i}")
         + rows_for("stakes", 300, metadata={"stakes": "high"})
@@ -284,7 +285,8 @@ def test_recommendations_follow_when_to_distill(tmp_path):
     rec = {t["task"]: t["recommendation"] for t in r.tasks}
     assert rec["few"] == "collecting (40/100)"
     assert rec["labels"].startswith("distill: classifier, est. 10.0x")
-    assert task_of(r, "labels")["distinct_outputs"] == 5
+    assert task_of(r, "labels")["distinct_outputs"] == 5 and task_of(r, "labels")["repeat_share"] is None
+    assert rec["long labels"].startswith("distill: few-shot") and task_of(r, "long labels")["distinct_outputs"] is None
     repeats = task_of(r, "repeats")
     assert repeats["repeat_share"] == pytest.approx(0.5) and rec["repeats"].startswith("distill: cache, est. 2.0x")
     assert rec["prose"].startswith("distill: few-shot, est. ")
