@@ -147,7 +147,7 @@ class LLMStudent(Student):
             return {"model": self.model, "max_tokens": self.prompt.max_tokens, "temperature": 0,
                     "messages": [{"role": "system", "content": self._system}, *turns]}
         return {
-            "model": self.model, "max_tokens": self.prompt.max_tokens, "temperature": 0,
+            "model": self.model, "max_tokens": self.prompt.max_tokens,
             "system": [{"type": "text", "text": self._system, "cache_control": {"type": "ephemeral"}}],
             "messages": turns,
         }
@@ -429,7 +429,9 @@ async def score(student: LLMStudent, examples: Sequence, budget: Budget, prices)
             if stop.is_set():
                 return
             estimate = worst_case_cost(student, example.input, prices)
-            if estimate is None:
+            if estimate is None and budget.cap is None:
+                estimate = 0.0  # no cap to keep: an unpriced model is measured all the same
+            elif estimate is None:
                 raise InputError(f"no price known for model {student.model!r}: the spend cap cannot be kept; add it with --prices")
             if not budget.reserve(estimate):
                 stop.set()
