@@ -49,6 +49,7 @@ call is a second `forward` whose outcome goes to `on_call` with a `pair_id`.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import json
 import time
@@ -132,9 +133,13 @@ def is_loopback(peername) -> bool:
     """True for a TCP peer on the loopback network (127.0.0.0/8, ::1)."""
     if not peername:
         return False
-    host = peername[0] if isinstance(peername, (tuple, list)) else str(peername)
+    return _loopback_host(str(peername[0] if isinstance(peername, (tuple, list)) else peername))
+
+
+@functools.lru_cache(maxsize=256)
+def _loopback_host(host: str) -> bool:
     try:
-        address = ipaddress.ip_address(str(host).split("%", 1)[0])
+        address = ipaddress.ip_address(host.split("%", 1)[0])
     except ValueError:
         return False
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
