@@ -174,25 +174,29 @@ def du(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*.parquet"))
 
 
-def run_report(store: Path) -> tuple[float, int, dict]:
-    """Wall seconds and peak RSS (KB) of one `distill report --format json` process."""
+def run_report(store: Path) -> tuple[float, int, float, dict]:
+    """Wall seconds, peak RSS (KB) and CPU seconds (user + system) of one `distill report --format json` process."""
     cmd = [sys.executable, "-m", "distill_cli", "report", str(store), "--format", "json"]
     time_bin = shutil.which("time") or "/usr/bin/time"
     env = {**os.environ, "NO_COLOR": "1"}
     if os.path.exists(time_bin):
         started = time.perf_counter()
-        proc = subprocess.run([time_bin, "-f", "%M", *cmd], capture_output=True, text=True, env=env)
+        proc = subprocess.run([time_bin, "-f", "%M %U %S", *cmd], capture_output=True, text=True, env=env)
         wall = time.perf_counter() - started
-        peak_kb = int(proc.stderr.strip().splitlines()[-1])
+        peak, user, system = proc.stderr.strip().splitlines()[-1].split()
+        peak_kb, cpu = int(peak), float(user) + float(system)
     else:
-        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
         wall = time.perf_counter() - started
-        peak_kb = max(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, before)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        # ru_maxrss of children is the largest so far: exact for the first run, an upper bound after.
+        peak_kb = after.ru_maxrss
+        cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     if proc.returncode != 0:
         raise SystemExit(f"report failed ({proc.returncode}): {proc.stderr[-2000:]}")
-    return wall, peak_kb, json.loads(proc.stdout)
+    return wall, peak_kb, cpu, json.loads(proc.stdout)
 
 
 def main() -> None:
@@ -206,17 +210,19 @@ def main() -> None:
         started = time.perf_counter()
         store = generate(rows)
         gen = time.perf_counter() - started
+        load = os.getloadavg()[0]
         runs = [run_report(store) for _ in range(args.repeat)]
         best = min(r[0] for r in runs)
         peak = max(r[1] for r in runs)
-        report = runs[0][2]
+        cpu = min(r[2] for r in runs)
+        report = runs[0][3]
         results.append((rows, best, peak))
         files = len(list(store.rglob("*.parquet")))
         print(
-            f"{rows:>11,} rows  {files} parts  {du(store) / 1e6:8.1f} MB on disk  "
-            f"report {best:6.2f} s (best of {args.repeat}; all {', '.join(f'{r[0]:.2f}' for r in runs)})  "
-            f"peak RSS {peak / 1024:6.0f} MB  calls {report['totals']['calls']:,}  "
-            f"spend ${report['totals']['cost_usd']:,.2f}  (store ready in {gen:.0f} s)"
+            f"{rows:>11,} rows  {files} parts  {du(store) / 1e6:7.1f} MB  "
+            f"wall {best:5.2f} s (best of {args.repeat}: {', '.join(f'{r[0]:.2f}' for r in runs)})  "
+            f"cpu {cpu:5.2f} s  peak RSS {peak / 1024:4.0f} MB  load {load:.1f}  "
+            f"calls {report['totals']['calls']:,}  (store ready in {gen:.0f} s)"
         )
     base_python = subprocess.run(
         [sys.executable, "-c", "import time; t = time.perf_counter(); import distill_cli.cli; print(time.perf_counter() - t)"],
