@@ -9,6 +9,7 @@ import typer
 
 from distill_cli import __version__
 from distill_cli.console import build_student, gate, record
+from distill_cli.console import drift as drift_command
 from distill_cli.console import report as report_command
 from distill_cli.console.common import DEBUG_ENV, DistillGroup
 
@@ -45,6 +46,7 @@ app.command(name="record", context_settings={"help_option_names": ["-h", "--help
 app.command(name="gate", context_settings={"help_option_names": ["-h", "--help"]})(gate.gate)
 app.command(name="build-student", context_settings={"help_option_names": ["-h", "--help"]})(build_student.build_student)
 app.command(name="report", context_settings={"help_option_names": ["-h", "--help"]})(report_command.report)
+app.command(name="drift", context_settings={"help_option_names": ["-h", "--help"]})(drift_command.drift)
 
 
 def main() -> None:
