@@ -24,6 +24,7 @@ import math
 import os
 import secrets
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
@@ -33,7 +34,7 @@ import pyarrow.parquet as pq
 
 from distill_cli import schemas, store
 from distill_cli.errors import InputError, NotEnoughData, ProviderError
-from distill_cli.judges import Judge, JudgeError, make_judge
+from distill_cli.judges import FATAL_STATUSES, RETRY_STATUSES, Judge, JudgeError, RetryPolicy, make_judge
 from distill_cli.stats import wilson_bounds
 from distill_cli.students.base import Student, StudentError, in_holdout, load_student
 
@@ -44,6 +45,8 @@ TEACHER_SERVED = ("teacher", "fallback", "shadow")  # rows whose output is the t
 LEAK_CHANCE = 0.001
 
 DECISIONS = ("no_change", "collecting", "fallback_teacher", "distilled")
+# A student that could not answer any of its first this many examples cannot run here: stop (exit 4).
+BREAKER = 10
 
 
 class SpendCapReached(ProviderError):
@@ -149,6 +152,7 @@ class Verdict:
     confidence: float | None
     error_kind: str | None = None  # "student" or "judge"
     judge_cost_usd: float = 0.0
+    unanswerable: bool = False  # the student raised StudentError: it could not answer (provider, key, timeout)
 
     def row(self) -> dict:
         return {name: getattr(self, name) for name in schemas.VERDICTS_SCHEMA.names}
@@ -193,6 +197,7 @@ class GateSummary:
     reason: str
     held_out: int  # held-out rows available (before --limit)
     teacher_rows: int  # the task's teacher rows in the store, training and held out
+    common_errors: list = field(default_factory=list)  # [[error, count], ...], the most frequent first
     judge_calls: int = 0
     judge_cache_hits: int = 0
     judge_cost_usd: float = 0.0
@@ -337,7 +342,30 @@ class _Spend:
         return "wait" if in_flight else "stop"
 
 
-async def _score(example: Example, student: Student, judge: Judge, task: str) -> Verdict:
+async def _ask(student: Student, request: dict, retry: RetryPolicy):
+    """The student's answer, retrying a StudentError that carries a transient HTTP status.
+
+    LLM kinds retry inside their SDK clients first; this covers what those retries
+    leave. A refused key or a missing model (401/403/404), or a transient failure
+    still there after `retry.attempts`, is a ProviderError: the gate cannot go on.
+    """
+    attempt = 0
+    while True:
+        try:
+            return await student.answer_async(request)
+        except StudentError as e:
+            status = getattr(e, "status", None)
+            if status in FATAL_STATUSES:
+                raise ProviderError(f"{e} ({FATAL_STATUSES[status]}; the gate stopped)") from None
+            if not isinstance(status, int) or not (status in RETRY_STATUSES or status >= 500):
+                raise
+            attempt += 1
+            if attempt >= retry.attempts:
+                raise ProviderError(f"{e} (still failing after {attempt} attempts; the gate stopped)") from None
+            await retry.sleep(retry.backoff(attempt - 1))
+
+
+async def _score(example: Example, student: Student, judge: Judge, task: str, retry: RetryPolicy) -> Verdict:
     verdict = Verdict(
         example_id=example.id, task=task, student_id=student.id, input=example.input,
         teacher_output=example.teacher_output, student_output=None, answered=False, agree=False, score=0.0,
@@ -352,11 +380,11 @@ async def _score(example: Example, student: Student, judge: Judge, task: str) ->
         verdict.error, verdict.error_kind = f"student: the recorded request is unusable ({e})", "student"
         return verdict
     try:
-        answer = await student.answer_async(request)
+        answer = await _ask(student, request, retry)
     except ProviderError:
         raise
     except StudentError as e:
-        verdict.error, verdict.error_kind = f"student: {e}", "student"
+        verdict.error, verdict.error_kind, verdict.unanswerable = f"student: {e}", "student", True
         verdict.latency_ms = (time.perf_counter() - started) * 1000
         return verdict
     except Exception as e:  # noqa: BLE001 - a broken student is reported as errors, never as a pass
@@ -394,10 +422,11 @@ async def _score_all(
     concurrency: int,
     spend: _Spend,
     progress: Callable[[int, int, float], None] | None,
+    retry: RetryPolicy,
 ) -> list[Verdict | None]:
     """Score every example with `concurrency` workers; stops early (leaving None) at the spend cap."""
     results: list[Verdict | None] = [None] * len(examples)
-    state = {"next": 0, "in_flight": 0}
+    state = {"next": 0, "in_flight": 0, "first": []}
     ready = asyncio.Condition()
     task = student.spec.task
 
@@ -420,13 +449,14 @@ async def _score_all(
                 state["in_flight"] += 1
             verdict = None
             try:
-                verdict = await _score(examples[i], student, judge, task)
+                verdict = await _score(examples[i], student, judge, task, retry)
                 results[i] = verdict
             finally:
                 async with ready:
                     state["in_flight"] -= 1
                     if verdict is not None:
                         spend.add(verdict)
+                        _watch_first(verdict, state, student)
                     ready.notify_all()
             if progress is not None:
                 progress(spend.done, len(examples), spend.total)
@@ -445,9 +475,28 @@ async def _score_all(
     return results
 
 
-async def _run(examples, student, judge, *, concurrency, spend, progress):
+def _watch_first(verdict: Verdict, state: dict, student: Student) -> None:
+    """Stop when the student could not answer any of its first BREAKER examples.
+
+    That is a student that cannot run here (no key, an unreachable or refusing
+    upstream), not one that disagrees: exit 4, before it spends on the rest.
+    """
+    first = state["first"]
+    if len(first) >= BREAKER:
+        return
+    first.append(verdict)
+    if len(first) == BREAKER and all(v.unanswerable for v in first):
+        raise ProviderError(
+            f"student {student.id} could not answer any of the first {BREAKER} examples, so the gate stopped: "
+            f"{first[0].error}"
+        )
+
+
+async def _run(examples, student, judge, *, concurrency, spend, progress, retry):
     try:
-        return await _score_all(examples, student, judge, concurrency=concurrency, spend=spend, progress=progress)
+        return await _score_all(
+            examples, student, judge, concurrency=concurrency, spend=spend, progress=progress, retry=retry
+        )
     finally:
         await judge.aclose()
         closer = getattr(student, "aclose", None)
@@ -474,6 +523,7 @@ def run_gate(
     prices=None,
     judge_cache_dir: str | Path | None = None,
     progress: Callable[[int, int, float], None] | None = None,
+    retry: RetryPolicy | None = None,
 ) -> GateSummary:
     """Gate a student on the held-out rows of its split in `stores`; write `verdicts` if given.
 
@@ -482,7 +532,11 @@ def run_gate(
     when no held-out row exists, ProviderError (4) when a provider fails beyond
     retries, SpendCapReached (4) when `max_spend` stops the run; in all of those
     no verdicts file is written.
+
+    `progress(done, total, spent_usd)` is called after each example; `retry` is the
+    backoff for provider failures (student and LLM judge), injectable for tests.
     """
+    retry = retry or RetryPolicy()
     started = time.perf_counter()
     _check_settings(min_agreement, min_examples, confidence, concurrency, max_spend, limit)
     if verdicts is not None:
@@ -504,10 +558,11 @@ def run_gate(
             model=judge_model or student.spec.teacher_model,
             prices=prices,
             cache_dir=judge_cache_dir,
+            retry=retry,
         )
     spend = _Spend(max_spend)
     results = asyncio.run(
-        _run(examples, student, the_judge, concurrency=concurrency, spend=spend, progress=progress)
+        _run(examples, student, the_judge, concurrency=concurrency, spend=spend, progress=progress, retry=retry)
     )
     scored = [v for v in results if v is not None]
     if len(scored) < len(examples):
@@ -607,6 +662,7 @@ def summarize(
         reason=reason,
         held_out=selection.held_out,
         teacher_rows=selection.teacher_rows,
+        common_errors=[[e, c] for e, c in Counter(v.error for v in verdicts if v.error).most_common(3)],
         verdicts=verdicts,
     )
 

@@ -312,6 +312,7 @@ def make_judge(
     model: str | None = None,
     prices=None,
     cache_dir: str | Path | None = None,
+    retry: RetryPolicy | None = None,
 ) -> tuple[Judge, str]:
     """The judge called `name` ("auto" chooses from `outputs`), and a sentence saying why it was chosen.
 
@@ -332,7 +333,7 @@ def make_judge(
     if name == "llm":
         if not model:
             raise InputError("the llm judge needs a model: the student names no teacher model; pass --judge-model")
-        return LLMJudge(model, prices=prices, cache_dir=cache_dir), reason
+        return LLMJudge(model, prices=prices, cache_dir=cache_dir, retry=retry), reason
     raise InputError(f"unknown judge {name!r}; choose one of auto, {', '.join(JUDGES)}")
 
 

@@ -185,7 +185,9 @@ class LLMTestStudent(Student):
                 model=self.spec.student_model, max_tokens=16, system=request.get("system", ""), messages=request["messages"]
             )
         except anthropic.APIStatusError as e:
-            raise StudentError(f"HTTP {e.status_code}") from None
+            error = StudentError(f"HTTP {e.status_code}")
+            error.status = e.status_code  # as the few-shot kind does: the gate retries transient ones
+            raise error from None
         text = "".join(b.text for b in reply.content if b.type == "text")
         cost = self.prices.cost(self.spec.student_model, usage_from_anthropic(reply.usage))
         return Answer(text, confidence=1.0, cost_usd=cost, model=self.spec.student_model)

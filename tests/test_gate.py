@@ -118,9 +118,25 @@ def test_errors_count_as_disagreements_and_are_reported_apart(tmp_path, rows, ru
 
 
 def test_an_all_error_run_never_passes(tmp_path, rows, runs):
-    s = gate(tmp_path, rows, runs, error=200, min_agreement=0.01)
+    script = {r.text: "crash" for r in rows}
+    s = run_gate(write_scripted(tmp_path / "s.student", script), runs, judge="normalized", min_agreement=0.01)
     assert s.errors == 200 and s.agreement == 0.0 and not s.passed
     assert s.decision == "fallback_teacher" and s.reason.endswith("(200 errors counted as disagreements)")
+    assert s.common_errors == [["student: ValueError: bug in student", 200]]
+
+
+def test_a_student_that_cannot_answer_at_all_stops_the_gate(tmp_path, rows, runs):
+    # StudentError on each of the first examples: no key, an unreachable upstream. Exit 4, not a verdict.
+    verdicts = tmp_path / "gate.parquet"
+    with pytest.raises(ProviderError) as e:
+        gate(tmp_path, rows, runs, error=200, verdicts=verdicts)
+    assert str(e.value) == (
+        "student scripted-student could not answer any of the first 10 examples, so the gate stopped: "
+        "student: upstream said no"
+    )
+    assert not verdicts.exists()
+    s = gate(tmp_path, rows, runs, disagree=1, error=199, min_agreement=0.01)  # one answer among the first: a verdict
+    assert s.student_errors == 199 and not s.passed
 
 
 def test_judge_errors_are_errors(tmp_path, rows, runs):

@@ -18,7 +18,9 @@ from gate_support import (
 from typer.testing import CliRunner
 
 from distill_cli.cli import app
+from distill_cli.errors import ProviderError
 from distill_cli.gate import SpendCapReached, run_gate
+from distill_cli.judges import RetryPolicy
 from distill_cli.prices import Usage, load_prices
 
 pytestmark = pytest.mark.filterwarnings("ignore:The model .* is deprecated:DeprecationWarning")
@@ -78,13 +80,36 @@ def test_an_llm_student_rides_out_429s(tmp_path, rows, runs, upstream):
     assert len(upstream.requests) == 122  # two refused, retried by the student's SDK client
 
 
-def test_student_failures_beyond_retries_are_errors_not_a_pass(tmp_path, rows, runs, upstream):
+class Sleeps:
+    def __init__(self):
+        self.waits = []
+
+    async def __call__(self, seconds):
+        self.waits.append(seconds)
+
+
+def test_the_gate_retries_what_the_students_own_retries_left(tmp_path, rows, runs, upstream):
     upstream.responder = label_responder(rows)
+    upstream.fail_next(429, n=4, retry_after="0")
+    sleeps = Sleeps()
+    student = write_llm_student(tmp_path / "llm.student", upstream.url, max_retries=0)
+    s = run_gate(student, runs, judge="normalized", retry=RetryPolicy(sleep=sleeps))
+    assert s.errors == 0 and s.n == 120 and len(upstream.requests) == 124 and len(sleeps.waits) == 4
+
+
+def test_student_failures_retries_cannot_cure_stop_the_gate(tmp_path, rows, runs, upstream):
     upstream.fail_next(500, n=10_000)
-    s = run_gate(write_llm_student(tmp_path / "llm.student", upstream.url, max_retries=0), runs,
-                 judge="normalized", min_agreement=0.01)
-    assert s.student_errors == 120 and not s.passed and s.agreement == 0.0
-    assert s.verdicts[0].error == "student: HTTP 500"
+    sleeps = Sleeps()
+    student = write_llm_student(tmp_path / "llm.student", upstream.url, max_retries=0)
+    with pytest.raises(ProviderError) as e:
+        run_gate(student, runs, judge="normalized", concurrency=1, retry=RetryPolicy(sleep=sleeps))
+    assert str(e.value) == "HTTP 500 (still failing after 5 attempts; the gate stopped)"
+    assert len(sleeps.waits) == 4 and len(upstream.requests) == 5
+    upstream.reset()
+    upstream.fail_next(401, n=10_000)
+    with pytest.raises(ProviderError) as e:
+        run_gate(student, runs, judge="normalized", retry=RetryPolicy(sleep=sleeps))
+    assert str(e.value) == "HTTP 401 (authentication refused; the gate stopped)"
 
 
 def test_the_llm_judge_in_a_gate_is_cached_and_costed(tmp_path, rows, runs, upstream):
@@ -168,3 +193,69 @@ def test_the_llm_judge_needs_a_key(tmp_path, rows, runs, monkeypatch):
     result = CliRunner().invoke(app, ["gate", str(student), str(runs), "--judge", "llm"])
     assert result.exit_code == 4
     assert result.stderr == "Error: the llm judge (claude-sonnet-4-5) needs an API key: set ANTHROPIC_API_KEY\n"
+
+
+# ---- the few-shot kind that build-student makes -----------------------------------------------------------------
+
+
+def few_shot_responder(rows, wrong: set[str]):
+    """The teacher's label for a student request, another of the labels for the texts in `wrong`."""
+    by_text = {r.text: r.output for r in rows}
+    judge = label_responder(rows)
+
+    def respond(body, provider):
+        if body["model"] == TEACHER:
+            return judge(body, provider)
+        last = body["messages"][-1]["content"]
+        text = last if isinstance(last, str) else last[0]["text"]
+        label = by_text[text]
+        return ("label_1" if label == "label_0" else "label_0") if text in wrong else label
+
+    return respond
+
+
+@pytest.fixture
+def few_shot(tmp_path_factory, upstream):
+    from distill_cli.students.build import build_student, salt_for
+
+    work = tmp_path_factory.mktemp("few-shot")
+    rows = make_rows(120, 150, salt=salt_for(0))  # the split build-student will make with seed 0
+    runs = write_store(work / "runs", rows)
+    build_student(runs, work / "fs.student", kind="few-shot", dev_calls=0)
+    assert not upstream.requests
+    return runs, work / "fs.student", rows
+
+
+def test_a_few_shot_student_through_429s(few_shot, upstream):
+    runs, student, rows = few_shot
+    held = [r for r in rows if r.held_out]
+    upstream.responder = few_shot_responder(rows, wrong={r.text for r in held[:4]})
+    upstream.fail_next(429, n=2, retry_after="0")
+    s = run_gate(student, runs, concurrency=16)
+    assert s.student_kind == "few-shot" and s.n == 120 and s.errors == 0
+    assert s.disagreements == 4 and s.agreeing == 116 and s.passed is False  # 116/120 = 96.7%: bound 92.8%
+    assert s.decision == "fallback_teacher"
+    assert len([r for r in upstream.requests if r.path == "/v1/messages"]) == 122
+    assert s.student_cost_per_call > 0 and s.spent_usd == pytest.approx(s.student_cost_usd)
+    cached = [r.json for r in upstream.requests if r.json and r.json["system"][-1].get("cache_control")]
+    assert len(cached) == 122  # the student marks its static prefix for prompt caching
+
+
+def test_a_few_shot_student_under_a_spend_cap(few_shot, upstream):
+    runs, student, rows = few_shot
+    upstream.responder = few_shot_responder(rows, wrong=set())
+    with pytest.raises(SpendCapReached) as e:
+        run_gate(student, runs, max_spend=0.0001, concurrency=8)
+    message = str(e.value)
+    spent = float(message.split("spent $", 1)[1].split(" ", 1)[0])
+    assert 0 < spent <= 0.0001 and "of 120 examples" in message
+
+
+def test_a_few_shot_student_without_its_key_stops_the_gate(few_shot, upstream, monkeypatch):
+    runs, student, rows = few_shot
+    monkeypatch.delenv("ANTHROPIC_API_KEY")
+    with pytest.raises(ProviderError) as e:
+        run_gate(student, runs, judge="normalized")
+    assert str(e.value).startswith("student ")
+    assert str(e.value).endswith("environment variable ANTHROPIC_API_KEY (the API key) is not set")
+    assert "could not answer any of the first 10 examples" in str(e.value)

@@ -145,6 +145,8 @@ def _lines(s: GateSummary) -> list[tuple[str, str]]:
     errors = f"{s.errors}"
     if s.errors:
         errors += f" ({s.student_errors} student, {s.judge_errors} judge), counted as disagreements"
+        text, count = s.common_errors[0]
+        errors += f"; most common ({count}x): {_cut(text, 160)}"
     judge = f"{s.judge} ({s.judge_reason})"
     if s.judge_calls or s.judge_cache_hits:
         judge += f"; {s.judge_calls} calls, {s.judge_cache_hits} cached, {_money(s.judge_cost_usd)}"
