@@ -5,7 +5,7 @@ is: example stores (the calls), verdicts files (gate results), drift logs and
 student files. Every aggregation over calls runs in DuckDB as a few GROUP BY
 passes over narrow columns; Python only rolls up the small grouped results.
 
-The economics, per task (see README "Reading a report"):
+The economics, per task (README, "How the money is counted"):
 
 - spend = the recorded cost of every row, shadow rows included (they are extra
   spend caused by distillation); `calls` counts what the job asked for
@@ -29,10 +29,15 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
+
+import duckdb
 
 from distill_cli import remote, schemas, store
 from distill_cli.errors import InputError
+
+if TYPE_CHECKING:
+    from distill_cli.prices import PriceTable
 
 SCHEMA = "report/1"
 NEEDED_BY = "report"
@@ -51,8 +56,7 @@ MIN_CACHEABLE_TOKENS_HAIKU = 2048
 PREFIX_SAMPLE_ROWS = 200
 WORST_DISAGREEMENTS = 5
 
-TEACHER_SIDE = ("teacher", "fallback", "shadow")
-SERVED_BY = ("teacher", "student", "fallback", "shadow")
+TEACHER_SIDE = ("teacher", "fallback", "shadow")  # rows whose answer and cost are the teacher's
 
 
 # ---- options ---------------------------------------------------------------------------
@@ -64,13 +68,6 @@ class Budget:
 
     amount: float
     per: str
-
-    @property
-    def per_day(self) -> float:
-        return self.amount if self.per == "day" else self.amount / MONTH_DAYS
-
-    def __str__(self) -> str:
-        return f"${self.amount:,.2f}/{self.per}"
 
 
 _BUDGET = re.compile(r"\$?\s*(\d+(?:\.\d+)?)\s*(?:usd)?\s*/\s*(day|d|month|mo|m)", re.IGNORECASE)
@@ -190,9 +187,8 @@ def classify_inputs(paths: Iterable[str | Path]) -> _Inputs:
         if kind not in schemas.KIND_NAMES:
             raise InputError(f"{path.name}: unknown kind {tag!r}; {_READS}")
         schemas.check_kind(path, tag, kind, NEEDED_BY)
-        {"examples": found.stores, "verdicts": found.verdicts, "drift": found.drift, "students": found.students}[
-            "students" if kind == "student" else kind
-        ].append(path)
+        by_kind = {"examples": found.stores, "verdicts": found.verdicts, "drift": found.drift, "student": found.students}
+        by_kind[kind].append(path)
     return found
 
 
@@ -214,7 +210,7 @@ def build_report(
     task: str | None = None,
     by: str = "task",
     budget: str | Budget | None = None,
-    prices=None,
+    prices: PriceTable | str | Path | None = None,
     now: datetime | None = None,
 ) -> Report:
     """Read every path given and compute the report.
@@ -236,12 +232,7 @@ def build_report(
     from distill_cli.prices import PriceTable, load_prices
 
     repriced = prices is not None
-    if prices is None:
-        table = load_prices()
-    elif isinstance(prices, PriceTable):
-        table = prices
-    else:
-        table = load_prices(prices)
+    table = prices if isinstance(prices, PriceTable) else load_prices(prices)
 
     con = store.connect()
     con.execute("SET TimeZone = 'UTC'")
@@ -305,15 +296,17 @@ _HOUR_US = 3_600_000_000
 
 # A call is `ok` when it was answered: no error status, no error recorded.
 _OK = "COALESCE(status, 200) < 400 AND error IS NULL"
+# A call is high-stakes when its metadata has "high_stakes": true or "stakes": "high"; metadata that is not
+# JSON is not. The LIKE keeps the JSON parser off the rows that cannot match.
 _HIGH_STAKES = (
-    "CASE WHEN metadata LIKE '%stakes%' THEN "
-    "COALESCE(TRY(json_extract_string(metadata, '$.high_stakes')) = 'true', false) "
-    "OR COALESCE(lower(TRY(json_extract_string(metadata, '$.stakes'))) = 'high', false) ELSE false END"
+    "CASE WHEN {m} LIKE '%stakes%' THEN "
+    "COALESCE(TRY(json_extract_string({m}, '$.high_stakes')) = 'true', false) "
+    "OR COALESCE(lower(TRY(json_extract_string({m}, '$.stakes'))) = 'high', false) ELSE false END"
 )
 
 
 def _calls_view(con, since: datetime | None, task: str | None, reprice) -> None:
-    """View `calls`: the filtered examples with `day` (days since 1970-01-01, UTC), `cost` and flags.
+    """View `calls`: the filtered examples with `hour` and `day` (since 1970-01-01, UTC), `cost` and flags.
 
     `cost` is the recorded cost, or with `reprice` (a PriceTable) the cost of the
     row's tokens at the price in force on its day. Flags: `ok` (answered),
@@ -352,7 +345,7 @@ def _calls_view(con, since: datetime | None, task: str | None, reprice) -> None:
                {", ".join("e." + c for c in _TOKEN_COLUMNS)},
                {cost} AS cost,
                e.cache_read_tokens + e.cache_write_5m_tokens + e.cache_write_1h_tokens = 0 AS nocache,
-               {_HIGH_STAKES.replace("metadata", "e.metadata")} AS stakes,
+               {_HIGH_STAKES.format(m="e.metadata")} AS stakes,
                e.output, e.input_hash
         FROM ({base}) e {join}"""
     )
@@ -891,7 +884,7 @@ def _read_gate(con, path: Path) -> dict:
                 ORDER BY error IS NULL, score NULLS LAST, confidence DESC NULLS LAST, example_id
                 LIMIT {WORST_DISAGREEMENTS}"""
         ).fetchall()
-    except Exception as e:  # duckdb raises its own error classes for a damaged file
+    except duckdb.Error as e:
         raise InputError(f"{path.name}: not a readable verdicts file ({str(e).splitlines()[0]})") from None
     task, n, answered, disagreed, errors = counts
     return {
@@ -942,19 +935,21 @@ def _read_drift(con, paths: list[Path], since: datetime | None, task: str | None
         where.append(f"ts >= TIMESTAMPTZ {_sql_str(since.isoformat())}")
     if task is not None:
         where.append(f"task = {_sql_str(task)}")
-    try:
-        rows = con.execute(
-            f"""SELECT task, student_id, ts, pairs, agreement, lower_bound, upper_bound, decline_rate,
-                       input_shift, input_shift_threshold, drifted, demoted, reasons
-                FROM read_parquet([{_sql_list(str(p) for p in paths)}], union_by_name = true)
-                {"WHERE " + " AND ".join(where) if where else ""}
-                ORDER BY task, ts"""
-        ).fetchall()
-    except Exception as e:
-        raise InputError(f"drift log: not readable ({str(e).splitlines()[0]})") from None
     by_task: dict[str, list] = defaultdict(list)
-    for r in rows:
-        by_task[r[0]].append(r)
+    for path in paths:
+        try:
+            rows = con.execute(
+                f"""SELECT task, student_id, ts, pairs, agreement, lower_bound, upper_bound, decline_rate,
+                           input_shift, input_shift_threshold, drifted, demoted, reasons
+                    FROM read_parquet({_sql_str(str(path))})
+                    {"WHERE " + " AND ".join(where) if where else ""}"""
+            ).fetchall()
+        except duckdb.Error as e:
+            raise InputError(f"{path.name}: not a readable drift log ({str(e).splitlines()[0]})") from None
+        for r in rows:
+            by_task[r[0]].append(r)
+    for runs in by_task.values():
+        runs.sort(key=lambda r: (r[2] is None, r[2]))
     out = []
     for t, runs in by_task.items():
         last = runs[-1]
@@ -1002,7 +997,7 @@ def _read_student(path: Path) -> dict:
         "student_model": spec.student_model,
         "created": spec.created,
         "built_from": spec.built_from,
-        "split": {k: v for k, v in spec.split.items() if k != "salt"},
+        "split": spec.split,
         "threshold": spec.threshold,
         "metrics": spec.metrics,
         "rows": rows.num_rows,
@@ -1069,15 +1064,17 @@ def _recommend(task: dict, gate: dict | None, drift: dict | None, prices) -> Non
     """The seed's "when to distill", with the evidence: sets recommendation, advice and decision inputs."""
     n = task["examples"]
     advice: dict = {"kind": None, "expected_cost_reduction": None, "source": None, "reason": ""}
+    task["_keep"] = None  # why the teacher must keep answering, if it must
     if task["high_stakes"]:
-        rec = "keep teacher (high-stakes)"
+        rec, task["_keep"] = "keep teacher (high-stakes)", "high-stakes"
         advice["reason"] = f"{task['high_stakes_calls']:,} calls are tagged high-stakes in metadata"
     elif drift is not None and drift["status"] in ("drifted", "demoted"):
         rec = f"keep teacher: student {drift['status']}"
+        task["_keep"] = f"student {drift['status']}"
         advice["reason"] = "the latest drift check failed; rebuild and gate the student"
     elif gate is not None:
         reduction = _as_reduction(gate.get("cost_reduction"))
-        advice.update(kind=_gate_kind(gate), expected_cost_reduction=reduction, source="gate")
+        advice.update(kind=_gate_kind(gate), expected_cost_reduction=reduction, source="gate", reason=_gate_reason(gate))
         if gate.get("passed"):
             rec = "distilled" if task["student_calls"] else "distill"
             if advice["kind"]:
@@ -1087,7 +1084,9 @@ def _recommend(task: dict, gate: dict | None, drift: dict | None, prices) -> Non
             rec += " (gate passed)"
         else:
             agreement = gate.get("agreement")
-            rec = "keep teacher: gate failed" + (f" (agreement {agreement:.1%})" if isinstance(agreement, (int, float)) else "")
+            rate = f"{agreement:.1%}" if isinstance(agreement, (int, float)) else "unknown"
+            rec = f"keep teacher: gate failed (agreement {rate})"
+            task["_keep"] = f"student quality too low ({rate})"
     elif n < MIN_EXAMPLES:
         rec = f"collecting ({n}/{MIN_EXAMPLES})"
         advice["reason"] = f"{MIN_EXAMPLES} teacher answers are needed to build and gate a student"
@@ -1111,6 +1110,14 @@ def _recommend(task: dict, gate: dict | None, drift: dict | None, prices) -> Non
     advice["expected_cost_reduction"] = _json_reduction(advice["expected_cost_reduction"])
     task["recommendation"] = rec
     task["advice"] = advice
+
+
+def _gate_reason(gate: dict) -> str:
+    bits = []
+    for key, label in (("agreement", "agreement"), ("lower_bound", "lower bound"), ("coverage", "coverage")):
+        if isinstance(gate.get(key), (int, float)):
+            bits.append(f"{label} {gate[key]:.1%}")
+    return f"gate ({Path(gate['file']).name}): " + (", ".join(bits) or "no figures")
 
 
 def _gate_kind(gate: dict) -> str | None:
@@ -1146,14 +1153,10 @@ def _budget(budget: Budget, report: Report) -> dict:
             decision, reason = "no_change", "already within budget"
         elif t["examples"] < MIN_EXAMPLES:
             decision, reason = "collecting", f"need more examples ({t['examples']}/{MIN_EXAMPLES})"
-        elif t["recommendation"].startswith("keep teacher"):
-            decision, reason = "fallback_teacher", t["recommendation"].removeprefix("keep teacher").strip(" :()") or "keep teacher"
+        elif t["_keep"]:
+            decision, reason = "fallback_teacher", t["_keep"]
         elif gate is None:
             decision, reason = "fallback_teacher", "not gated yet (build-student, then gate)"
-        elif not gate.get("passed"):
-            agreement = gate.get("agreement")
-            rate = f" ({agreement:.0%})" if isinstance(agreement, (int, float)) else ""
-            decision, reason = "fallback_teacher", f"student quality too low{rate}"
         else:
             decision, reason = "distilled", f"cost reduction {_reduction_text(reduction)}" if reduction else "gate passed"
         after = teacher / reduction if decision == "distilled" and reduction else spend

@@ -312,6 +312,8 @@ def test_gate_result_decides_the_recommendation_and_names_the_worst(tmp_path):
     r = build_report([s, failed], budget="0.0001/day", now=NOW)
     assert r.tasks[0]["recommendation"] == "keep teacher: gate failed (agreement 91.2%)"
     assert r.tasks[0]["budget"]["decision"] == "fallback_teacher"
+    assert r.tasks[0]["budget"]["reason"] == "student quality too low (91.2%)"
+    assert r.tasks[0]["advice"]["reason"] == "gate (gate2.parquet): agreement 91.2%, lower bound 30.0%, coverage 75.0%"
 
 
 def test_a_free_student_reduction_stays_valid_json(tmp_path):
@@ -356,7 +358,7 @@ def test_student_file_spec_and_dev_metrics(tmp_path):
     r = build_report([s, path], now=NOW)
     (st,) = r.students
     assert (st["id"], st["kind"], st["task"], st["threshold"]) == ("clf-1", "classifier", "t1", 0.8)
-    assert st["metrics"] == {"dev_agreement": 0.97, "dev_coverage": 0.91} and "salt" not in st["split"]
+    assert st["metrics"] == {"dev_agreement": 0.97, "dev_coverage": 0.91} and st["split"]["holdout"] == 0.2
     assert "dev: dev_agreement 0.97, dev_coverage 0.91" in render_markdown(r)
 
 
