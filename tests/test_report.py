@@ -473,6 +473,11 @@ def test_cli_bad_inputs_exit_3_naming_the_file(tmp_path, mixed):
         "Error: plain.parquet: not a distill file (no distill.schema tag); "
         "report reads example stores, verdicts files, drift logs and student files\n"
     )
+    newer = tmp_path / "gate.parquet"
+    pq.write_table(pa.table({"a": [1]}, schema=schemas.tagged(pa.schema([("a", pa.int64())]), "verdicts/9")), newer)
+    result = runner.invoke(app, ["report", str(mixed), str(newer)])
+    assert result.exit_code == 3
+    assert result.stderr == "Error: gate.parquet: verdicts/9 is newer than this distill understands (verdicts/1); upgrade distill-cli\n"
     result = runner.invoke(app, ["report", str(mixed), "--task", "nope"])
     assert result.exit_code == 3 and "no calls of task 'nope'" in result.stderr
 

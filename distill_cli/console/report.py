@@ -77,8 +77,8 @@ def report(
     err = stderr_console()
     for model, n in result.totals["unknown_cost_models"].items():
         err.print(f"Warning: no price known for model {model!r}; its {n:,} calls have cost null (not 0). Add it with --prices.", markup=False)
-    if result.empty and result.inputs["stores"] and output_format != ReportFormat.table and output_format != ReportFormat.markdown:
-        err.print(_no_calls(result), markup=False)
+    if result.empty and result.inputs["stores"] and output_format in (ReportFormat.json, ReportFormat.csv):
+        err.print(_no_calls(result), markup=False)  # the table and markdown views say it themselves
     if output_format == ReportFormat.json:
         print_json(result.to_dict())
     elif output_format == ReportFormat.csv:
