@@ -333,7 +333,7 @@ def _student_line(s: dict) -> str:
     if s.get("created"):
         bits.append(f"built {s['created'][:16].replace('T', ' ')}")
     if s.get("threshold") is not None:
-        bits.append(f"threshold {s['threshold']}")
+        bits.append(f"threshold {_metric(s['threshold'])}")
     metrics = ", ".join(f"{k} {_metric(v)}" for k, v in (s.get("metrics") or {}).items() if not isinstance(v, (dict, list)))
     if metrics:
         bits.append(f"dev: {metrics}")
