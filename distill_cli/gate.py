@@ -307,9 +307,9 @@ def select_held_out(student: Student, stores: Iterable[str | Path], *, limit: in
 class _Spend:
     """What the run has spent, and whether another example may start under `cap`.
 
-    With a cap, the first example runs alone to learn what one costs; after that
-    an example starts only while spent + (in flight + 1) x the dearest example so
-    far stays within the cap.
+    With a cap, examples run one at a time until one has cost something (so the
+    price of one is known); after that an example starts only while
+    spent + (in flight + 1) x the dearest example so far stays within the cap.
     """
 
     def __init__(self, cap: float | None) -> None:
@@ -335,7 +335,7 @@ class _Spend:
         """'go', 'wait' (for in-flight examples to report their cost) or 'stop'."""
         if self.cap is None:
             return "go"
-        if self.done == 0:
+        if self.dearest == 0:  # nothing has cost anything yet: learn the price one example at a time
             return "go" if in_flight == 0 else "wait"
         if self.total + self.dearest * (in_flight + 1) <= self.cap:
             return "go"
