@@ -7,10 +7,11 @@
    --junit` timed as a fresh process (start-up, imports and loading included) over its
    ~2,600 held-out rows. Target: <= 5 s. Store and student are built once under
    bench/out/gate_speed/ and reused.
-2. llm: 1,000 held-out calls, an LLM student whose every call goes through the real
-   `anthropic.AsyncAnthropic` client to a fake upstream on 127.0.0.1 that takes 300 ms
-   per call (run in its own process, as a real upstream would be), gated at
-   `--concurrency 32`. Target: <= 15 s (the floor is 1,000 x 0.3 s / 32 = 9.4 s).
+2. llm: 1,000 held-out calls and a `few-shot` student (built by build-student, no
+   dev calls), whose every call goes through the real `anthropic.AsyncAnthropic`
+   client to a fake upstream on 127.0.0.1 that takes 300 ms per call (its own
+   process, as a real upstream would be); `distill gate --concurrency 32` timed as a
+   fresh process. Target: <= 15 s (the floor is 1,000 x 0.3 s / 32 = 9.4 s).
 """
 
 from __future__ import annotations
@@ -73,12 +74,13 @@ def classifier(repeat: int) -> dict:
 
 
 FAKE_SERVER = """
-import sys, time
+import sys
 sys.path.insert(0, {tests!r})
 from fake_provider import FakeProvider
-labels = {{}}
 def respond(body, provider):
-    return "label_" + str(len(body["messages"][-1]["content"]) % 7)
+    last = body["messages"][-1]["content"]
+    text = last if isinstance(last, str) else last[0]["text"]
+    return "label_" + str(len(text) % 7)
 with FakeProvider(responder=respond, delay={delay}) as fake:
     print(fake.url, flush=True)
     sys.stdin.read()
@@ -86,9 +88,11 @@ with FakeProvider(responder=respond, delay={delay}) as fake:
 
 
 def llm(repeat: int, n: int = 1000, delay: float = 0.3, concurrency: int = 32) -> dict:
-    from gate_support import FAKE_KEY, Row, make_rows, write_llm_student, write_store
+    import shutil
 
-    from distill_cli.gate import run_gate
+    from gate_support import FAKE_KEY, Row, make_rows, write_store
+
+    from distill_cli.students.build import build_student, salt_for
 
     server = subprocess.Popen(
         [sys.executable, "-c", FAKE_SERVER.format(tests=str(ROOT / "tests"), delay=delay)],
@@ -96,33 +100,40 @@ def llm(repeat: int, n: int = 1000, delay: float = 0.3, concurrency: int = 32) -
     )
     try:
         url = server.stdout.readline().strip()
+        env = {**os.environ, "ANTHROPIC_BASE_URL": url, "ANTHROPIC_API_KEY": FAKE_KEY}
         work = OUT / "llm"
-        if work.exists():
-            import shutil
-
-            shutil.rmtree(work)
-        rows = [Row(r.id, r.text, "label_" + str(len(r.text) % 7), r.held_out) for r in make_rows(n, 0)]
+        shutil.rmtree(work, ignore_errors=True)
+        # n held-out rows under the split build-student makes with seed 0, and 400 to train on.
+        rows = [Row(r.id, r.text, "label_" + str(len(r.text) % 7), r.held_out)
+                for r in make_rows(n, 400, salt=salt_for(0))]
         store = write_store(work / "store", rows)
-        student = write_llm_student(work / "llm.student", url, max_retries=2)
-        os.environ["ANTHROPIC_API_KEY"] = FAKE_KEY
+        student = work / "fs.student"
+        os.environ.update(env)
+        build_student(store, student, kind="few-shot", dev_calls=0)  # no upstream call
+        cmd = [sys.executable, "-m", "distill_cli", "gate", str(student), str(store), "--concurrency", str(concurrency),
+               "--verdicts", str(work / "gate.parquet"), "--format", "json"]
         times, summary = [], None
         for _ in range(repeat):
-            started = time.perf_counter()
-            summary = run_gate(student, store, judge="normalized", concurrency=concurrency,
-                               verdicts=work / "gate.parquet")
-            times.append(time.perf_counter() - started)
+            seconds, done = run(cmd, env=env)
+            if done.returncode not in (0, 1):
+                raise SystemExit(f"gate failed ({done.returncode}): {done.stderr.strip()}")
+            times.append(seconds)
+            summary = json.loads(done.stdout)
     finally:
         server.stdin.close()
         server.wait(10)
     return {
-        "examples": summary.n,
+        "command": " ".join(["distill", *cmd[3:]]).replace(str(ROOT) + "/", ""),
+        "student_kind": summary["student_kind"],
+        "examples": summary["n"],
         "upstream_delay_s": delay,
         "concurrency": concurrency,
         "seconds": times,
         "median_s": statistics.median(times),
         "floor_s": n * delay / concurrency,
-        "errors": summary.errors,
-        "spent_usd": round(summary.spent_usd, 6),
+        "errors": summary["errors"],
+        "agreement": summary["agreement"],
+        "spent_usd": round(summary["spent_usd"], 6),
     }
 
 
