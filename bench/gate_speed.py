@@ -131,6 +131,7 @@ def llm(repeat: int, n: int = 1000, delay: float = 0.3, concurrency: int = 32) -
         "seconds": times,
         "median_s": statistics.median(times),
         "floor_s": n * delay / concurrency,
+        "gate_s": summary["seconds"],
         "errors": summary["errors"],
         "agreement": summary["agreement"],
         "spent_usd": round(summary["spent_usd"], 6),
