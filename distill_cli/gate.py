@@ -35,6 +35,7 @@ import pyarrow.parquet as pq
 from distill_cli import schemas, store
 from distill_cli.errors import InputError, NotEnoughData, ProviderError
 from distill_cli.judges import FATAL_STATUSES, RETRY_STATUSES, Judge, JudgeError, RetryPolicy, make_judge
+from distill_cli.prices import Usage
 from distill_cli.stats import wilson_bounds
 from distill_cli.students.base import Student, StudentError, in_holdout, load_student
 
@@ -235,7 +236,16 @@ class Example:
     input: str
     teacher_output: str
     request_json: str
-    teacher_cost: float | None
+    teacher_cost: float | None  # as recorded
+    model: str | None = None
+    usage: Usage | None = None
+    ts: object = None
+
+    def repriced(self, prices) -> float | None:
+        """The teacher call's cost from its recorded usage under `prices` (the price in force when it ran)."""
+        if self.model is None or self.usage is None:
+            return None
+        return prices.cost(self.model, self.usage, at=self.ts)
 
 
 @dataclass
@@ -291,13 +301,15 @@ def select_held_out(student: Student, stores: Iterable[str | Path], *, limit: in
     chosen = held[:limit] if limit else held
     con.register("held", pa.table({"id": chosen}))
     rows = con.execute(
-        f"SELECT e.id, e.input, e.output, e.request_json, e.cost_usd FROM examples e JOIN held USING (id) "
-        f"WHERE {teacher_rows} ORDER BY e.id",
+        f"SELECT e.id, e.input, e.output, e.request_json, e.cost_usd, e.model, e.ts, e.input_tokens, e.output_tokens, "
+        f"e.cache_read_tokens, e.cache_write_5m_tokens, e.cache_write_1h_tokens "
+        f"FROM examples e JOIN held USING (id) WHERE {teacher_rows} ORDER BY e.id",
         [spec.task],
     ).fetchall()
     by_id: dict[str, Example] = {}
-    for id_, text, output, request_json, cost in rows:
-        by_id.setdefault(id_, Example(id_, text or "", output, request_json or "", cost))
+    for id_, text, output, request_json, cost, model, ts, *tokens in rows:
+        usage = Usage(*(int(t or 0) for t in tokens))
+        by_id.setdefault(id_, Example(id_, text or "", output, request_json or "", cost, model, usage, ts))
     return Selection([by_id[i] for i in chosen], len(held), len(ids))
 
 
@@ -521,6 +533,7 @@ def run_gate(
     max_spend: float | None = None,
     limit: int | None = None,
     prices=None,
+    reprice: bool = False,
     judge_cache_dir: str | Path | None = None,
     progress: Callable[[int, int, float], None] | None = None,
     retry: RetryPolicy | None = None,
@@ -532,6 +545,10 @@ def run_gate(
     when no held-out row exists, ProviderError (4) when a provider fails beyond
     retries, SpendCapReached (4) when `max_spend` stops the run; in all of those
     no verdicts file is written.
+
+    `prices` prices the LLM judge's calls; with `reprice` it also reprices the
+    teacher calls from their recorded usage (as `report --prices` does) instead of
+    taking the cost recorded with them.
 
     `progress(done, total, spent_usd)` is called after each example; `retry` is the
     backoff for provider failures (student and LLM judge), injectable for tests.
@@ -571,6 +588,12 @@ def run_gate(
             f"judge ${spend.judge:.4f}) on {len(scored)} of {len(examples)} examples; the gate did not finish, "
             "no verdicts written"
         )
+    if reprice:
+        from distill_cli.prices import load_prices
+
+        table = prices if prices is not None else load_prices()
+        for e in examples:
+            e.teacher_cost = e.repriced(table)
     summary = summarize(
         student,
         scored,

@@ -200,3 +200,21 @@ def test_the_installed_command_runs_it(tmp_path, rows, runs):
     summary = json.loads(done.stdout)
     assert summary["passed"] is True and summary["coverage"] == 0.0 and summary["decision"] == "no_change"
     assert done.stderr == ""  # no progress bar when stderr is not a terminal
+
+
+def test_prices_reprice_the_teacher_calls_from_their_usage(tmp_path, rows):
+    # Recorded from a model the packaged table does not know: cost null. --prices names its price.
+    runs = write_store(tmp_path / "runs", rows, cost=None, model="acme-teacher-1", input_tokens=1000, output_tokens=10)
+    s = student(tmp_path, rows, decline=15)
+    unknown = json.loads(gate(s, runs, "--format", "json").stdout)
+    assert unknown["teacher_cost_per_call"] is None and unknown["cost_reduction"] is None
+    assert unknown["teacher_cost_unknown"] == 150 and "cost reduction unknown" in unknown["reason"]
+    price_file = tmp_path / "prices.json"
+    price_file.write_text(json.dumps({"models": {"acme-teacher-1": {"provider": "anthropic", "effective": "2025-01-01",
+                                                                     "input": 2.0, "output": 10.0}}}))
+    result = gate(s, runs, "--prices", price_file, "--format", "json")
+    repriced = json.loads(result.stdout)
+    assert repriced["teacher_cost_per_call"] == pytest.approx((1000 * 2.0 + 10 * 10.0) / 1e6)
+    assert repriced["teacher_cost_unknown"] == 0
+    assert repriced["cost_reduction"] == pytest.approx(10.0)  # 90% coverage, a free student
+    assert repriced["reason"] == "10.0x cheaper at 90% coverage"

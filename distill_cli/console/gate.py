@@ -87,6 +87,7 @@ def gate(
                 max_spend=max_spend,
                 limit=limit,
                 prices=table,
+                reprice=prices is not None,
                 progress=bar.update if bar else None,
             )
     except DistillError as e:
