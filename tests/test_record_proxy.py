@@ -538,3 +538,31 @@ def test_env_is_set_for_clients_made_inside_and_restored(tmp_path, fake_provider
 
     assert os.environ["ANTHROPIC_BASE_URL"] == fake_provider.url and "OPENAI_BASE_URL" not in os.environ
     assert len(stored(tmp_path / "store")) == 1 and rec.summary.total.calls == 1
+
+
+def test_journal_rolls_into_parts_off_the_event_loop_by_count_and_age(tmp_path, fake_provider):
+    from distill_cli.recorder import Recorder
+
+    now = [0.0]
+    s = tmp_path / "store"
+
+    async def scenario():
+        rec = Recorder(s, anthropic_upstream=fake_provider.url, roll_rows=3, roll_seconds=60, clock=lambda: now[0])
+        await rec.start()
+        client = anthropic.AsyncAnthropic(base_url=rec.anthropic_base_url, api_key=ANT_KEY, max_retries=0)
+        for i in range(7):
+            await client.messages.create(model=MODEL, max_tokens=5, messages=[{"role": "user", "content": f"q{i}"}])
+        await asyncio.gather(*rec._closing)
+        by_count = len(list(s.glob("date=*/*.parquet")))
+        rec.roll_if_due()  # one row waiting, not yet old
+        now[0] = 61
+        rec.roll_if_due()
+        await asyncio.gather(*rec._closing)
+        by_age = len(list(s.glob("date=*/*.parquet")))
+        await client.close()
+        await rec.stop()
+        return by_count, by_age
+
+    assert asyncio.run(scenario()) == (2, 3)
+    assert list((s / "_journal").glob("*.jsonl")) == []
+    assert sorted(r["input"] for r in stored(s)) == [f"q{i}" for i in range(7)]
