@@ -27,7 +27,7 @@ import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Awaitable, Callable, Iterable, TypeVar
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -46,6 +46,7 @@ TEACHER_SERVED = ("teacher", "fallback", "shadow")  # rows whose output is the t
 LEAK_CHANCE = 0.001
 
 DECISIONS = ("no_change", "collecting", "fallback_teacher", "distilled")
+T = TypeVar("T")
 # A student that could not answer any of its first this many examples cannot run here: stop (exit 4).
 BREAKER = 10
 
@@ -316,42 +317,100 @@ def select_held_out(student: Student, stores: Iterable[str | Path], *, limit: in
 # ---- scoring ---------------------------------------------------------------------------------------------------
 
 
-class _Spend:
-    """What the run has spent, and whether another example may start under `cap`.
+class SpendCap:
+    """What a run has spent, and whether another unit of work may start under `cap` USD.
 
-    With a cap, examples run one at a time until one has cost something (so the
-    price of one is known); after that an example starts only while
-    spent + (in flight + 1) x the dearest example so far stays within the cap.
+    With a cap, work runs one unit at a time until one has cost something (so the
+    price of one is known); after that a unit starts only while
+    spent + (in flight + 1) x the dearest unit so far stays within the cap.
+    No cap: everything is admitted.
     """
 
     def __init__(self, cap: float | None) -> None:
         self.cap = cap
-        self.student = 0.0
-        self.judge = 0.0
+        self.total = 0.0
         self.dearest = 0.0
         self.done = 0
         self.stopped = False
 
-    @property
-    def total(self) -> float:
-        return self.student + self.judge
-
-    def add(self, verdict: Verdict) -> None:
-        cost = (verdict.student_cost_usd or 0.0) + verdict.judge_cost_usd
-        self.student += verdict.student_cost_usd or 0.0
-        self.judge += verdict.judge_cost_usd
+    def add(self, cost: float) -> None:
+        self.total += cost
         self.dearest = max(self.dearest, cost)
         self.done += 1
 
     def admit(self, in_flight: int) -> str:
-        """'go', 'wait' (for in-flight examples to report their cost) or 'stop'."""
+        """'go', 'wait' (for in-flight work to report its cost) or 'stop'."""
         if self.cap is None:
             return "go"
-        if self.dearest == 0:  # nothing has cost anything yet: learn the price one example at a time
+        if self.dearest == 0:
             return "go" if in_flight == 0 else "wait"
         if self.total + self.dearest * (in_flight + 1) <= self.cap:
             return "go"
         return "wait" if in_flight else "stop"
+
+
+async def run_capped(
+    count: int,
+    work: Callable[[int], Awaitable[T]],
+    *,
+    concurrency: int,
+    spend: SpendCap,
+    cost_of: Callable[[T], float],
+    after: Callable[[int, T], None] | None = None,
+) -> list[T | None]:
+    """`await work(i)` for i in 0..count-1 with `concurrency` at once, under `spend`'s cap.
+
+    Returns the results in order; those never started because the cap stopped the
+    run are None (`spend.stopped` is then True). `after(i, result)` runs once per
+    finished unit, in completion order; an exception from `work` or `after` stops
+    the run (cancelling what is in flight) and is raised.
+    """
+    results: list[T | None] = [None] * count
+    state = {"next": 0, "in_flight": 0}
+    ready = asyncio.Condition()
+
+    async def worker() -> None:
+        while True:
+            async with ready:
+                while True:
+                    if state["next"] >= count or spend.stopped:
+                        return
+                    admitted = spend.admit(state["in_flight"])
+                    if admitted == "go":
+                        break
+                    if admitted == "stop":
+                        spend.stopped = True
+                        ready.notify_all()
+                        return
+                    await ready.wait()
+                i = state["next"]
+                state["next"] += 1
+                state["in_flight"] += 1
+            finished = False
+            try:
+                results[i] = await work(i)
+                finished = True
+            finally:
+                async with ready:
+                    state["in_flight"] -= 1
+                    if finished:
+                        spend.add(cost_of(results[i]))
+                    ready.notify_all()
+            if after is not None:
+                after(i, results[i])
+
+    workers = [asyncio.create_task(worker()) for _ in range(max(1, min(concurrency, count)))]
+    try:
+        done, _ = await asyncio.wait(workers, return_when=asyncio.FIRST_EXCEPTION)
+    finally:
+        for w in workers:
+            if not w.done():
+                w.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+    for w in done:
+        if not w.cancelled() and w.exception() is not None:
+            raise w.exception()
+    return results
 
 
 async def _ask(student: Student, request: dict, retry: RetryPolicy):
@@ -432,68 +491,34 @@ async def _score_all(
     judge: Judge,
     *,
     concurrency: int,
-    spend: _Spend,
+    spend: SpendCap,
     progress: Callable[[int, int, float], None] | None,
     retry: RetryPolicy,
 ) -> list[Verdict | None]:
-    """Score every example with `concurrency` workers; stops early (leaving None) at the spend cap."""
-    results: list[Verdict | None] = [None] * len(examples)
-    state = {"next": 0, "in_flight": 0, "first": []}
-    ready = asyncio.Condition()
-    task = student.spec.task
+    """Score every example with `concurrency` at once; stops early (leaving None) at the spend cap."""
+    first: list[Verdict] = []
 
-    async def worker() -> None:
-        while True:
-            async with ready:
-                while True:
-                    if state["next"] >= len(examples) or spend.stopped:
-                        return
-                    admitted = spend.admit(state["in_flight"])
-                    if admitted == "go":
-                        break
-                    if admitted == "stop":
-                        spend.stopped = True
-                        ready.notify_all()
-                        return
-                    await ready.wait()
-                i = state["next"]
-                state["next"] += 1
-                state["in_flight"] += 1
-            verdict = None
-            try:
-                verdict = await _score(examples[i], student, judge, task, retry)
-                results[i] = verdict
-            finally:
-                async with ready:
-                    state["in_flight"] -= 1
-                    if verdict is not None:
-                        spend.add(verdict)
-                        _watch_first(verdict, state, student)
-                    ready.notify_all()
-            if progress is not None:
-                progress(spend.done, len(examples), spend.total)
+    def after(i: int, verdict: Verdict) -> None:
+        _watch_first(verdict, first, student)
+        if progress is not None:
+            progress(spend.done, len(examples), spend.total)
 
-    workers = [asyncio.create_task(worker()) for _ in range(max(1, min(concurrency, len(examples))))]
-    try:
-        done, pending = await asyncio.wait(workers, return_when=asyncio.FIRST_EXCEPTION)
-    finally:
-        for w in workers:
-            if not w.done():
-                w.cancel()
-        await asyncio.gather(*workers, return_exceptions=True)
-    for w in done:
-        if not w.cancelled() and w.exception() is not None:
-            raise w.exception()
-    return results
+    return await run_capped(
+        len(examples),
+        lambda i: _score(examples[i], student, judge, student.spec.task, retry),
+        concurrency=concurrency,
+        spend=spend,
+        cost_of=lambda v: (v.student_cost_usd or 0.0) + v.judge_cost_usd,
+        after=after,
+    )
 
 
-def _watch_first(verdict: Verdict, state: dict, student: Student) -> None:
+def _watch_first(verdict: Verdict, first: list[Verdict], student: Student) -> None:
     """Stop when the student could not answer any of its first BREAKER examples.
 
     That is a student that cannot run here (no key, an unreachable or refusing
     upstream), not one that disagrees: exit 4, before it spends on the rest.
     """
-    first = state["first"]
     if len(first) >= BREAKER:
         return
     first.append(verdict)
@@ -577,15 +602,17 @@ def run_gate(
             cache_dir=judge_cache_dir,
             retry=retry,
         )
-    spend = _Spend(max_spend)
+    spend = SpendCap(max_spend)
     results = asyncio.run(
         _run(examples, student, the_judge, concurrency=concurrency, spend=spend, progress=progress, retry=retry)
     )
     scored = [v for v in results if v is not None]
+    student_spent = sum(v.student_cost_usd or 0.0 for v in scored)
+    judge_spent = sum(v.judge_cost_usd for v in scored)
     if len(scored) < len(examples):
         raise SpendCapReached(
-            f"--max-spend ${max_spend:.2f} reached: spent ${spend.total:.4f} (student ${spend.student:.4f}, "
-            f"judge ${spend.judge:.4f}) on {len(scored)} of {len(examples)} examples; the gate did not finish, "
+            f"--max-spend ${max_spend:.2f} reached: spent ${spend.total:.4f} (student ${student_spent:.4f}, "
+            f"judge ${judge_spent:.4f}) on {len(scored)} of {len(examples)} examples; the gate did not finish, "
             "no verdicts written"
         )
     if reprice:
@@ -607,8 +634,8 @@ def run_gate(
     )
     summary.judge_calls = getattr(the_judge, "calls", 0)
     summary.judge_cache_hits = getattr(the_judge, "cache_hits", 0)
-    summary.judge_cost_usd = spend.judge
-    summary.student_cost_usd = spend.student
+    summary.judge_cost_usd = judge_spent
+    summary.student_cost_usd = student_spent
     summary.spent_usd = spend.total
     if verdicts is not None:
         summary.verdicts_file = str(verdicts)

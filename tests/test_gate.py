@@ -371,3 +371,46 @@ def test_progress_is_reported(tmp_path, rows, runs):
     seen = []
     gate(tmp_path, rows, runs, progress=lambda done, total, spent: seen.append((done, total)))
     assert seen[-1] == (200, 200) and len(seen) == 200
+
+
+# ---- running under a spend cap (shared with drift) -----------------------------------------------------------------
+
+
+def test_run_capped_stops_before_the_cap_and_keeps_order():
+    import asyncio
+
+    from distill_cli.gate import SpendCap, run_capped
+
+    peak, in_flight, seen = 0, 0, []
+
+    async def work(i):
+        nonlocal peak, in_flight
+        in_flight += 1
+        peak = max(peak, in_flight)
+        await asyncio.sleep(0.001)
+        in_flight -= 1
+        return i
+
+    spend = SpendCap(10.0)
+    results = asyncio.run(run_capped(50, work, concurrency=4, spend=spend, cost_of=lambda r: 1.0,
+                                     after=lambda i, r: seen.append(i)))
+    assert results[:10] == list(range(10)) and results[10:] == [None] * 40
+    assert spend.stopped and spend.total == 10.0 and sorted(seen) == list(range(10)) and peak <= 4
+    free = SpendCap(None)
+    assert asyncio.run(run_capped(20, work, concurrency=8, spend=free, cost_of=lambda r: 1.0)) == list(range(20))
+    assert peak == 8 and not free.stopped
+
+
+def test_run_capped_raises_the_first_failure():
+    import asyncio
+
+    from distill_cli.gate import SpendCap, run_capped
+
+    async def work(i):
+        if i == 3:
+            raise ProviderError("upstream gone")
+        await asyncio.sleep(0.01)
+        return i
+
+    with pytest.raises(ProviderError, match="upstream gone"):
+        asyncio.run(run_capped(100, work, concurrency=4, spend=SpendCap(None), cost_of=lambda r: 0.0))
