@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import hashlib
 import json
 import math
 import os
@@ -270,26 +271,42 @@ def run_log_evidence(n: int, k: int, min_agreement: float) -> np.ndarray:
     return agree_term + disagree_term
 
 
-def fold_evidence(runs: Iterable[tuple[int, int]], min_agreement: float) -> tuple[float, int]:
-    """(log statistic, runs folded) of the mixture CUSUM over runs of (n, k).
+class AgreementDetector:
+    """The mixture CUSUM e-detector over runs of agreement observations.
 
     Per alternative j: C_j <- max(C_j, 1) x e_j(run); the statistic is the mean of
-    the C_j. Runs without observations change nothing. Alarm when it reaches the
-    threshold A: P(alarm within T runs | no change) <= T / A (docs/drift.md).
+    the C_j. Runs without observations change nothing. When agreement stays at or
+    above min_agreement, P(statistic reaches A within T runs) <= T / A (docs/drift.md).
     """
-    log_c = np.zeros(len(alternatives(min_agreement)))
-    folded = 0
+
+    def __init__(self, min_agreement: float) -> None:
+        self.min_agreement = min_agreement
+        self.log_c = np.zeros(len(alternatives(min_agreement)))
+        self.runs = 0
+
+    def update(self, n: int, k: int) -> float:
+        """Fold in a run of n observations, k agreeing; returns the log statistic."""
+        if n > 0:
+            self.log_c = np.maximum(self.log_c, 0.0) + run_log_evidence(n, k, self.min_agreement)
+            self.runs += 1
+        return self.log_statistic
+
+    @property
+    def log_statistic(self) -> float:
+        if not self.runs:
+            return -math.inf
+        top = float(np.max(self.log_c))
+        if math.isinf(top):
+            return top
+        return top + math.log(float(np.mean(np.exp(self.log_c - top))))
+
+
+def fold_evidence(runs: Iterable[tuple[int, int]], min_agreement: float) -> tuple[float, int]:
+    """(log statistic, runs with observations) of the detector after runs of (n, k)."""
+    detector = AgreementDetector(min_agreement)
     for n, k in runs:
-        if n <= 0:
-            continue
-        log_c = np.maximum(log_c, 0.0) + run_log_evidence(n, k, min_agreement)
-        folded += 1
-    if not folded:
-        return -math.inf, 0
-    top = float(np.max(log_c))
-    if math.isinf(top):
-        return top, folded
-    return top + math.log(float(np.mean(np.exp(log_c - top)))), folded
+        detector.update(n, k)
+    return detector.log_statistic, detector.runs
 
 
 # ---- input drift: the domain classifier --------------------------------------------------------------------------
@@ -503,24 +520,24 @@ def _shadow_pairs(con, spec: StudentSpec, start: datetime, end: datetime, fresh_
     return pairs, len(rows) - len(pairs)
 
 
-def _live_candidates(con, spec: StudentSpec, fresh_start: datetime, end: datetime, n: int) -> list[Pair]:
-    """Up to n fresh student answers without a shadow pair, in a fixed pseudo-random order."""
+def _live_candidates(con, spec: StudentSpec, fresh_start: datetime, end: datetime, n: int, seed: str) -> list[Pair]:
+    """Up to n fresh student answers without a shadow pair, a pseudo-random choice fixed by `seed`."""
     rows = con.execute(
         f"""SELECT st.id, st.input, st.output, st.request_json, st.confidence FROM examples st
             WHERE {_STUDENT_ROWS} AND st.request_json IS NOT NULL
               AND NOT EXISTS (SELECT 1 FROM examples sh WHERE sh.pair_id = st.id AND sh.served_by = 'shadow')
-            ORDER BY hash(st.id), st.id LIMIT ?""",
-        [spec.task, spec.id, fresh_start, end, n],
+            ORDER BY hash(st.id || ?), st.id LIMIT ?""",
+        [spec.task, spec.id, fresh_start, end, seed, n],
     ).fetchall()
     return [Pair(i, True, text or "", out, None, request_json=req, confidence=c, live=True) for i, text, out, req, c in rows]
 
 
-def _recent_inputs(con, task: str, start: datetime, end: datetime, spelling: dict) -> tuple[list[str], Counter]:
+def _recent_inputs(con, task: str, start: datetime, end: datetime, spelling: dict, seed: str) -> tuple[list[str], Counter]:
     serving = ", ".join(f"'{s}'" for s in SERVING)
     where = f"task = ? AND ts > ? AND ts <= ? AND served_by IN ({serving})"
     inputs = [r[0] for r in con.execute(
-        f"SELECT input FROM examples WHERE {where} AND input IS NOT NULL ORDER BY hash(id), id LIMIT {INPUT_SAMPLE}",
-        [task, start, end],
+        f"SELECT input FROM examples WHERE {where} AND input IS NOT NULL ORDER BY hash(id || ?), id LIMIT {INPUT_SAMPLE}",
+        [task, start, end, seed],
     ).fetchall()]
     # Sized for closed sets; a free-text task is recognised from the reference and skipped.
     answers = con.execute(
@@ -545,11 +562,13 @@ def _answer_counts(rows, spelling: dict[str, str]) -> Counter:
     return counts
 
 
-def _training_rows(con, spec: StudentSpec, before: datetime, spelling: dict) -> tuple[list[str], Counter, str]:
-    """Inputs and answer counts of the student's training rows recorded before `before`, and where they came from.
+def _training_rows(con, spec: StudentSpec, before: datetime, spelling: dict, seed: str) -> tuple[list[str], Counter, str]:
+    """Inputs and answer counts of a sample of the student's training rows recorded before `before`, and their source.
 
     Training rows: the task's teacher answers not held out by the student's split
-    and no newer than the newest row it was built from.
+    and no newer than the newest row it was built from. The sample changes with
+    `seed` (each run's own): a sample fixed across runs would carry its quirks into
+    every run, and the runs' false alarms would no longer be independent.
     """
     newest = _built_until(spec)
     if newest is not None:
@@ -558,8 +577,8 @@ def _training_rows(con, spec: StudentSpec, before: datetime, spelling: dict) -> 
     rows = con.execute(
         f"""SELECT id, input, output FROM examples
             WHERE task = ? AND served_by IN ({served}) AND status = 200 AND output IS NOT NULL AND ts < ?
-            ORDER BY hash(id), id LIMIT {4 * INPUT_SAMPLE}""",
-        [spec.task, before],
+            ORDER BY hash(id || ?), id LIMIT {4 * INPUT_SAMPLE}""",
+        [spec.task, before, seed],
     ).fetchall()
     split = spec.split or {}
     salt, fraction = split.get("salt"), split.get("holdout")
@@ -570,6 +589,10 @@ def _training_rows(con, spec: StudentSpec, before: datetime, spelling: dict) -> 
         source = "the teacher's answers before the window (the student records no split)"
     inputs = [r[1] for r in rows[:INPUT_SAMPLE] if r[1] is not None]
     return inputs, _answer_counts(((r[2], 1) for r in rows), spelling), source
+
+
+def _int_seed(seed: str) -> int:
+    return int.from_bytes(hashlib.sha256(seed.encode()).digest()[:4], "big")
 
 
 def _built_until(spec: StudentSpec) -> datetime | None:
@@ -1018,13 +1041,14 @@ def run_drift(
             notes.append(f"removed a stale demotion marker of an earlier student ({cleared.student_id})")
     standing = is_demoted(student, student_id=spec.id, verdicts=verdicts)
 
+    seed = f"{spec.id}:{now.isoformat()}"  # every sample a run draws: new each run, the same on a replay
     con = store.connect()
     store.examples_view(con, stores, "drift")
-    _store_tasks(con, where, spec.task)
     increments, last_end = _history(old_log, spec, now)
     fresh_start = max(start, last_end) if last_end is not None and last_end < now else start
     traffic = _count_traffic(con, spec, start, now, fresh_start)
     if traffic.calls == 0:
+        _store_tasks(con, where, spec.task)
         raise NotEnoughData(
             f"{where}: no calls of task {spec.task!r} between {_when(start)} and {_when(now)} (--since {since}); "
             "nothing to check: is the job running, and recording to this store?"
@@ -1035,14 +1059,14 @@ def run_drift(
     # Agreement: shadow pairs, then live teacher pairs, all judged alike.
     pairs, failed_shadows = _shadow_pairs(con, spec, start, now, fresh_start)
     if sample is not None and len(pairs) > sample:
-        pairs = sorted(random.Random(f"{spec.id}:{now.isoformat()}").sample(pairs, sample), key=lambda p: p.id)
+        pairs = sorted(random.Random(seed).sample(pairs, sample), key=lambda p: p.id)
     if failed_shadows:
         notes.append(f"{failed_shadows:,} shadow calls of the teacher failed and were left out")
     teacher = None
     if live_teacher:
         if not spec.teacher_model:
             raise InputError(f"student {spec.id}: its spec names no teacher model, so --live-teacher cannot ask it")
-        live = _live_candidates(con, spec, fresh_start, now, sample or LIVE_SAMPLE)
+        live = _live_candidates(con, spec, fresh_start, now, sample or LIVE_SAMPLE, seed)
         if live:
             teacher = Teacher(spec.teacher_model, spec.provider or "anthropic", prices)
             pairs += live
@@ -1064,16 +1088,16 @@ def run_drift(
     agreement_check, figures = _agreement(checked, traffic, increments, min_agreement, arl, confidence)
 
     spelling: dict[str, str] = {}
-    training_inputs, training_answers, source = _training_rows(con, spec, start, spelling)
-    recent_inputs, recent_answers = _recent_inputs(con, spec.task, start, now, spelling)
+    training_inputs, training_answers, source = _training_rows(con, spec, start, spelling, seed)
+    recent_inputs, recent_answers = _recent_inputs(con, spec.task, start, now, spelling, seed)
     if len(training_inputs) < MIN_INPUTS and _student_inputs(student_table):
         training_inputs, source = _student_inputs(student_table), "the inputs stored in the student file"
     # Beyond 4 training inputs per recent one the AUC's spread hardly narrows; the fit only gets slower.
     training_inputs = training_inputs[: max(4 * len(recent_inputs), 500)]
-    input_check = input_shift(recent_inputs, training_inputs, alpha)
+    input_check = input_shift(recent_inputs, training_inputs, alpha, seed=_int_seed(seed))
     input_check.details["training_source"] = source
     decline_check = decline_shift(traffic.declined, traffic.answered + traffic.declined, dev_decline_rate(spec), alpha)
-    output_check = output_shift(recent_answers, training_answers, alpha)
+    output_check = output_shift(recent_answers, training_answers, alpha, seed=_int_seed(seed))
     checks = [agreement_check, input_check, decline_check, output_check]
     drifted = any(c.drifted for c in checks)
 

@@ -149,3 +149,20 @@ def write_day(path: Path, rows: list[dict]) -> Path:
     store.prepare_store(path)
     store.append_rows(path, rows)
     return path
+
+
+class Site:
+    """A student file, the sample store plus a traffic store the router records to, and a drift log path."""
+
+    def __init__(self, tmp_path: Path, sample_store: Path) -> None:
+        self.student = write_student(tmp_path / "intent.student")
+        self.traffic = tmp_path / "traffic"
+        store.prepare_store(self.traffic)
+        self.stores = [sample_store, self.traffic]
+        self.log = tmp_path / "drift.parquet"
+
+    def day(self, queries: list[Query], day: int, rng: random.Random, **kw) -> datetime:
+        """Record simulated day `day` (0 = the day after the sample store ends); returns its end, when drift runs."""
+        start = SAMPLE_END + timedelta(days=day)
+        write_day(self.traffic, traffic(start, queries, rng, **kw))
+        return start + timedelta(days=1)

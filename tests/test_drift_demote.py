@@ -1,0 +1,144 @@
+"""Demotion: the marker drift writes, what the router asks (`is_demoted`), and what lifts it."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from datetime import timedelta
+
+import pyarrow.parquet as pq
+import pytest
+from drift_support import (
+    STUDENT_ID,
+    Site,
+    holdout_queries,
+    write_student,
+)
+
+from distill_cli import drift
+from distill_cli.drift import is_demoted, run_drift
+from distill_cli.gate import run_gate
+
+DAY = timedelta(days=1)
+
+
+@pytest.fixture(scope="module")
+def queries(sample_store):
+    return holdout_queries(sample_store)
+
+
+@pytest.fixture
+def site(tmp_path, sample_store):
+    return Site(tmp_path, sample_store)
+
+
+# ---- demotion --------------------------------------------------------------------------------------------------------
+
+
+def test_demote_writes_the_marker_the_router_honours(site, queries, sample_store, tmp_path):
+    held, _ = queries
+    rng = random.Random(9)
+    now = site.day(rng.sample(held, 200), 0, rng, wrong_shadow=0.3)
+    assert is_demoted(site.student) is None
+    r = run_drift(site.student, site.stores, now=now, log=site.log, demote=True)
+    marker = drift.marker_path(site.student)
+    assert marker.name == "intent.student.demoted" and r.demotion.marker == str(marker)
+    info = is_demoted(site.student)
+    assert info is not None and info.student_id == STUDENT_ID and info.task == "support-intent"
+    assert info.demoted_at == now.isoformat() and info.reasons[0].startswith("agreement: agreement is below 95.0%")
+    assert info.drift["drifted"] is True and info.drift["pairs"] == r.pairs
+    assert "the teacher answers until a new gate passes" in info.message
+    assert is_demoted(site.student, student_id=STUDENT_ID) is not None
+    assert json.loads(marker.read_text())["distill.schema"] == "demotion/1"
+    assert pq.read_table(site.log)["demoted"].to_pylist() == [True]
+
+    # The next run still reports the demotion (exit 1 for the CLI) even with nothing drifting in it.
+    now = site.day(rng.sample(held, 200), 1, rng)
+    again = run_drift(site.student, site.stores, now=now, log=site.log, demote=True)
+    assert again.status == "demoted" and not again.drifted and not again.newly_demoted
+
+
+def test_a_newer_passing_gate_lifts_the_demotion(site, queries, sample_store, tmp_path):
+    held, _ = queries
+    rng = random.Random(10)
+    now = site.day(rng.sample(held, 200), 0, rng, wrong_shadow=0.3)
+    run_drift(site.student, site.stores, now=now, demote=True)
+    gate_file = tmp_path / "gate.parquet"
+    # The cache student has no answers: it declines every held-out call, so the teacher answers and the gate passes.
+    summary = run_gate(site.student, sample_store, verdicts=gate_file, limit=200)
+    assert summary.passed and summary.student == STUDENT_ID
+
+    demoted_at = now.timestamp()
+    os.utime(gate_file, (demoted_at - 3600, demoted_at - 3600))  # gated before the demotion: does not lift it
+    assert is_demoted(site.student, verdicts=[gate_file]) is not None
+    os.utime(gate_file, (demoted_at + 3600, demoted_at + 3600))
+    assert is_demoted(site.student, verdicts=[gate_file]) is None
+    assert is_demoted(site.student, verdicts=[tmp_path / "missing.parquet"]) is not None
+
+    # drift --verdicts removes the lifted marker and says so; the student serves again.
+    now = site.day(rng.sample(held, 200), 1, rng)
+    r = run_drift(site.student, site.stores, now=now, verdicts=[gate_file])
+    assert r.status == "ok" and r.cleared is not None
+    assert not drift.marker_path(site.student).exists()
+    assert any("lifted by a passing gate" in n for n in r.notes)
+
+
+def test_a_failing_gate_does_not_lift_the_demotion(site, queries, tmp_path):
+    from distill_cli.gate import GateSummary, write_verdicts
+
+    held, _ = queries
+    rng = random.Random(11)
+    now = site.day(rng.sample(held, 200), 0, rng, wrong_shadow=0.3)
+    run_drift(site.student, site.stores, now=now, demote=True)
+    summary = GateSummary(**{**_summary_fields(), "passed": False})
+    gate_file = write_verdicts(tmp_path / "gate.parquet", summary)
+    os.utime(gate_file, (now.timestamp() + 60, now.timestamp() + 60))
+    assert is_demoted(site.student, verdicts=[gate_file]) is not None
+    other = write_verdicts(tmp_path / "other.parquet", GateSummary(**{**_summary_fields(), "student": "another-student"}))
+    os.utime(other, (now.timestamp() + 60, now.timestamp() + 60))
+    assert is_demoted(site.student, verdicts=[other]) is not None
+
+
+def _summary_fields() -> dict:
+    return dict(
+        student=STUDENT_ID, student_kind="cache", task="support-intent", n=200, answered=0, declined=200, agreeing=0,
+        disagreements=0, errors=0, student_errors=0, judge_errors=0, coverage=0.0, agreement=1.0,
+        agreement_answered=None, lower_bound=0.98, upper_bound=1.0, min_agreement=0.95, min_examples=100,
+        confidence=0.95, passed=True, judge="normalized", judge_reason="auto", teacher_cost_per_call=0.002,
+        teacher_cost_unknown=0, student_cost_per_call=0.0, routed_cost_per_call=0.002, cost_reduction=1.0,
+        decision="no_change", reason="", held_out=200, teacher_rows=1000,
+    )
+
+
+def test_a_rebuilt_student_is_not_held_by_the_old_marker(site, queries):
+    held, _ = queries
+    rng = random.Random(12)
+    now = site.day(rng.sample(held, 200), 0, rng, wrong_shadow=0.3)
+    run_drift(site.student, site.stores, now=now, demote=True)
+    write_student(site.student, student_id="support-intent-rebuilt")
+    assert is_demoted(site.student) is None
+    assert is_demoted(site.student, student_id=STUDENT_ID) is not None  # the router's loaded student is the old one
+    r = run_drift(site.student, site.stores, now=now)
+    assert r.cleared.student_id == STUDENT_ID and not drift.marker_path(site.student).exists()
+    assert any("stale demotion marker" in n for n in r.notes)
+
+
+def test_an_unreadable_marker_keeps_the_teacher_answering(site):
+    drift.marker_path(site.student).write_text("{not json")
+    info = is_demoted(site.student)
+    assert info is not None and info.damaged and "unreadable" in info.message
+
+
+def test_detector_restarts_after_a_demotion(site, queries):
+    held, _ = queries
+    rng = random.Random(8)
+    now = site.day(rng.sample(held, 200), 0, rng, wrong_shadow=0.3)
+    r = run_drift(site.student, site.stores, now=now, log=site.log, demote=True)
+    assert r.newly_demoted and r.demoted
+    drift.marker_path(site.student).unlink()  # as if a new gate had lifted it
+    now = site.day(rng.sample(held, 200), 1, rng)
+    r = run_drift(site.student, site.stores, now=now, log=site.log)
+    assert r.status == "ok" and r.detector_runs == 1
+
+
