@@ -56,7 +56,7 @@ def test_an_llm_student_is_gated_concurrently(tmp_path, rows, runs, upstream):
         nonlocal in_flight, peak
         in_flight += 1
         peak = max(peak, in_flight)
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(0.05)
         in_flight -= 1
         return answer(body, provider)
 
