@@ -512,20 +512,36 @@ def test_header_hygiene():
     assert dict(back) == {"retry-after": "3", "request-id": "r"}
 
 
-def test_answer_seam_lets_a_call_be_answered_locally(tmp_path, fake_provider):
+def test_answer_seam_lets_a_call_be_answered_locally_and_shadowed(tmp_path, fake_provider):
     with recording(tmp_path, fake_provider) as rec:
         async def local(call, job):
             message = {"type": "message", "role": "assistant", "model": "student-1", "id": "msg_local",
                        "content": [{"type": "text", "text": "Paris"}], "stop_reason": "end_turn", "stop_sequence": None,
                        "usage": {"input_tokens": 0, "output_tokens": 0}}
+            shadow = await rec.proxy.forward(call, None)  # the teacher, asked on the side: relayed to nobody
+            shadow.columns = {"served_by": "shadow", "pair_id": "p1"}
+            rec.proxy.on_call(call, shadow)
             return Outcome(response=web.json_response(message), status=200, body=message,
-                           columns={"served_by": "student", "student_id": "student-1"})
+                           columns={"served_by": "student", "student_id": "student-1", "pair_id": "p1"})
 
         rec.proxy.answer = local
         msg = ant(rec).messages.create(model=MODEL, max_tokens=10, messages=USER)
-    assert msg.content[0].text == "Paris" and fake_provider.requests == []
-    [row] = stored(tmp_path / "store")
-    assert (row["served_by"], row["student_id"], row["model"], row["output"]) == ("student", "student-1", "student-1", "Paris")
+        status, _, body = raw(  # a stream request: the shadow call assembles the teacher's stream
+            rec.anthropic_base_url + "/v1/messages",
+            json.dumps({"model": MODEL, "max_tokens": 10, "messages": USER, "stream": True}).encode(),
+            {"x-api-key": ANT_KEY, "anthropic-version": "2023-06-01"},
+        )
+    assert msg.content[0].text == "Paris" and status == 200 and json.loads(body)["content"][0]["text"] == "Paris"
+    rows = stored(tmp_path / "store")
+    served = [(r["served_by"], r["student_id"], r["model"], r["output"], r["stream"]) for r in rows]
+    assert served == [
+        ("shadow", None, MODEL, "echo: what is the capital of France", False),
+        ("student", "student-1", "student-1", "Paris", False),
+        ("shadow", None, MODEL, "echo: what is the capital of France", True),
+        ("student", "student-1", "student-1", "Paris", True),
+    ]
+    assert rows[2]["error"] is None and rows[2]["output_tokens"] == 7  # the shadow stream was assembled
+    assert len(fake_provider.requests) == 2
 
 
 def test_env_is_set_for_clients_made_inside_and_restored(tmp_path, fake_provider, monkeypatch):

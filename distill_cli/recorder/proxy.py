@@ -185,6 +185,10 @@ def distill_headers(headers) -> tuple[dict[str, str], str | None, dict]:
     return found, task, metadata
 
 
+async def _nobody(data: bytes) -> None:
+    """Where a shadow call's stream goes."""
+
+
 def _describe(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     return canonical.mask_secrets(f"{type(exc).__name__}: {text}")
@@ -328,8 +332,12 @@ class Proxy:
 
     # ---- the default answer: ask upstream ----------------------------------------
 
-    async def forward(self, call: Call, job: web.Request) -> Outcome:
-        """Send a call upstream and relay the answer to the job, keeping a parsed copy."""
+    async def forward(self, call: Call, job: web.Request | None) -> Outcome:
+        """Send a call upstream and relay the answer to the job, keeping a parsed copy.
+
+        With `job` None the answer goes to nobody (a shadow call): it is only parsed
+        into the outcome, for `on_call` to record.
+        """
         api = call.api
         url = api.upstream_url(call.path, call.query)
         try:
@@ -353,7 +361,7 @@ class Proxy:
         finally:
             upstream.release()
 
-    def _stopped(self, call: Call, job: web.Request, status: int | None) -> Outcome:
+    def _stopped(self, call: Call, job: web.Request | None, status: int | None) -> Outcome:
         return Outcome(
             response=web.StreamResponse(status=502),
             status=status,
@@ -363,14 +371,15 @@ class Proxy:
             cancelled=True,
         )
 
-    async def _relay_body(self, call: Call, job: web.Request, upstream: aiohttp.ClientResponse) -> Outcome:
+    async def _relay_body(self, call: Call, job: web.Request | None, upstream: aiohttp.ClientResponse) -> Outcome:
         try:
             body = await upstream.read()
         except asyncio.CancelledError:
             return self._stopped(call, job, upstream.status)
         except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as e:
             response = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=job_headers(upstream.headers))
-            await response.prepare(job)
+            if job is not None:
+                await response.prepare(job)
             return Outcome(
                 response=response,
                 status=upstream.status,
@@ -388,9 +397,11 @@ class Proxy:
             latency_ms=(self._clock() - call.started) * 1000,
         )
 
-    async def _relay_stream(self, call: Call, job: web.Request, upstream: aiohttp.ClientResponse) -> Outcome:
+    async def _relay_stream(self, call: Call, job: web.Request | None, upstream: aiohttp.ClientResponse) -> Outcome:
         response = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=job_headers(upstream.headers))
-        await response.prepare(job)
+        if job is not None:
+            await response.prepare(job)
+        send = response.write if job is not None else _nobody
         stream = call.api.new_stream()
         splitter = EventSplitter()
         hide_usage = call.added_usage
@@ -410,18 +421,18 @@ class Proxy:
                             out.append(call.api.without_added_usage(raw))
                     if out:
                         writing = True
-                        await response.write(b"".join(out))
+                        await send(b"".join(out))
                         writing = False
                 else:
                     writing = True
-                    await response.write(chunk)
+                    await send(chunk)
                     writing = False
                     for raw in splitter.feed(chunk):
                         stream.feed(raw)
             if splitter.pending:  # an unterminated last event: passed on as it came
                 if hide_usage:
                     writing = True
-                    await response.write(splitter.pending)
+                    await send(splitter.pending)
                     writing = False
                 stream.feed(splitter.pending + b"\n\n")
         except asyncio.CancelledError:
