@@ -532,7 +532,7 @@ def test_answer_seam_lets_a_call_be_answered_locally_and_shadowed(tmp_path, fake
             {"x-api-key": ANT_KEY, "anthropic-version": "2023-06-01"},
         )
     assert msg.content[0].text == "Paris" and status == 200 and json.loads(body)["content"][0]["text"] == "Paris"
-    rows = stored(tmp_path / "store")
+    rows = sorted(stored(tmp_path / "store"), key=lambda r: (r["stream"], r["served_by"]))
     served = [(r["served_by"], r["student_id"], r["model"], r["output"], r["stream"]) for r in rows]
     assert served == [
         ("shadow", None, MODEL, "echo: what is the capital of France", False),
