@@ -10,8 +10,10 @@ so what is measured is the proxy and not a model.
     /tmp/v/bin/python bench/proxy_overhead.py [--calls 2000] [--rounds 5]
 
 Prints, per scenario (concurrency, JSON or SSE, the upstream's own delay):
-p50/p99 latency direct and through the proxy, the added p50/p99/mean, calls/s
-on each path, and rows recorded vs calls sent through the proxy.
+p50/p99 latency direct and through the proxy (beyond the upstream's own delay), the added p50/p99/mean, calls/s
+on each path, the proxy process's CPU time per call (user + system: what bounds
+its throughput, and the figure least disturbed by other load on the machine),
+and rows recorded vs calls sent through the proxy.
 """
 
 from __future__ import annotations
@@ -124,17 +126,24 @@ async def one_call(session, url: str, body: bytes, stream: bool, headers: dict) 
 async def load(
     session, url: str, calls: int, concurrency: int, stream: bool, delay_ms: int = 0
 ) -> tuple[list[float], float]:
-    """`calls` calls from `concurrency` workers; (latencies ms, wall seconds)."""
+    """`calls` calls from `concurrency` workers; (ms each call took beyond the upstream's delay, wall seconds).
+
+    With a delay, call n asks the upstream to wait delay x (0.5 + frac(n x 0.618...)): spread over
+    0.5-1.5 x delay, as a model's latency is, so the workers do not march in lock-step, and the same
+    sequence on both paths, so subtracting each call's own delay leaves what the path added.
+    """
     body = json.dumps({**REQUEST, "stream": stream}).encode()
-    headers = {**HEADERS, "x-bench-delay-ms": str(delay_ms)}
     latencies: list[float] = []
-    remaining = calls
+    sent = 0
 
     async def worker() -> None:
-        nonlocal remaining
-        while remaining > 0:
-            remaining -= 1
-            latencies.append(await one_call(session, url, body, stream, headers))
+        nonlocal sent
+        while sent < calls:
+            n = sent
+            sent += 1
+            wait = delay_ms * (0.5 + (n * 0.6180339887) % 1.0) if delay_ms else 0.0
+            headers = {**HEADERS, "x-bench-delay-ms": f"{wait:.3f}"}
+            latencies.append(await one_call(session, url, body, stream, headers) - wait)
 
     start = time.perf_counter()
     await asyncio.gather(*[worker() for _ in range(concurrency)])
@@ -147,11 +156,17 @@ def pct(values: list[float], q: float) -> float:
 
 
 # (concurrency, stream, upstream delay ms): no delay measures the proxy's own cost and the
-# most it can carry; 32 calls in flight to an upstream that takes 50 ms is a busy job's shape.
+# most it can carry; 32 calls in flight to an upstream taking 25-75 ms is a busy job's shape.
 SCENARIOS = [(1, False, 0), (1, True, 0), (32, False, 0), (32, True, 0), (32, False, 50), (32, True, 50)]
 
 
-async def bench(upstream: str, proxy: str, calls: int, rounds: int) -> tuple[list[dict], int]:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU a process has used (Linux /proc), to measure cost per call independent of load."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def bench(upstream: str, proxy: str, calls: int, rounds: int, proxy_pid: int) -> tuple[list[dict], int]:
     import aiohttp
 
     results = []
@@ -165,10 +180,12 @@ async def bench(upstream: str, proxy: str, calls: int, rounds: int) -> tuple[lis
             sent += 64
             direct: list[float] = []
             proxied: list[float] = []
-            direct_wall = proxied_wall = 0.0
+            direct_wall = proxied_wall = proxy_cpu = 0.0
             for _ in range(rounds):
                 d, d_wall = await load(session, upstream, per_round, concurrency, stream, delay)
+                cpu = cpu_seconds(proxy_pid)
                 p, p_wall = await load(session, proxy, per_round, concurrency, stream, delay)
+                proxy_cpu += cpu_seconds(proxy_pid) - cpu
                 direct += d
                 proxied += p
                 direct_wall += d_wall
@@ -189,6 +206,7 @@ async def bench(upstream: str, proxy: str, calls: int, rounds: int) -> tuple[lis
                     "added_mean": statistics.fmean(proxied) - statistics.fmean(direct),
                     "direct_calls_per_s": len(direct) / direct_wall,
                     "calls_per_s": len(proxied) / proxied_wall,
+                    "proxy_cpu_us_per_call": proxy_cpu / len(proxied) * 1e6,
                 }
             )
     return results, sent
@@ -225,7 +243,7 @@ def main() -> int:
         proxy = proxy_proc.stdout.readline().strip().split("=", 1)[1]
         proxy_proc.stdout.readline()
         try:
-            results, sent = asyncio.run(bench(upstream, proxy, args.calls, args.rounds))
+            results, sent = asyncio.run(bench(upstream, proxy, args.calls, args.rounds, proxy_proc.pid))
         finally:
             proxy_proc.send_signal(signal.SIGTERM)
             _, err = proxy_proc.communicate(timeout=120)
@@ -239,13 +257,13 @@ def main() -> int:
     print(f"proxy overhead: {sys.platform}, {os.cpu_count()} cores, python {sys.version.split()[0]}, "
           f"{args.calls} calls per scenario and path, {args.rounds} rounds")
     print(f"{'scenario':<20} {'direct p50':>10} {'p99':>8} {'proxy p50':>10} {'p99':>8} {'added p50':>10} "
-          f"{'p99':>8} {'mean':>8} {'calls/s direct':>15} {'proxy':>7}")
+          f"{'p99':>8} {'mean':>8} {'calls/s direct':>15} {'proxy':>7} {'proxy CPU/call':>15}")
     for r in results:
         name = f"c={r['concurrency']:<2} {'sse' if r['stream'] else 'json'} +{r['upstream_delay_ms']}ms"
         print(
             f"{name:<20} {r['direct_p50']:>8.2f}ms {r['direct_p99']:>6.2f}ms {r['proxy_p50']:>8.2f}ms "
             f"{r['proxy_p99']:>6.2f}ms {r['added_p50']:>8.2f}ms {r['added_p99']:>6.2f}ms {r['added_mean']:>6.2f}ms "
-            f"{r['direct_calls_per_s']:>15,.0f} {r['calls_per_s']:>7,.0f}"
+            f"{r['direct_calls_per_s']:>15,.0f} {r['calls_per_s']:>7,.0f} {r['proxy_cpu_us_per_call']:>13,.0f}us"
         )
     print(f"rows recorded: {rows:,} of {sent:,} calls sent through the proxy ({sent - rows:,} lost)")
     return 0 if rows == sent else 1
