@@ -253,3 +253,14 @@ def test_bulk_ids_match_the_scalar_encoding_and_are_monotonic():
     assert [b - a for a, b in zip(values, values[1:])] == [1] * 999
     assert [store.new_id_from_int(v) for v in values] == ids
     assert store.new_id_array(0).to_pylist() == []
+
+
+def test_journal_parses_back_exactly_as_the_rows_were_written(tmp_path):
+    rows = [
+        store.complete_row(row(1, ts="2026-01-01T00:00:00.123456Z", cost_usd=0, confidence=0.5, status=200, stream=True,
+                               input="üñí \\n \"q\" 😀", metadata={"k": [1, 2]}, latency_ms=3)),
+        store.complete_row(row(2, cost_usd=None, output=None, input="x" * 3_000_000)),  # longer than one read block
+    ]
+    data = "".join(json.dumps(r, ensure_ascii=False, separators=(",", ":")) + "\n" for r in rows).encode()
+    assert store.journal_table(data + b'{"id": "torn').equals(store.rows_to_table(rows))
+    assert store.journal_table(b"").num_rows == 0
