@@ -31,18 +31,14 @@ from pathlib import Path
 from typing import Iterable
 
 import duckdb
-import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.dataset as pads
-import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
 from distill_cli import remote, schemas
 from distill_cli.errors import InputError
 
 JOURNAL_DIR = "_journal"
-_CROCKFORD_BYTES = np.frombuffer(b"0123456789ABCDEFGHJKMNPQRSTVWXYZ", dtype=np.uint8)
+_CROCKFORD = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _TO_CROCKFORD = bytes.maketrans(b"0123456789ABCDEFGHIJKLMNOPQRSTUV", b"0123456789ABCDEFGHJKMNPQRSTVWXYZ")
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
@@ -63,6 +59,8 @@ def new_id_array(count: int, now: float | None = None) -> pa.Array:
 
     Vectorised: bulk imports need hundreds of thousands per second.
     """
+    import numpy as np  # only bulk imports pay for it
+
     ms = int((time.time() if now is None else now) * 1000)
     rand = int.from_bytes(secrets.token_bytes(10), "big")
     hi = np.full(count, (ms << 16) | (rand >> 64), dtype=np.uint64)
@@ -78,7 +76,7 @@ def new_id_array(count: int, now: float | None = None) -> pa.Array:
         else:
             d = (hi << np.uint64(64 - shift)) | (lo >> np.uint64(shift))
         digits[:, j] = d & np.uint64(31)
-    text = _CROCKFORD_BYTES[digits].view("S26").ravel()
+    text = np.frombuffer(_CROCKFORD, dtype=np.uint8)[digits].view("S26").ravel()
     return pa.array(text, type=pa.binary(26)).cast(pa.string())
 
 
@@ -138,6 +136,8 @@ def write_parts(store: str | Path, table: pa.Table, name: str) -> list:
     """
     if table.num_rows == 0:
         return []
+    import pyarrow.compute as pc  # ~0.15 s to import; only writers need it
+
     days = pc.strftime(table["ts"], format="%Y-%m-%d").to_pylist()
     by_day: dict[str, list[int]] = defaultdict(list)
     for i, d in enumerate(days):
@@ -337,6 +337,8 @@ def journal_table(data: bytes) -> pa.Table:
     A final line without its newline is the torn write of a killed process, never
     acknowledged to anyone, and is left out.
     """
+    import pyarrow.json as pajson
+
     end = data.rfind(b"\n") + 1
     if end == 0:
         return schemas.EXAMPLES_SCHEMA.empty_table()
@@ -404,6 +406,8 @@ def examples_view(con: duckdb.DuckDBPyConnection, paths: Iterable[str | Path], n
     for f in files:
         if remote.is_remote(f):
             by_scheme[f.split("://", 1)[0] + "://" + f.split("://", 1)[1].split("/", 1)[0]].append(f.split("://", 1)[1])
+    if by_scheme:
+        import pyarrow.dataset as pads
     for i, (bucket_uri, keys) in enumerate(sorted(by_scheme.items())):
         # No DuckDB extension (machines may be offline): a pyarrow dataset that DuckDB scans,
         # pushing projections and filters down to row-group statistics.
