@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import List
 
@@ -20,6 +21,16 @@ from distill_cli.console.common import (
     warn_unknown_models,
 )
 from distill_cli.errors import InputError
+
+# The router's defaults (recorder/router.py), spelled out so that `distill --help` does not import the proxy.
+DEFAULT_SHADOW_RATE = 0.05
+DEFAULT_STUDENT_TIMEOUT_MS = 5000.0
+DEFAULT_RECHECK_SECONDS = 30.0
+
+
+class ReplayMiss(str, Enum):
+    error = "error"
+    live = "live"
 
 
 def record(
@@ -45,6 +56,36 @@ def record(
     ),
     serve: bool = typer.Option(False, "--serve", help="Run the proxy until SIGTERM/SIGINT instead of wrapping a job."),
     port: int = typer.Option(0, "--port", min=0, max=65535, help="Port on 127.0.0.1 for the proxy (0: a free one)."),
+    students: List[Path] = typer.Option(
+        [], "--student", metavar="FILE",
+        help="A gated student answers its task's calls; the teacher answers what it declines (repeatable, one per task).",
+    ),
+    verdicts: List[Path] = typer.Option(
+        [], "--verdicts", metavar="FILE",
+        help="Gate verdicts files to find the students' gates in (besides STUDENT.verdicts.parquet) (repeatable).",
+    ),
+    allow_ungated: bool = typer.Option(False, "--allow-ungated", help="Let a student without a passing gate serve (a warning, not an error)."),
+    shadow_rate: float = typer.Option(
+        DEFAULT_SHADOW_RATE, "--shadow-rate", min=0.0, max=1.0, metavar="R",
+        help="Share of student answers also asked of the teacher in the background (shadow rows, for drift).",
+    ),
+    shadow_seed: int | None = typer.Option(None, "--shadow-seed", help="Seed of the shadow sampler (repeatable runs)."),
+    student_timeout: float = typer.Option(
+        DEFAULT_STUDENT_TIMEOUT_MS, "--student-timeout", min=1.0, metavar="MS",
+        help="A student slower than this falls back to the teacher.",
+    ),
+    recheck: float = typer.Option(
+        DEFAULT_RECHECK_SECONDS, "--recheck", min=0.0, metavar="SECONDS",
+        help="How often a running proxy re-reads the students' demotion markers (distill drift --demote).",
+    ),
+    replay: str | None = typer.Option(
+        None, "--replay", metavar="STORE",
+        help="Answer the teacher's calls from this store's recorded answers (by input_hash), without the network.",
+    ),
+    replay_miss: ReplayMiss = typer.Option(
+        ReplayMiss.error, "--replay-miss",
+        help="A call the replay store never saw: error (a 404 the SDK raises) or live (ask upstream).",
+    ),
     command: List[str] | None = typer.Argument(None, help="The job to run, after `--`.", show_default=False),
 ) -> None:
     """Record calls into an example store: wrap a job, serve a proxy, or import existing logs.
@@ -53,9 +94,17 @@ def record(
     127.0.0.1 that passes every call through and writes it to the store;
     `distill record` then exits with the job's own status.
 
+    With --student, a student that passed its gate answers its task's calls, and the
+    teacher answers what it declines (exit 3 for an ungated student). With --replay,
+    the teacher's answers come from a store instead of the network.
+
     Example:
 
       distill record --store runs/ -- python job.py
+
+      distill record --store runs/ --student intent.student --verdicts gate.parquet -- python job.py
+
+      distill record --store ci-runs/ --replay runs/ -- python job.py      # offline: no network, no key
 
       distill record --store runs/ --task intent --redact '\\b\\d{16}\\b' -- python job.py
 
@@ -68,6 +117,8 @@ def record(
     if import_file is not None:
         if command:
             raise InputError("give either --import FILE or a command after --, not both")
+        if students or replay is not None:
+            ctx.fail("--student and --replay answer a job's calls (a command after --, or --serve), not --import")
         from distill_cli.importer import import_jsonl
 
         result = import_jsonl(store, import_file, prices=table, task=task, strict=strict)
@@ -90,6 +141,13 @@ def record(
             raise typer.BadParameter(f"{url!r} is not an http:// or https:// URL", param_hint=name)
     from distill_cli import recorder
 
+    router = None
+    if students or replay is not None:
+        router = _router(
+            console, students, verdicts=verdicts, allow_ungated=allow_ungated, shadow_rate=shadow_rate,
+            shadow_seed=shadow_seed, student_timeout_ms=student_timeout, recheck=recheck, replay=replay,
+            replay_miss=replay_miss.value, task=task,
+        )
     try:
         session = recorder.Recorder(
             store,
@@ -99,6 +157,7 @@ def record(
             anthropic_upstream=anthropic_upstream,
             openai_upstream=openai_upstream,
             port=port,
+            router=router,
         )
     except recorder.BadPattern as e:
         raise typer.BadParameter(str(e), param_hint="--redact") from None
@@ -109,10 +168,66 @@ def record(
         status = asyncio.run(recorder.run_job(session, command))
         summary = session.summary
     _print_summary(console, summary, recovery_told=serve)
+    result = summary.to_dict()
+    if router is not None:
+        _print_routing(console, router)
+        table.unknown -= router.student_ids  # a student's id is the model of its rows, priced by the student
+        result["routing"] = router.to_dict()
     warn_unknown_models(console, table)
     if output_format == Format.json:
-        print_json(summary.to_dict())
+        print_json(result)
     raise typer.Exit(status)
+
+
+def _router(console, students, *, verdicts, allow_ungated, shadow_rate, shadow_seed, student_timeout_ms, recheck,
+            replay, replay_miss, task):
+    """The gated students and the replay store, announced on stderr."""
+    import random
+
+    from distill_cli.recorder.replay import Replay
+    from distill_cli.recorder.router import Router, load_routes
+
+    def warn(message: str) -> None:
+        console.print(message, markup=False)
+
+    routes = load_routes(students, verdicts=verdicts, allow_ungated=allow_ungated, warn=warn)
+    replayed = Replay.load(replay, miss=replay_miss) if replay is not None else None
+    router = Router(
+        routes, replay=replayed, shadow_rate=shadow_rate, rng=random.Random(shadow_seed) if shadow_seed is not None else None,
+        student_timeout=student_timeout_ms / 1000, recheck_seconds=recheck, warn=warn,
+    )
+    for route in routes:
+        gate = f"gate passed in {route.gate.verdicts}" if route.gate else "ungated"
+        console.print(f"Student {route.student.id} ({route.student.spec.kind}, {gate}) answers task {route.task}; "
+                      f"shadow rate {shadow_rate:g}.", markup=False)
+        if task is not None and route.task != task:
+            warn(f"Warning: {route.path} is a student of task {route.task}, but every call of this run is task {task} "
+                 "(--task): it will answer none of them.")
+    if replayed is not None:
+        console.print(f"Replaying {len(replayed):,} recorded answers from {replay} (a call it never saw: {replay_miss}).",
+                      markup=False)
+    return router
+
+
+def _print_routing(console, router) -> None:
+    """Per student: how many calls it answered and where the rest went; the replay's hits and misses."""
+    for route in router.routes.values():
+        s = route.stats
+        if not s.calls:
+            console.print(f"Student {route.student.id}: no calls of task {route.task}.", markup=False)
+            continue
+        teacher = s.calls - s.served
+        console.print(
+            f"Student {route.student.id} answered {s.served:,} of {s.calls:,} calls ({s.served / s.calls:.1%}); "
+            f"the teacher answered {teacher:,} (declined {s.declined:,}, errors {s.errors:,}, timeouts {s.timeouts:,}, "
+            f"forced {s.forced_teacher:,}, demoted {s.while_demoted:,}); {s.shadows:,} shadow calls.",
+            markup=False,
+        )
+        if s.last_error:
+            console.print(f"  last student error: {s.last_error}", markup=False)
+    if router.replay is not None:
+        r = router.replay
+        console.print(f"Replay: {r.hits:,} answers from {r.source}, {r.misses:,} misses.", markup=False)
 
 
 def _announce(console, session) -> None:

@@ -43,7 +43,8 @@ with a coroutine that answers locally (a student, a replay from a store) and
 calls `forward` when it declines; `Outcome.columns` carries the row columns
 such an answer sets (`served_by`, `student_id`, `model`, `confidence`, ...),
 and `Call.distill_headers` carries `x-distill-route` and friends. A shadow
-call is a second `forward` whose outcome goes to `on_call` with a `pair_id`.
+call is a second `forward` whose outcome goes to `on_call` with a `pair_id`;
+`Outcome.after` starts it once the job's answer is written (router.py).
 """
 
 from __future__ import annotations
@@ -120,6 +121,9 @@ class Outcome:
     cut: bool = False  # end by dropping the job's connection, as upstream did
     cancelled: bool = False  # the proxy was stopped mid-call; re-raised once recorded
     columns: dict = field(default_factory=dict)  # row columns an answerer sets (routing, issue 7)
+    # Work to start once the job has its whole answer (a shadow call): the proxy runs it in the
+    # background and `stop()` waits for it before closing the upstream session.
+    after: Callable[[], Awaitable[None]] | None = None
 
 
 Answer = Callable[[Call, web.Request], Awaitable[Outcome]]
@@ -236,6 +240,7 @@ class Proxy:
         self._wall_clock = wall_clock
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
+        self._background: set[asyncio.Task] = set()
 
     @property
     def url(self) -> str:
@@ -266,6 +271,8 @@ class Proxy:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self._background:  # shadow calls still out: they need the session, and their rows the recorder
+            await asyncio.gather(*list(self._background), return_exceptions=True)
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -314,7 +321,18 @@ class Proxy:
         self.on_call(call, outcome)
         if outcome.cancelled:
             raise asyncio.CancelledError
-        return await self._finish(job, outcome)
+        response = await self._finish(job, outcome)
+        if outcome.after is not None:
+            if not response.prepared:  # send it now, so that what comes after comes after the answer
+                try:
+                    await response.prepare(job)
+                    await response.write_eof()
+                except ConnectionError:
+                    pass
+            task = asyncio.get_running_loop().create_task(outcome.after())
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+        return response
 
     async def _finish(self, job: web.Request, outcome: Outcome) -> web.StreamResponse:
         response = outcome.response

@@ -79,11 +79,10 @@ def call_row(call: Call, outcome: Outcome, *, prices: PriceTable, run_id: str, r
         task=call.task,
         endpoint=call.path,
         run_id=run_id,
-        source="proxy",
         ts=call.ts,
         latency_ms=outcome.latency_ms,
         ttft_ms=outcome.ttft_ms,
         metadata=calls.metadata_json(metadata),
-        **outcome.columns,
+        **{"source": "proxy", **outcome.columns},  # a router's answer may say otherwise (source=replay)
     )
     return redactor.row(row) if redactor else row

@@ -21,7 +21,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import TYPE_CHECKING, Iterable, Iterator
 
 from distill_cli import canonical
 from distill_cli.errors import InputError
@@ -30,6 +30,9 @@ from distill_cli.recorder.proxy import Call, Outcome, Proxy
 from distill_cli.recorder.rows import Redactor, call_row
 from distill_cli.recorder.summary import RecordSummary
 from distill_cli.store import StoreWriter, new_id
+
+if TYPE_CHECKING:
+    from distill_cli.recorder.router import Router
 
 ROLL_CHECK_SECONDS = 5.0  # how often a quiet recorder checks whether its journal is due to roll
 
@@ -59,6 +62,7 @@ class Recorder:
         roll_rows: int = 10_000,
         roll_seconds: float = 60.0,
         clock=time.monotonic,
+        router: Router | None = None,
     ) -> None:
         self.store = Path(store)
         env_anthropic, env_openai = default_upstreams()
@@ -73,6 +77,7 @@ class Recorder:
             task=task,
             port=port,
         )
+        self.router = router.attach(self.proxy) if router is not None else None  # students and replay (router.py)
         self._roll_rows = roll_rows
         self._roll_seconds = roll_seconds
         self._clock = clock
@@ -178,6 +183,7 @@ def record_to(
     anthropic_upstream: str | None = None,
     openai_upstream: str | None = None,
     set_env: bool = True,
+    router: Router | None = None,
 ) -> Iterator[Recorder]:
     """Record, from inside a Python program, every SDK call made in the `with` block.
 
@@ -192,6 +198,7 @@ def record_to(
     the block go through it; otherwise pass `rec.anthropic_base_url` /
     `rec.openai_base_url` as a client's `base_url`. Upstreams default to those
     variables' values before the block, else the providers' own URLs.
+    A `router` (router.py) lets students answer and replays recorded answers.
     """
     recorder = Recorder(
         store,
@@ -200,6 +207,7 @@ def record_to(
         redact=redact,
         anthropic_upstream=anthropic_upstream,
         openai_upstream=openai_upstream,
+        router=router,
     )
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="distill-recorder", daemon=True)

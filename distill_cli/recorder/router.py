@@ -1,0 +1,343 @@
+"""The router: students answer the calls of their task, the teacher answers the rest.
+
+    routes = load_routes(["intent.student"], verdicts=["gate.parquet"])
+    router = Router(routes, shadow_rate=0.05)
+    Recorder("runs/", router=router)          # or router.attach(proxy)
+
+It is the proxy's `answer` step (proxy.py). For each recorded call:
+
+  1. the task: `--task`, else header `x-distill-task`, else the request's fingerprint
+     (as the row will say); no student for it, or header `x-distill-route: teacher`:
+     the teacher answers (`served_by=teacher`);
+  2. a demoted student (drift.py's marker; re-read at most every `recheck_seconds`)
+     does not answer: the teacher does, and `warn` is told once;
+  3. the student answers within `student_timeout` seconds: a confident answer is
+     written back as the provider's own response (responses.py) with `model` = the
+     student's id and the student's real token counts, and recorded with
+     `served_by=student`, `provider=student`, its confidence and cost; a decline, a
+     StudentError (or any exception) or a timeout lets the teacher answer
+     (`served_by=fallback`, `student_id` set);
+  4. a fraction `shadow_rate` of student answers (drawn from `rng`) is also sent
+     to the teacher once the job has its answer (`Outcome.after`); that row is
+     `served_by=shadow` with `pair_id` = the student row's id, for drift.
+
+"The teacher" is upstream, or a store's recorded answers with `replay` (replay.py).
+
+Gating (`load_routes`): a student serves only with a passing gate for its exact id.
+The verdicts files looked at are those given (`--verdicts`) and
+`<student file>.verdicts.parquet` when it exists; of those naming the student's id,
+the newest file (by modification time) decides: a later failing gate overrides an
+earlier pass. No such file, or a failed gate: InputError (exit 3), unless
+`allow_ungated`.
+
+This module never prints (warnings go to `warn`) and never exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+from distill_cli import canonical
+from distill_cli.drift import DemotionInfo, is_demoted
+from distill_cli.errors import InputError
+from distill_cli.recorder.proxy import Call, Outcome, Proxy
+from distill_cli.recorder.replay import Replay
+from distill_cli.recorder.responses import anthropic_message, openai_completion, response_for
+from distill_cli.store import new_id
+from distill_cli.students.base import Answer, Student, load_student, request_input
+
+ROUTE_HEADER = "x-distill-route"
+ROUTE_VALUES = ("auto", "teacher")
+VERDICTS_SUFFIX = ".verdicts.parquet"
+DEFAULT_SHADOW_RATE = 0.05
+DEFAULT_STUDENT_TIMEOUT = 5.0  # seconds: an LLM student slower than this costs the job more than it saves
+DEFAULT_RECHECK_SECONDS = 30.0  # how often demotion markers are re-read (a demotion is honoured within a minute)
+NEEDED_BY = "record --student"
+
+
+# ---- gating ------------------------------------------------------------------------------------------------------
+
+
+def default_verdicts(student_path: str | Path) -> Path:
+    """Where `distill record` looks for a student's gate without --verdicts: `<student file>.verdicts.parquet`."""
+    return Path(f"{student_path}{VERDICTS_SUFFIX}")
+
+
+def verdicts_for(student_path: str | Path, verdicts: Iterable[str | Path]) -> list[Path]:
+    """The verdicts files considered for one student: the given ones and the one beside the student file."""
+    found = [Path(v) for v in verdicts]
+    beside = default_verdicts(student_path)
+    if beside.exists() and beside not in found:
+        found.append(beside)
+    return found
+
+
+@dataclass
+class GateRecord:
+    """The gate that decides whether a student may serve."""
+
+    verdicts: str
+    passed: bool
+    reason: str
+
+
+def latest_gate(student_id: str, verdicts: Iterable[Path]) -> GateRecord | None:
+    """The newest gate of `student_id` among `verdicts` (InputError for a file that is not a verdicts file)."""
+    from distill_cli.gate import read_summary
+
+    newest: tuple[float, GateRecord] | None = None
+    for path in verdicts:
+        summary = read_summary(path, NEEDED_BY)
+        if summary.get("student") != student_id:
+            continue
+        mtime = os.stat(path).st_mtime
+        if newest is None or mtime >= newest[0]:
+            newest = (mtime, GateRecord(str(path), summary.get("passed") is True, str(summary.get("reason") or "")))
+    return newest[1] if newest else None
+
+
+@dataclass
+class RouteStats:
+    """What one student did in a session."""
+
+    served: int = 0
+    declined: int = 0
+    errors: int = 0
+    timeouts: int = 0
+    forced_teacher: int = 0  # x-distill-route: teacher
+    while_demoted: int = 0  # calls the teacher answered because the student was demoted
+    shadows: int = 0
+    last_error: str | None = None
+
+    @property
+    def calls(self) -> int:
+        return self.served + self.declined + self.errors + self.timeouts + self.forced_teacher + self.while_demoted
+
+
+@dataclass
+class Route:
+    """A student serving one task."""
+
+    student: Student
+    path: Path
+    gate: GateRecord | None  # None: serving ungated (--allow-ungated)
+    verdicts: list[Path] = field(default_factory=list)  # what may lift a demotion
+    demotion: DemotionInfo | None = None
+    stats: RouteStats = field(default_factory=RouteStats)
+
+    @property
+    def task(self) -> str:
+        return self.student.spec.task
+
+    async def ask(self, call: Call) -> Answer:
+        """The student's answer to a call, in the request shape it was trained on."""
+        student = self.student
+        request = call.request
+        if call.api.name != student.spec.provider:
+            request = student.request_for(request_input(request, call.api.name))
+        return await student.answer_async(request)
+
+    def to_dict(self) -> dict:
+        return {
+            "student": self.student.id,
+            "file": str(self.path),
+            "task": self.task,
+            "gate": dataclasses.asdict(self.gate) if self.gate else None,
+            "demoted": self.demotion.message if self.demotion else None,
+            **dataclasses.asdict(self.stats),
+        }
+
+
+def load_routes(
+    student_paths: Iterable[str | Path],
+    *,
+    verdicts: Iterable[str | Path] = (),
+    allow_ungated: bool = False,
+    warn: Callable[[str], None] = lambda message: None,
+) -> list[Route]:
+    """Load the students and check each has a passing gate (InputError, exit 3, otherwise)."""
+    verdicts = [Path(v) for v in verdicts]
+    routes: list[Route] = []
+    by_task: dict[str, Route] = {}
+    for path in map(Path, student_paths):
+        student = load_student(path, NEEDED_BY)
+        considered = verdicts_for(path, verdicts)
+        gate = latest_gate(student.id, considered)
+        if gate is None or not gate.passed:
+            if gate is None:
+                where = ", ".join(map(str, considered)) or f"{default_verdicts(path)} (not found)"
+                problem = (
+                    f"{path}: student {student.id} has no passing gate (no verdicts for it in {where}); "
+                    f"run `distill gate {path} STORE --verdicts {default_verdicts(path)}` first, or pass --allow-ungated"
+                )
+            else:
+                problem = (
+                    f"{path}: student {student.id} failed its gate in {gate.verdicts} ({gate.reason}); "
+                    "it may not serve (--allow-ungated overrides)"
+                )
+            if not allow_ungated:
+                raise InputError(problem)
+            warn(f"Warning: {problem.split(';')[0]}; serving it anyway (--allow-ungated)")
+            gate = None
+        route = Route(student, path, gate, considered)
+        other = by_task.get(route.task)
+        if other is not None:
+            raise InputError(f"{other.path} and {path} are both students of task {route.task}; give one --student per task")
+        by_task[route.task] = route
+        routes.append(route)
+    return routes
+
+
+# ---- routing -----------------------------------------------------------------------------------------------------
+
+
+class Router:
+    """The proxy's `answer` step: students first, the teacher (upstream or a replay) otherwise."""
+
+    def __init__(
+        self,
+        routes: Iterable[Route] = (),
+        *,
+        replay: Replay | None = None,
+        shadow_rate: float = DEFAULT_SHADOW_RATE,
+        rng: random.Random | None = None,
+        student_timeout: float = DEFAULT_STUDENT_TIMEOUT,
+        recheck_seconds: float = DEFAULT_RECHECK_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+        warn: Callable[[str], None] = lambda message: None,
+    ) -> None:
+        if not 0.0 <= shadow_rate <= 1.0:
+            raise InputError(f"the shadow rate must be between 0 and 1, not {shadow_rate}")
+        self.routes = {route.task: route for route in routes}
+        self.replay = replay
+        self.shadow_rate = shadow_rate
+        self.rng = rng or random.Random()
+        self.student_timeout = student_timeout
+        self.recheck_seconds = recheck_seconds
+        self.clock = clock
+        self.warn = warn
+        self.proxy: Proxy | None = None
+        self._next_check = clock() + recheck_seconds
+        self.check_demotions()
+
+    def attach(self, proxy: Proxy) -> Router:
+        proxy.answer = self.answer
+        self.proxy = proxy
+        return self
+
+    @property
+    def student_ids(self) -> set[str]:
+        return {route.student.id for route in self.routes.values()}
+
+    def to_dict(self) -> dict:
+        data: dict = {"students": [route.to_dict() for route in self.routes.values()]}
+        if self.replay is not None:
+            data["replay"] = {"store": self.replay.source, "hits": self.replay.hits, "misses": self.replay.misses,
+                              "miss": self.replay.miss}
+        return data
+
+    # -- demotion
+
+    def check_demotions(self) -> None:
+        """Re-read every student's demotion marker; tell `warn` what changed."""
+        for route in self.routes.values():
+            demotion = is_demoted(route.path, student_id=route.student.id, verdicts=route.verdicts)
+            if demotion is not None and route.demotion is None:
+                self.warn(f"Warning: {demotion.message}. The teacher answers its calls.")
+            elif demotion is None and route.demotion is not None:
+                self.warn(f"Student {route.student.id} is no longer demoted; it answers again.")
+            route.demotion = demotion
+
+    def _recheck_if_due(self) -> None:
+        now = self.clock()
+        if now >= self._next_check:
+            self._next_check = now + self.recheck_seconds
+            self.check_demotions()
+
+    # -- answering
+
+    async def answer(self, call: Call, job) -> Outcome:
+        asked = call.distill_headers.get(ROUTE_HEADER, "auto").strip().lower() or "auto"
+        if asked not in ROUTE_VALUES:
+            message = f"distill: header {ROUTE_HEADER} must be one of {', '.join(ROUTE_VALUES)}, not {asked!r}"
+            return Outcome(response=call.api.error_response(400, "invalid_request_error", message), status=400,
+                           error=f"invalid_request_error: {message}")
+        route = self.routes.get(call.task or canonical.task_fingerprint(call.request, call.api.name)) if self.routes else None
+        if route is None:
+            return await self.teacher(call, job)
+        if asked == "teacher":
+            route.stats.forced_teacher += 1
+            return await self.teacher(call, job)
+        self._recheck_if_due()
+        if route.demotion is not None:
+            route.stats.while_demoted += 1
+            return await self.teacher(call, job)
+        answer = await self._ask(route, call)
+        if answer is None or answer.declined:
+            outcome = await self.teacher(call, job)
+            outcome.columns = {**outcome.columns, "served_by": "fallback", "student_id": route.student.id,
+                               "confidence": answer.confidence if answer is not None else None}
+            return outcome
+        route.stats.served += 1
+        return self._served(route, call, answer)
+
+    async def _ask(self, route: Route, call: Call) -> Answer | None:
+        """The student's answer; None when it failed or ran out of time (counted, and the teacher answers)."""
+        stats = route.stats
+        try:
+            answer = await asyncio.wait_for(route.ask(call), self.student_timeout)
+        except asyncio.TimeoutError:
+            stats.timeouts += 1
+            stats.last_error = f"no answer within {self.student_timeout * 1000:.0f} ms"
+            return None
+        except Exception as e:  # noqa: BLE001 - whatever a student does wrong, the job gets the teacher's answer
+            stats.errors += 1
+            stats.last_error = canonical.mask_secrets(f"{type(e).__name__}: {e}")
+            return None
+        if answer.declined:
+            stats.declined += 1
+        return answer
+
+    def _served(self, route: Route, call: Call, answer: Answer) -> Outcome:
+        student_id = route.student.id
+        build = anthropic_message if call.api.name == "anthropic" else openai_completion
+        body = build(call.request, answer, student_id)
+        latency = (time.monotonic() - call.started) * 1000
+        row_id = new_id()
+        outcome = Outcome(
+            response=response_for(call.api.name, call.request, body),
+            status=200,
+            body=body,
+            latency_ms=latency,
+            ttft_ms=latency if call.request.get("stream") else None,
+            columns={"id": row_id, "served_by": "student", "student_id": student_id, "provider": "student",
+                     "confidence": answer.confidence, "cost_usd": answer.cost_usd},
+        )
+        if self.shadow_rate and self.rng.random() < self.shadow_rate:
+            outcome.after = lambda: self._shadow(route, call, row_id)
+        return outcome
+
+    async def teacher(self, call: Call, job) -> Outcome:
+        """The teacher's answer: a replayed one, else (or on a live miss) upstream's. `job` None: nobody's."""
+        if self.replay is not None:
+            outcome = self.replay.answer(call)
+            if outcome is not None:
+                return outcome
+            if self.replay.miss != "live":
+                return self.replay.miss_outcome(call)
+        return await self.proxy.forward(call, job)  # type: ignore[union-attr]
+
+    async def _shadow(self, route: Route, call: Call, pair_id: str) -> None:
+        """Ask the teacher the call a student answered, for nobody; record it paired with the student's row."""
+        call = dataclasses.replace(call, ts=time.time(), started=time.monotonic())
+        outcome = await self.teacher(call, None)
+        outcome.columns = {**outcome.columns, "served_by": "shadow", "pair_id": pair_id, "student_id": route.student.id}
+        route.stats.shadows += 1
+        self.proxy.on_call(call, outcome)  # type: ignore[union-attr]
