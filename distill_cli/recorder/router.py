@@ -94,7 +94,7 @@ def latest_gate(student_id: str, verdicts: Iterable[Path]) -> GateRecord | None:
 
     newest: tuple[float, GateRecord] | None = None
     for path in verdicts:
-        summary = read_summary(path, NEEDED_BY)
+        summary = read_summary(path, "record --verdicts")
         if summary.get("student") != student_id:
             continue
         mtime = os.stat(path).st_mtime
@@ -173,18 +173,17 @@ def load_routes(
         if gate is None or not gate.passed:
             if gate is None:
                 where = ", ".join(map(str, considered)) or f"{default_verdicts(path)} (not found)"
+                short = f"{path}: student {student.id} has no passing gate"
                 problem = (
-                    f"{path}: student {student.id} has no passing gate (no verdicts for it in {where}); "
+                    f"{short} (no verdicts for it in {where}); "
                     f"run `distill gate {path} STORE --verdicts {default_verdicts(path)}` first, or pass --allow-ungated"
                 )
             else:
-                problem = (
-                    f"{path}: student {student.id} failed its gate in {gate.verdicts} ({gate.reason}); "
-                    "it may not serve (--allow-ungated overrides)"
-                )
+                short = f"{path}: student {student.id} failed its gate in {gate.verdicts}"
+                problem = f"{short} ({gate.reason}); it may not serve (--allow-ungated overrides)"
             if not allow_ungated:
                 raise InputError(problem)
-            warn(f"Warning: {problem.split(';')[0]}; serving it anyway (--allow-ungated)")
+            warn(f"Warning: {short}; serving it anyway (--allow-ungated)")
             gate = None
         route = Route(student, path, gate, considered)
         other = by_task.get(route.task)
