@@ -39,8 +39,9 @@ atomically. The router honours it by asking, before it lets the student answer:
 `is_demoted` costs one stat() when there is no marker, so a long-running proxy may
 ask per call or every few seconds. A marker stops counting (returns None) when:
   - the student file now holds another student (a rebuilt student has a new id), or
-  - one of `verdicts` is a passing gate of that same student id whose file is newer
-    than the demotion ("until a new gate passes").
+  - the newest gate of that same student id among `verdicts` (and the file
+    `<student file>.verdicts.parquet`, where the router also looks) passed and is newer
+    than the demotion ("until a new gate passes"; a later failing gate keeps it).
 An unreadable marker counts as a demotion: when in doubt the teacher answers.
 `clear_demotion` removes a marker that no longer counts; `run_drift(verdicts=...)`
 calls it.
@@ -893,8 +894,24 @@ def _file_student_id(student_path: str | Path) -> str | None:
         return None
 
 
+VERDICTS_SUFFIX = ".verdicts.parquet"  # where the router looks for a student's gate without --verdicts
+
+
+def gate_files(student_path: str | Path, verdicts: Iterable[str | Path]) -> list[Path]:
+    """The verdicts files that speak for a student: those given and `<student file>.verdicts.parquet` if it exists."""
+    found = [Path(v) for v in verdicts]
+    beside = Path(f"{student_path}{VERDICTS_SUFFIX}")
+    if beside not in found and beside.exists():
+        found.append(beside)
+    return found
+
+
 def lifted_by(info: DemotionInfo, verdicts: Iterable[str | Path]) -> str | None:
-    """The first verdicts file that is a passing gate of the demoted student written after the demotion."""
+    """The verdicts file that lifts a demotion: the newest gate of the demoted student, if it passed after the demotion.
+
+    As the router gates: of the readable verdicts files naming the student's id, the
+    newest (by modification time) decides, so a later failing gate keeps it demoted.
+    """
     if info.damaged or not info.demoted_at:
         return None
     try:
@@ -903,15 +920,18 @@ def lifted_by(info: DemotionInfo, verdicts: Iterable[str | Path]) -> str | None:
         return None
     from distill_cli.gate import read_summary
 
+    gates = []
     for v in verdicts:
         try:
             summary = read_summary(v, "is_demoted")
-            newer = os.stat(v).st_mtime > demoted
+            gates.append((os.stat(v).st_mtime, str(v), summary))
         except (InputError, OSError, ValueError):
             continue  # an unreadable verdicts file lifts nothing: the teacher keeps answering
-        if summary.get("student") == info.student_id and summary.get("passed") is True and newer:
-            return str(v)
-    return None
+    mine = [g for g in gates if g[2].get("student") == info.student_id]
+    if not mine:
+        return None
+    mtime, path, summary = max(mine, key=lambda g: g[0])
+    return path if summary.get("passed") is True and mtime > demoted else None
 
 
 def is_demoted(
@@ -920,9 +940,10 @@ def is_demoted(
     """The demotion the router must honour for this student file, or None when the student may serve.
 
     `student_id`: the loaded student's id (saves reading the file's footer). `verdicts`:
-    gate verdicts files; a passing gate of the same student id, newer than the
-    demotion, lifts it. A marker naming another student id (the file was rebuilt) does
-    not count. An unreadable marker counts: the teacher answers.
+    gate verdicts files (plus `<student file>.verdicts.parquet` when it exists); when
+    the newest of those naming the student's id passed and is newer than the demotion,
+    the demotion is lifted. A marker naming another student id (the file was rebuilt)
+    does not count. An unreadable marker counts: the teacher answers.
     """
     info = read_marker(student_path)
     if info is None or info.damaged:
@@ -930,7 +951,7 @@ def is_demoted(
     current = student_id or _file_student_id(student_path)
     if current is not None and current != info.student_id:
         return None
-    if lifted_by(info, verdicts):
+    if lifted_by(info, gate_files(student_path, verdicts)):
         return None
     return info
 

@@ -6,6 +6,7 @@ import json
 import os
 import random
 from datetime import timedelta
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -84,20 +85,31 @@ def test_a_newer_passing_gate_lifts_the_demotion(site, queries, sample_store, tm
     assert any("lifted by a passing gate" in n for n in r.notes)
 
 
-def test_a_failing_gate_does_not_lift_the_demotion(site, queries, tmp_path):
+def test_only_the_newest_gate_of_the_student_decides(site, queries, tmp_path):
+    """As the router gates: a failing gate, another student's gate, or a pass overtaken by a later failure lift nothing."""
     from distill_cli.gate import GateSummary, write_verdicts
 
     held, _ = queries
     rng = random.Random(11)
     now = site.day(rng.sample(held, 200), 0, rng, wrong_shadow=0.3)
     run_drift(site.student, site.stores, now=now, demote=True)
-    summary = GateSummary(**{**_summary_fields(), "passed": False})
-    gate_file = write_verdicts(tmp_path / "gate.parquet", summary)
-    os.utime(gate_file, (now.timestamp() + 60, now.timestamp() + 60))
-    assert is_demoted(site.student, verdicts=[gate_file]) is not None
-    other = write_verdicts(tmp_path / "other.parquet", GateSummary(**{**_summary_fields(), "student": "another-student"}))
-    os.utime(other, (now.timestamp() + 60, now.timestamp() + 60))
+
+    def gate(name: str, minutes_after: int, **fields) -> Path:
+        path = write_verdicts(tmp_path / name, GateSummary(**{**_summary_fields(), **fields}))
+        os.utime(path, (now.timestamp() + 60 * minutes_after, now.timestamp() + 60 * minutes_after))
+        return path
+
+    failed = gate("failed.parquet", 2, passed=False)
+    other = gate("other.parquet", 3, student="another-student")
+    passed = gate("passed.parquet", 1)
+    assert is_demoted(site.student, verdicts=[failed]) is not None
     assert is_demoted(site.student, verdicts=[other]) is not None
+    assert is_demoted(site.student, verdicts=[passed]) is None
+    assert is_demoted(site.student, verdicts=[passed, failed, other]) is not None  # the later failure decides
+    # The router also looks beside the student file without being told; so does is_demoted.
+    beside = Path(f"{site.student}.verdicts.parquet")
+    passed.rename(beside)
+    assert is_demoted(site.student) is None and is_demoted(site.student, verdicts=[failed]) is not None
 
 
 def _summary_fields() -> dict:
