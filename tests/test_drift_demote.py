@@ -154,3 +154,31 @@ def test_detector_restarts_after_a_demotion(site, queries):
     assert r.status == "ok" and r.detector_runs == 1
 
 
+
+
+def test_the_router_honours_the_demotion_and_its_lifting(site, queries, sample_store, tmp_path):
+    """drift --demote, then the real router (record --student) re-reads the marker: the teacher takes the calls
+    until a newer passing gate of the student exists."""
+    from distill_cli.recorder.router import Router, load_routes
+
+    gate_file = Path(f"{site.student}.verdicts.parquet")
+    run_gate(site.student, sample_store, verdicts=gate_file, limit=200)
+    warnings: list[str] = []
+    router = Router(load_routes([site.student]), warn=warnings.append, recheck_seconds=0)
+    route = router.routes["support-intent"]
+    assert route.demotion is None
+
+    held, _ = queries
+    rng = random.Random(15)
+    now = site.day(rng.sample(held, 200), 0, rng, wrong_shadow=0.3)
+    os.utime(gate_file, (now.timestamp() - 86_400, now.timestamp() - 86_400))  # gated before this night
+    run_drift(site.student, site.stores, now=now, demote=True)
+    router.check_demotions()
+    assert route.demotion is not None and route.demotion.student_id == STUDENT_ID
+    assert warnings[-1].startswith(f"Warning: student {STUDENT_ID} demoted at {now.isoformat()} (agreement: ")
+
+    run_gate(site.student, sample_store, verdicts=gate_file, limit=200)  # a new gate, written now: after the demotion
+    os.utime(gate_file, (now.timestamp() + 3600, now.timestamp() + 3600))
+    router.check_demotions()
+    assert route.demotion is None
+    assert warnings[-1] == f"Student {STUDENT_ID} is no longer demoted; it answers again."
