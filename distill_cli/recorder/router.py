@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from distill_cli import canonical
-from distill_cli.drift import DemotionInfo, is_demoted
+from distill_cli.drift import VERDICTS_SUFFIX, DemotionInfo, gate_files, is_demoted
 from distill_cli.errors import InputError
 from distill_cli.recorder.proxy import Call, Outcome, Proxy
 from distill_cli.recorder.replay import Replay
@@ -55,7 +55,6 @@ from distill_cli.students.base import Answer, Student, load_student, request_inp
 
 ROUTE_HEADER = "x-distill-route"
 ROUTE_VALUES = ("auto", "teacher")
-VERDICTS_SUFFIX = ".verdicts.parquet"
 DEFAULT_SHADOW_RATE = 0.05
 DEFAULT_STUDENT_TIMEOUT = 5.0  # seconds: an LLM student slower than this costs the job more than it saves
 DEFAULT_RECHECK_SECONDS = 30.0  # how often demotion markers are re-read (a demotion is honoured within a minute)
@@ -63,20 +62,6 @@ NEEDED_BY = "record --student"
 
 
 # ---- gating ------------------------------------------------------------------------------------------------------
-
-
-def default_verdicts(student_path: str | Path) -> Path:
-    """Where `distill record` looks for a student's gate without --verdicts: `<student file>.verdicts.parquet`."""
-    return Path(f"{student_path}{VERDICTS_SUFFIX}")
-
-
-def verdicts_for(student_path: str | Path, verdicts: Iterable[str | Path]) -> list[Path]:
-    """The verdicts files considered for one student: the given ones and the one beside the student file."""
-    found = [Path(v) for v in verdicts]
-    beside = default_verdicts(student_path)
-    if beside.exists() and beside not in found:
-        found.append(beside)
-    return found
 
 
 @dataclass
@@ -168,15 +153,16 @@ def load_routes(
     by_task: dict[str, Route] = {}
     for path in map(Path, student_paths):
         student = load_student(path, NEEDED_BY)
-        considered = verdicts_for(path, verdicts)
+        considered = gate_files(path, verdicts)
         gate = latest_gate(student.id, considered)
         if gate is None or not gate.passed:
             if gate is None:
-                where = ", ".join(map(str, considered)) or f"{default_verdicts(path)} (not found)"
+                beside = f"{path}{VERDICTS_SUFFIX}"
+                where = ", ".join(map(str, considered)) or f"{beside} (not found)"
                 short = f"{path}: student {student.id} has no passing gate"
                 problem = (
                     f"{short} (no verdicts for it in {where}); "
-                    f"run `distill gate {path} STORE --verdicts {default_verdicts(path)}` first, or pass --allow-ungated"
+                    f"run `distill gate {path} STORE --verdicts {beside}` first, or pass --allow-ungated"
                 )
             else:
                 short = f"{path}: student {student.id} failed its gate in {gate.verdicts}"
