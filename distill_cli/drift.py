@@ -60,7 +60,6 @@ import math
 import os
 import random
 import re
-import secrets
 import time
 import warnings
 from collections import Counter
@@ -75,7 +74,7 @@ import pyarrow.parquet as pq
 
 from distill_cli import schemas, store
 from distill_cli.errors import InputError, NotEnoughData, ProviderError
-from distill_cli.gate import TEACHER_SERVED, SpendCapReached
+from distill_cli.gate import TEACHER_SERVED, SpendCap, SpendCapReached, run_capped, write_atomically
 from distill_cli.judges import (
     CLOSED_SET,
     Judge,
@@ -672,37 +671,16 @@ class Teacher:
             await client.close()
 
 
-class _Budget:
-    """What the run spent on the teacher and the judge, and whether another pair may start under `cap`.
+@dataclass
+class Spent:
+    """What a run spent on the live teacher and on the judge."""
 
-    With a cap the first pair runs alone to learn what one costs; then a pair starts
-    only while spent + (in flight + 1) x the dearest pair so far stays within the cap.
-    """
-
-    def __init__(self, cap: float | None) -> None:
-        self.cap = cap
-        self.teacher = self.judge = self.dearest = 0.0
-        self.done = 0
-        self.stopped = False
+    teacher: float = 0.0
+    judge: float = 0.0
 
     @property
     def total(self) -> float:
         return self.teacher + self.judge
-
-    def add(self, teacher: float, judge: float) -> None:
-        self.teacher += teacher
-        self.judge += judge
-        self.dearest = max(self.dearest, teacher + judge)
-        self.done += 1
-
-    def admit(self, in_flight: int) -> str:
-        if self.cap is None:
-            return "go"
-        if self.done == 0:
-            return "go" if in_flight == 0 else "wait"
-        if self.total + self.dearest * (in_flight + 1) <= self.cap:
-            return "go"
-        return "wait" if in_flight else "stop"
 
 
 async def _check_pair(pair: Pair, judge: Judge, teacher: Teacher | None) -> tuple[float, float]:
@@ -728,50 +706,9 @@ async def _check_pair(pair: Pair, judge: Judge, teacher: Teacher | None) -> tupl
     return teacher_cost, judgement.cost_usd
 
 
-async def _check_pairs(pairs: list[Pair], judge: Judge, teacher: Teacher | None, budget: _Budget, progress) -> int:
-    """Check every pair with CONCURRENCY workers under the budget; returns how many were checked."""
-    state = {"next": 0, "in_flight": 0}
-    ready = asyncio.Condition()
-
-    async def worker() -> None:
-        while True:
-            async with ready:
-                while True:
-                    if state["next"] >= len(pairs) or budget.stopped:
-                        return
-                    admitted = budget.admit(state["in_flight"])
-                    if admitted == "go":
-                        break
-                    if admitted == "stop":
-                        budget.stopped = True
-                        ready.notify_all()
-                        return
-                    await ready.wait()
-                pair = pairs[state["next"]]
-                state["next"] += 1
-                state["in_flight"] += 1
-            costs = (0.0, 0.0)
-            try:
-                costs = await _check_pair(pair, judge, teacher)
-            finally:
-                async with ready:
-                    state["in_flight"] -= 1
-                    budget.add(*costs)
-                    ready.notify_all()
-            if progress is not None:
-                progress(budget.done, len(pairs), budget.total)
-
-    try:
-        await asyncio.gather(*(worker() for _ in range(max(1, min(CONCURRENCY, len(pairs))))))
-    finally:
-        await judge.aclose()
-        if teacher is not None:
-            await teacher.aclose()
-    return budget.done
-
-
-def _judge_pairs(pairs: list[Pair], judge: Judge, teacher: Teacher | None, max_spend: float | None, progress) -> _Budget:
-    budget = _Budget(max_spend)
+def _judge_pairs(pairs: list[Pair], judge: Judge, teacher: Teacher | None, max_spend: float | None, progress) -> Spent:
+    """Judge every pair (asking the live teacher first where needed) under `max_spend`; SpendCapReached if it stops."""
+    spent = Spent()
     if teacher is None and not isinstance(judge, LLMJudge):
         for pair in pairs:  # rule judges: no network, no spend, no event loop
             try:
@@ -779,15 +716,31 @@ def _judge_pairs(pairs: list[Pair], judge: Judge, teacher: Teacher | None, max_s
                 pair.agree, pair.reason = j.agree, j.reason
             except JudgeError as e:
                 pair.agree, pair.error = False, f"judge: {e}"
-            budget.add(0.0, 0.0)
-        return budget
-    done = asyncio.run(_check_pairs(pairs, judge, teacher, budget, progress))
-    if done < len(pairs):
+        return spent
+    cap = SpendCap(max_spend)
+
+    def after(i: int, costs: tuple[float, float]) -> None:
+        spent.teacher += costs[0]
+        spent.judge += costs[1]
+        if progress is not None:
+            progress(cap.done, len(pairs), cap.total)
+
+    async def check_all():
+        try:
+            return await run_capped(len(pairs), lambda i: _check_pair(pairs[i], judge, teacher), concurrency=CONCURRENCY,
+                                    spend=cap, cost_of=sum, after=after)
+        finally:
+            await judge.aclose()
+            if teacher is not None:
+                await teacher.aclose()
+
+    asyncio.run(check_all())
+    if cap.stopped:
         raise SpendCapReached(
-            f"--max-spend ${max_spend:.2f} reached: spent ${budget.total:.4f} (teacher ${budget.teacher:.4f}, judge "
-            f"${budget.judge:.4f}) on {done} of {len(pairs)} student answers; drift did not finish, no log row written"
+            f"--max-spend ${max_spend:.2f} reached: spent ${spent.total:.4f} (teacher ${spent.teacher:.4f}, judge "
+            f"${spent.judge:.4f}) on {cap.done} of {len(pairs)} student answers; drift did not finish, no log row written"
         )
-    return budget
+    return spent
 
 
 # ---- the drift log -----------------------------------------------------------------------------------------------
@@ -841,21 +794,8 @@ def append_log(path: str | Path, row: dict) -> int:
         old = read_log(path)
         rows = (old.select(schema.names).to_pylist() if old is not None else []) + [row]
         table = pa.Table.from_pylist(rows, schema=schema)
-        _atomic_write(path, lambda f: pq.write_table(table, f, compression="zstd"))
+        write_atomically(path, lambda f: pq.write_table(table, f, compression="zstd"))
     return len(rows)
-
-
-def _atomic_write(path: Path, write: Callable) -> None:
-    tmp = path.parent / f".{path.name}.tmp-{secrets.token_hex(4)}"
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 # ---- demotion ------------------------------------------------------------------------------------------------------
@@ -974,7 +914,7 @@ def write_demotion(student_path: str | Path, spec: StudentSpec, when: datetime, 
     data = {schemas.SCHEMA_KEY: MARKER_SCHEMA, "student_id": spec.id, "task": spec.task, "student_file": Path(student_path).name,
             "demoted_at": when.isoformat(), "reasons": reasons, "drift": drift_row}
     try:
-        _atomic_write(path, lambda f: f.write(json.dumps(data, indent=2, sort_keys=True).encode()))
+        write_atomically(path, lambda f: f.write(json.dumps(data, indent=2, sort_keys=True).encode()))
     except OSError as e:
         raise InputError(f"{path}: cannot write the demotion marker ({e.strerror or e})") from None
     return DemotionInfo(str(path), spec.id, spec.task, data["demoted_at"], reasons, drift_row)
@@ -1094,14 +1034,14 @@ def run_drift(
         else:
             notes.append("--live-teacher: no new student-served call without a shadow pair to re-ask")
     the_judge, judge_reason = None, None
-    budget = _Budget(max_spend)
+    spent = Spent()
     if pairs:
         if isinstance(judge, Judge):
             the_judge, judge_reason = judge, "given"
         else:
             known = [p.teacher_output for p in pairs if p.teacher_output is not None]
             the_judge, judge_reason = make_judge(judge, outputs=known, model=judge_model or spec.teacher_model, prices=prices)
-        budget = _judge_pairs(pairs, the_judge, teacher, max_spend, progress)
+        spent = _judge_pairs(pairs, the_judge, teacher, max_spend, progress)
     teacher_errors = [p for p in pairs if p.error and p.error.startswith("teacher:")]
     if teacher_errors:
         notes.append(f"the teacher could not answer {len(teacher_errors)} re-asked calls (e.g. {teacher_errors[0].error}); left out")
@@ -1139,7 +1079,7 @@ def run_drift(
         "messages": reasons,
         "checks": {c.name: {"status": c.status, "statistic": c.statistic, "threshold": c.threshold, "message": c.message,
                             **c.details} for c in checks},
-        "spent_usd": round(budget.total, 6),
+        "spent_usd": round(spent.total, 6),
         "notes": notes,
     }, sort_keys=True, default=str)
     if newly_demoted:
@@ -1161,8 +1101,8 @@ def run_drift(
         input_shift=input_check.statistic, input_shift_threshold=input_check.threshold, output_shift=output_check.statistic,
         checks=checks, drifted=drifted, demoted=row["demoted"], demotion=standing, newly_demoted=newly_demoted,
         cleared=cleared, min_agreement=min_agreement, arl=arl, judge=getattr(the_judge, "name", None),
-        judge_reason=judge_reason, live_calls=sum(1 for p in pairs if p.live), teacher_spent_usd=budget.teacher,
-        judge_spent_usd=budget.judge, spent_usd=budget.total, log=str(log) if log is not None else None,
+        judge_reason=judge_reason, live_calls=sum(1 for p in pairs if p.live), teacher_spent_usd=spent.teacher,
+        judge_spent_usd=spent.judge, spent_usd=spent.total, log=str(log) if log is not None else None,
         log_rows=log_rows, notes=notes, disagreements=disagreements, seconds=round(time.perf_counter() - started, 3),
     )
 
