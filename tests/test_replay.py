@@ -50,7 +50,10 @@ def test_replay_answers_from_the_store_without_the_network(tmp_path, recorded):
         with ant(rec).messages.stream(**ask("where is my card")) as stream:
             pieces = list(stream.text_stream)
             streamed = stream.get_final_message()
-        tool = ant(rec).messages.create(**ask("route it", tools=[{"name": "route_ticket", "input_schema": {"type": "object"}}]))
+        tools = [{"name": "route_ticket", "input_schema": {"type": "object"}}]
+        tool = ant(rec).messages.create(**ask("route it", tools=tools))
+        with ant(rec).messages.stream(**ask("route it", tools=tools)) as stream:
+            tool_streamed = stream.get_final_message()
         completion = oai(rec).chat.completions.create(**oai_ask("where is my card"))
         chunks = list(oai(rec).chat.completions.create(**oai_ask("where is my card"), stream=True))
     original = originals[("anthropic", "where is my card")]
@@ -58,13 +61,14 @@ def test_replay_answers_from_the_store_without_the_network(tmp_path, recorded):
     assert plain.model == TEACHER  # the recorded answer, as recorded
     assert "".join(pieces) == "echo: where is my card" and streamed.id == original["id"]
     assert streamed.usage.output_tokens == original["usage"]["output_tokens"]
-    assert tool.content[0].type == "tool_use" and tool.content[0].input == {"team": "cards"}
+    for m in (tool, tool_streamed):
+        assert m.content[0].type == "tool_use" and m.content[0].input == {"team": "cards"} and m.stop_reason == "tool_use"
     assert completion.choices[0].message.content == "echo: where is my card"
     assert completion.id == originals[("openai", "where is my card")]["id"]
     assert "".join(c.choices[0].delta.content or "" for c in chunks) == "echo: where is my card"
     assert all(c.usage is None for c in chunks)  # no usage chunk: the job did not ask for one
     rows = stored(tmp_path / "runs")
-    assert len(rows) == 5 and {(r["source"], r["served_by"], r["status"]) for r in rows} == {("replay", "teacher", 200)}
+    assert len(rows) == 6 and {(r["source"], r["served_by"], r["status"]) for r in rows} == {("replay", "teacher", 200)}
     assert rows[0]["cost_usd"] > 0 and rows[0]["input_tokens"] == original["usage"]["input_tokens"]  # priced as recorded
 
 
