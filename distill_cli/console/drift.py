@@ -20,17 +20,11 @@ from distill_cli.console.common import (
     stdout_console,
     warn_unknown_models,
 )
-from distill_cli.console.gate import _cut, _money, _nothing, _ProgressBar, escape_data, escape_property
+from distill_cli.console.gate import _cut, _money, _nothing, _positive, _ProgressBar, escape_data, escape_property
 from distill_cli.drift import DriftResult, run_drift
 from distill_cli.errors import ExitStatus
 
 LABELS = {"agreement": "agreement", "input": "inputs", "decline": "declines", "output": "answers"}
-
-
-def _positive(value: float | None) -> float | None:
-    if value is not None and value <= 0:
-        raise typer.BadParameter("must be more than 0")
-    return value
 
 
 def _moment(value: str | None) -> datetime | None:
@@ -80,7 +74,7 @@ def drift(
     """
     console = stderr_console()
     table = load_price_table(prices)
-    bar = _ProgressBar(console) if live_teacher and progress_enabled() else None
+    bar = _progress_bar(console) if live_teacher and progress_enabled() else None
     with bar or _nothing():
         result = run_drift(
             student,
@@ -109,6 +103,15 @@ def drift(
         console.print(line, markup=False)
     _report_to_github(result)
     raise typer.Exit(int(exit_status(result)))
+
+
+def _progress_bar(console) -> _ProgressBar:
+    """The gate's progress bar, labelled for the live teacher's calls."""
+    from rich.progress import TextColumn
+
+    bar = _ProgressBar(console)
+    bar.progress.columns = (TextColumn("drift: live teacher"), *bar.progress.columns[1:])
+    return bar
 
 
 def exit_status(result: DriftResult) -> ExitStatus:
