@@ -19,7 +19,8 @@ Four checks over the calls of the student's task in the window (`since` before `
   exceeds max(0.55, the AUC a label-blind scorer reaches with chance 1/(6 x `arl`)).
 - decline: the decline rate against the one measured on the student's dev split.
 - output: the served answers' distribution against the teacher's on training rows
-  (closed sets of answers only): chi-square test plus a Jensen-Shannon floor.
+  (closed sets of answers only): Jensen-Shannon distance, with a bootstrap p-value
+  and a 0.1 floor.
 Each single-run test is at level 1/(6 x `arl`), so all four together raise a false
 alarm in the first T runs with chance at most T / `arl`.
 
@@ -1123,7 +1124,7 @@ def _agreement(checked: list[Pair], traffic: Traffic, increments, min_agreement:
     new_n, new_k, _ = end_to_end(fresh, traffic.fresh_answered, traffic.fresh_declined)
     log_stat, runs = fold_evidence([*increments, (new_n, new_k)], min_agreement)
     threshold = 2 * arl
-    evidence = None if runs == 0 else (math.exp(log_stat) if log_stat < 700 else math.inf)
+    evidence = None if runs == 0 else math.exp(min(log_stat, 700.0))  # finite, so JSON can carry it
     agreement = k / n if n else None
     lower, upper = wilson_bounds(k, n, confidence) if n else (None, None)
     figures = {"agreement": agreement, "lower": lower, "upper": upper, "declines_counted": d, "evidence": evidence, "runs": runs}
@@ -1153,6 +1154,6 @@ def _agreement(checked: list[Pair], traffic: Traffic, increments, min_agreement:
 def _evidence(value: float | None) -> str:
     if value is None:
         return "n/a"
-    if math.isinf(value):
-        return "inf"
+    if value >= 1e9:
+        return f"{value:.1e}"
     return f"{value:.2g}" if value < 10 else f"{value:,.0f}"

@@ -82,6 +82,15 @@ def test_corrupted_shadow_answers_are_agreement_drift(site, queries):
     assert row["pairs"] == r.pairs and row["agreeing"] == r.agreeing and row["lower_bound"] == r.lower_bound
 
 
+def test_min_agreement_1_drifts_on_one_disagreement_and_stays_valid_json(site, queries):
+    held, _ = queries
+    rng = random.Random(16)
+    now = site.day(rng.sample(held, 100), 0, rng, wrong_shadow=0.05)
+    r = run_drift(site.student, site.stores, now=now, min_agreement=1.0)
+    assert r.check("agreement").drifted and r.pairs > r.agreeing
+    json.dumps(r.to_dict(), allow_nan=False)
+
+
 def test_a_modest_drop_is_caught_by_accumulating_runs(site, queries):
     """About 85% agreement on ~45 checks a night: no single night is enough evidence, a few nights are."""
     held, _ = queries

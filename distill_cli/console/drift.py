@@ -74,7 +74,7 @@ def drift(
     """
     console = stderr_console()
     table = load_price_table(prices)
-    bar = _progress_bar(console) if live_teacher and progress_enabled() else None
+    bar = _progress_bar(console) if progress_enabled() else None  # moves only for live teacher calls and llm judging
     with bar or _nothing():
         result = run_drift(
             student,
@@ -106,11 +106,11 @@ def drift(
 
 
 def _progress_bar(console) -> _ProgressBar:
-    """The gate's progress bar, labelled for the live teacher's calls."""
+    """The gate's progress bar, labelled for drift's pairs."""
     from rich.progress import TextColumn
 
     bar = _ProgressBar(console)
-    bar.progress.columns = (TextColumn("drift: live teacher"), *bar.progress.columns[1:])
+    bar.progress.columns = (TextColumn("drift: pairs"), *bar.progress.columns[1:])
     return bar
 
 
