@@ -184,3 +184,24 @@ def test_open_ended_outputs_get_diverse_demonstrations(tmp_path, fake_provider, 
     assert answer.confidence == 0.5 and answer.output.startswith("echo: ")
     assert json.loads(json.dumps(result.to_dict()))["spec"]["kind"] == "few-shot"
     assert len(select([path], task=None, holdout=0.2, seed=0).train) > 100
+
+
+def test_nearest_neighbour_demonstrations_follow_the_cached_prefix(label_store, tmp_path, fake_provider, monkeypatch):
+    monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", fake_provider.url)
+    fake_provider.responder = knows_labels()
+    build_student(label_store, tmp_path / "nn.student", kind="few-shot", neighbours=2, dev_calls=0)
+    student = load_student(tmp_path / "nn.student")
+    assert student.prompt.neighbours == 2 and len(student.pool) > 100
+    answer = student.answer_text("customer message number 17")
+    assert answer.output == label_of("x 17")
+    body = fake_provider.requests[-1].json
+    turns = body["messages"]
+    assert [t["role"] for t in turns] == ["user", "assistant", "user", "assistant", "user"]
+    assert turns[-1]["content"] == "customer message number 17"
+    # The nearest training messages, with the teacher's answers; the static prefix keeps its cache marker.
+    pairs = list(zip(turns[:-1:2], turns[1:-1:2]))
+    assert all(u["content"].startswith("customer message number") and a["content"] == label_of(u["content"])
+               for u, a in pairs)
+    assert all(u["content"] in {e for e, _ in student.pool} for u, _ in pairs)
+    assert body["system"][-1]["cache_control"] == {"type": "ephemeral"}

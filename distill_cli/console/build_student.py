@@ -61,6 +61,7 @@ def build_student(
     api_key_env: str | None = typer.Option(None, "--api-key-env", help="Name of the environment variable holding the API key (never stored)."),
     endpoint_api: EndpointApi = typer.Option(EndpointApi.anthropic, "--endpoint-api", help="Endpoint: Anthropic Messages or OpenAI chat completions."),
     shots: int | None = typer.Option(None, "--shots", help="LLM kinds: demonstrations in the prompt (default: one per output, or 16)."),
+    neighbours: int = typer.Option(0, "--neighbours", help="few-shot/endpoint: nearest training examples added to each call."),
     dev_calls: int | None = typer.Option(None, "--dev-calls", help="LLM kinds: dev examples to measure agreement on (few-shot: 20)."),
     prices: Path | None = PricesOption,
     output_format: Format = typer.Option(Format.table, "--format", help="table: a summary on stderr; json: the result on stdout."),
@@ -102,7 +103,7 @@ def build_student(
         result = build(
             stores, out, task=task, kind=kind.value, holdout=holdout, min_agreement=min_agreement, model=model,
             max_spend=max_spend, seed=seed, embeddings=embeddings.value, base_url=base_url, api_key_env=api_key_env,
-            endpoint_api=endpoint_api.value, shots=shots, dev_calls=dev_calls, prices=table, progress=progress,
+            endpoint_api=endpoint_api.value, shots=shots, neighbours=neighbours, dev_calls=dev_calls, prices=table, progress=progress,
         )
     finally:
         if status is not None:

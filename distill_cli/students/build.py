@@ -275,6 +275,7 @@ def build_student(
     api_key_env: str | None = None,
     endpoint_api: str = "anthropic",
     shots: int | None = None,
+    neighbours: int = 0,
     dev_calls: int | None = None,
     prices=None,
     progress: Callable[[str], None] | None = None,
@@ -283,6 +284,7 @@ def build_student(
 
     kind: auto | cache | classifier | few-shot | optimized | endpoint.
     embeddings (classifier): auto (use the extra when installed) | on | off.
+    neighbours (few-shot, endpoint): nearest training examples added as demonstrations to each call.
     LLM kinds read their API key from the environment variable `api_key_env`
     (default ANTHROPIC_API_KEY, or OPENAI_API_KEY for an OpenAI endpoint) and never store it.
     """
@@ -317,7 +319,7 @@ def build_student(
     context = BuildContext(
         selection=selection, outputs=outputs, out=Path(out), min_agreement=min_agreement, model=model,
         max_spend=max_spend, embeddings=embeddings, base_url=base_url, api_key_env=api_key_env,
-        endpoint_api=endpoint_api, shots=shots, dev_calls=dev_calls, prices=prices, say=say,
+        endpoint_api=endpoint_api, shots=shots, neighbours=neighbours, dev_calls=dev_calls, prices=prices, say=say,
     )
     if kind == "cache":
         from distill_cli.students import cache
@@ -350,6 +352,7 @@ class BuildContext:
     api_key_env: str | None
     endpoint_api: str
     shots: int | None
+    neighbours: int
     dev_calls: int | None
     prices: object
     say: Callable[[str], None]

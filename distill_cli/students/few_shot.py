@@ -533,7 +533,7 @@ def build(kind: str, ctx):
         shots = ctx.shots if ctx.shots is not None else (0 if kind == "endpoint" else None)
         demos = choose_demos(rest, classes, shots, rng) if shots != 0 else []
         variant = "label" if classes else "examples"
-        prompt = Prompt(sel.system, variant, demos, classes, 0, max_tokens)
+        prompt = Prompt(sel.system, variant, demos, classes, max(ctx.neighbours, 0), max_tokens)
         search = {}
     student_for(prompt, spec)  # the spec's params now describe the chosen prompt
     if kind != "optimized":
