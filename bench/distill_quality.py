@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -45,9 +46,9 @@ def measure(mode: str, seed: int, work: Path) -> dict:
     if not store_dir.exists():
         build_store.build(store_dir)
     out = work / f"{mode}-{seed}.student"
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     result = build_student(store_dir, out, embeddings="on" if mode == "embeddings" else "off", seed=seed)
-    build_seconds = time.perf_counter() - started
+    build_seconds, build_cpu = time.perf_counter() - started, time.process_time() - cpu
     started = time.perf_counter()
     student = load_student(out)
     load_seconds = time.perf_counter() - started
@@ -74,6 +75,8 @@ def measure(mode: str, seed: int, work: Path) -> dict:
         "dev_coverage": result.spec.metrics["coverage"], "threshold": result.spec.threshold,
         "build_seconds": build_seconds, "load_seconds": load_seconds, "answer_ms": per_answer_ms,
         "file_mb": out.stat().st_size / 1e6,
+        "build_cpu_seconds": build_cpu,
+        "load_average": os.getloadavg()[0],
         "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
 
@@ -115,7 +118,8 @@ def main() -> int:
                     f"{mode:<10} seed {seed}: holdout {r['holdout']}, coverage {r['coverage']:.1%} (dev {r['dev_coverage']:.1%}), "
                     f"agreement {r['agreement']:.2%}, lower bound {r['lower_bound']:.2%} "
                     f"({'pass' if r['passes'] else 'FAIL'}), cost reduction {r['cost_reduction']:.1f}x "
-                    f"(target {reduction_target:.0f}x), build {r['build_seconds']:.1f}s (target {build_target:.0f}s), "
+                    f"(target {reduction_target:.0f}x), build {r['build_seconds']:.1f}s (target {build_target:.0f}s; "
+                    f"CPU {r['build_cpu_seconds']:.0f}s, load average {r['load_average']:.1f}), "
                     f"load {r['load_seconds'] * 1000:.0f} ms, {r['answer_ms']:.2f} ms/answer, file {r['file_mb']:.1f} MB, "
                     f"peak {r['peak_mb']:.0f} MB {'' if ok else ' <- misses a target'}"
                 )
