@@ -33,6 +33,33 @@ def _error_text(body: dict | None) -> str | None:
     return None
 
 
+def _row(provider: str, request: dict, answer: dict | None, response: dict | None, usage: Usage, *, output,
+         stop_reason, prices: PriceTable, priced: bool, status: int, error: str | None, task: str | None,
+         endpoint: str, columns: dict) -> dict:
+    """The columns every provider's row has, from what that provider's body gave."""
+    model = (answer or {}).get("model") or request.get("model")
+    return {
+        "task": task or canonical.task_fingerprint(request, provider),
+        "provider": provider,
+        "endpoint": endpoint,
+        "model": model,
+        "served_by": "teacher",
+        "input": canonical.openai_input(request) if provider == "openai" else canonical.anthropic_input(request),
+        "output": output,
+        "request_json": canonical.dumps(request),
+        "response_json": canonical.dumps(response) if response is not None else None,
+        "status": status,
+        "error": error or _error_text(response),
+        "stream": bool(request.get("stream")),
+        "stop_reason": stop_reason,
+        **_usage_columns(usage),
+        "cost_usd": prices.cost(model, usage) if priced else None,
+        "price_version": prices.version,
+        "input_hash": canonical.input_hash(request),
+        **columns,
+    }
+
+
 def anthropic_row(
     request: dict,
     response: dict | None,
@@ -47,30 +74,13 @@ def anthropic_row(
     """A row for a Messages API call; `response` is the final (or assembled) message, None if there was none."""
     request = canonical.strip_credentials(request)
     response = canonical.strip_credentials(response) if response is not None else None
-    error = error or _error_text(response)
     message = response if response and response.get("type") == "message" else None
-    usage = usage_from_anthropic((message or {}).get("usage"))
-    model = (message or {}).get("model") or request.get("model")
-    return {
-        "task": task or canonical.task_fingerprint(request, "anthropic"),
-        "provider": "anthropic",
-        "endpoint": endpoint,
-        "model": model,
-        "served_by": "teacher",
-        "input": canonical.anthropic_input(request),
-        "output": canonical.anthropic_output(message),
-        "request_json": canonical.dumps(request),
-        "response_json": canonical.dumps(response) if response is not None else None,
-        "status": status,
-        "error": error,
-        "stream": bool(request.get("stream")),
-        "stop_reason": (message or {}).get("stop_reason"),
-        **_usage_columns(usage),
-        "cost_usd": prices.cost(model, usage) if message else None,
-        "price_version": prices.version,
-        "input_hash": canonical.input_hash(request),
-        **columns,
-    }
+    return _row(
+        "anthropic", request, message, response, usage_from_anthropic((message or {}).get("usage")),
+        output=canonical.anthropic_output(message), stop_reason=(message or {}).get("stop_reason"),
+        prices=prices, priced=message is not None, status=status, error=error, task=task, endpoint=endpoint,
+        columns=columns,
+    )
 
 
 def openai_row(
@@ -87,31 +97,14 @@ def openai_row(
     """A row for a chat completions call; `response` is the final (or assembled) completion."""
     request = canonical.strip_credentials(request)
     response = canonical.strip_credentials(response) if response is not None else None
-    error = error or _error_text(response)
     completion = response if response and response.get("choices") is not None else None
-    usage = usage_from_openai((completion or {}).get("usage"))
-    model = (completion or {}).get("model") or request.get("model")
     choices = (completion or {}).get("choices") or [{}]
-    return {
-        "task": task or canonical.task_fingerprint(request, "openai"),
-        "provider": "openai",
-        "endpoint": endpoint,
-        "model": model,
-        "served_by": "teacher",
-        "input": canonical.openai_input(request),
-        "output": canonical.openai_output(completion),
-        "request_json": canonical.dumps(request),
-        "response_json": canonical.dumps(response) if response is not None else None,
-        "status": status,
-        "error": error,
-        "stream": bool(request.get("stream")),
-        "stop_reason": choices[0].get("finish_reason"),
-        **_usage_columns(usage),
-        "cost_usd": prices.cost(model, usage) if completion and completion.get("usage") else None,
-        "price_version": prices.version,
-        "input_hash": canonical.input_hash(request),
-        **columns,
-    }
+    return _row(
+        "openai", request, completion, response, usage_from_openai((completion or {}).get("usage")),
+        output=canonical.openai_output(completion), stop_reason=choices[0].get("finish_reason"),
+        prices=prices, priced=bool(completion and completion.get("usage")), status=status, error=error, task=task,
+        endpoint=endpoint, columns=columns,
+    )
 
 
 def provider_of_model(model: str, prices: PriceTable) -> str:

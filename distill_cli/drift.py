@@ -75,7 +75,8 @@ import pyarrow.parquet as pq
 
 from distill_cli import schemas, store
 from distill_cli.errors import InputError, NotEnoughData, ProviderError
-from distill_cli.gate import TEACHER_SERVED, SpendCap, SpendCapReached, run_capped, write_atomically
+from distill_cli.files import write_atomically
+from distill_cli.gate import TEACHER_SERVED, SpendCap, SpendCapReached, run_capped
 from distill_cli.judges import (
     CLOSED_SET,
     Judge,

@@ -21,8 +21,6 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import os
-import secrets
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -34,6 +32,7 @@ import pyarrow.parquet as pq
 
 from distill_cli import schemas, store
 from distill_cli.errors import InputError, NotEnoughData, ProviderError
+from distill_cli.files import write_atomically
 from distill_cli.judges import FATAL_STATUSES, RETRY_STATUSES, Judge, JudgeError, RetryPolicy, make_judge
 from distill_cli.prices import Usage
 from distill_cli.stats import wilson_bounds
@@ -753,23 +752,6 @@ def write_verdicts(path: str | Path, summary: GateSummary) -> Path:
     )
     table = pa.Table.from_pylist([v.row() for v in summary.verdicts], schema=schema)
     return write_atomically(path, lambda f: pq.write_table(table, f, compression="zstd"))
-
-
-def write_atomically(path: str | Path, write: Callable) -> Path:
-    """Call `write(binary file)` on a temporary name beside `path`, then rename it into place (or leave nothing)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.tmp-{secrets.token_hex(4)}"
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
 
 
 def read_summary(path: str | Path, needed_by: str = "this command") -> dict:

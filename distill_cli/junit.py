@@ -14,7 +14,8 @@ import xml.etree.ElementTree as ET
 from datetime import datetime, timezone
 from pathlib import Path
 
-from distill_cli.gate import GateSummary, format_reduction, write_atomically
+from distill_cli.files import write_atomically
+from distill_cli.gate import GateSummary, format_reduction
 
 MAX_TEXT = 2000  # characters of an input or answer kept in a failure body
 # Characters XML 1.0 cannot carry at all, even escaped.
