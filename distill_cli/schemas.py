@@ -36,6 +36,9 @@ KIND_NAMES = {
 # Empty while every kind is at version 1; a bump adds its step here.
 UPGRADES: dict[tuple[str, int], object] = {}
 
+# Example rows whose output is the teacher's own answer: what students learn from and are judged against.
+TEACHER_SERVED = ("teacher", "fallback", "shadow")
+
 CURRENT = {s.split("/")[0]: int(s.split("/")[1]) for s in (EXAMPLES, VERDICTS, DRIFT, STUDENT)}
 
 _ts = pa.timestamp("us", tz="UTC")

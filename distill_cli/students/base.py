@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import os
 import secrets
 import time
 from dataclasses import asdict, dataclass, field
@@ -22,6 +21,7 @@ import pyarrow.parquet as pq
 
 from distill_cli import canonical, schemas
 from distill_cli.errors import DistillError, InputError
+from distill_cli.files import write_atomically
 
 SPEC_KEY = schemas.STUDENT_SPEC_KEY
 
@@ -123,21 +123,9 @@ def request_input(request: dict, provider: str = "anthropic") -> str:
 
 def write_student_file(path: str | Path, spec: StudentSpec, rows: pa.Table) -> Path:
     """Write a student file atomically: a temporary name in the same directory, then rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     meta = {schemas.SCHEMA_KEY: schemas.STUDENT, SPEC_KEY: spec.to_json()}
     table = rows.replace_schema_metadata({**(rows.schema.metadata or {}), **{k.encode(): v.encode() for k, v in meta.items()}})
-    tmp = path.parent / f".{path.name}.tmp-{secrets.token_hex(4)}"
-    try:
-        with open(tmp, "wb") as f:
-            pq.write_table(table, f, compression="zstd")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomically(path, lambda f: pq.write_table(table, f, compression="zstd"))
 
 
 def read_student_file(path: str | Path, needed_by: str = "this command") -> tuple[StudentSpec, pa.Table]:

@@ -22,11 +22,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
-from distill_cli import canonical, store
+from distill_cli import canonical, schemas, store
 from distill_cli.errors import InputError, NotEnoughData
 from distill_cli.students.base import StudentSpec, in_holdout, write_student_file
 
-TEACHER_SERVED = ("teacher", "fallback", "shadow")
+TEACHER_SERVED = schemas.TEACHER_SERVED
 MIN_TRAINING = 100
 MIN_HOLDOUT = 100  # the gate's default --min-examples: the threshold is certified for at least this many
 KINDS = ("auto", "cache", "classifier", "few-shot", "optimized", "endpoint")

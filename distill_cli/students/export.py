@@ -16,13 +16,12 @@ The file is written to a temporary name and renamed: nothing is left half-writte
 from __future__ import annotations
 
 import json
-import os
-import secrets
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable
 
 from distill_cli.errors import InputError
+from distill_cli.files import write_atomically
 from distill_cli.students.build import select, system_of
 
 FORMATS = ("openai", "anthropic", "hf")
@@ -66,18 +65,10 @@ def export_training(
     if isinstance(stores, (str, Path)):
         stores = [stores]
     selection = select(stores, task=task, holdout=holdout, seed=seed)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{secrets.token_hex(4)}"
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            for e in selection.train:
-                line = record(fmt, system_of(e.request(), selection.provider), e.input, e.output)
-                f.write(json.dumps(line, ensure_ascii=False) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    def write(f) -> None:
+        for e in selection.train:
+            line = record(fmt, system_of(e.request(), selection.provider), e.input, e.output)
+            f.write((json.dumps(line, ensure_ascii=False) + "\n").encode())
+
+    write_atomically(out, write)
     return ExportResult(str(out), fmt, selection.task, len(selection.train), selection.n_holdout, selection.split)
