@@ -46,8 +46,11 @@ def sample_store(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def s3_server():
     """A real S3-compatible server (moto's server mode) on 127.0.0.1; yields its endpoint URL."""
+    import logging
+
     from moto.server import ThreadedMotoServer
 
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one access-log line per S3 request otherwise
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()

@@ -46,7 +46,7 @@ class EndpointApi(str, Enum):
 
 
 def build_student(
-    stores: List[Path] = typer.Argument(..., help="Example store(s) holding the teacher's recorded calls.", show_default=False),
+    stores: List[str] = typer.Argument(..., help="Example store(s) holding the teacher's recorded calls.", show_default=False),
     out: Path = typer.Option(..., "--out", "-o", help="Student file to write (or the JSONL file, with --export).", dir_okay=False),
     task: str | None = typer.Option(None, "--task", help="The task to learn (required when the store holds several)."),
     kind: Kind = typer.Option(Kind.auto, "--kind", help="auto: classifier for a closed set of outputs, else few-shot."),

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Iterator
 
-from distill_cli import canonical
+from distill_cli import canonical, remote
 from distill_cli.errors import InputError
 from distill_cli.prices import PriceTable, load_prices
 from distill_cli.recorder.proxy import Call, Outcome, Proxy
@@ -64,7 +64,7 @@ class Recorder:
         clock=time.monotonic,
         router: Router | None = None,
     ) -> None:
-        self.store = Path(store)
+        self.store = store if remote.is_remote(store) else Path(store)
         env_anthropic, env_openai = default_upstreams()
         self.prices = prices if prices is not None else load_prices()
         self.redactor = Redactor(redact)
