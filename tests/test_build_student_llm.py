@@ -97,11 +97,11 @@ def test_few_shot_student_answers_declines_and_errors(label_store, tmp_path, fak
 
 
 def test_a_refused_key_is_exit_4(label_store, tmp_path, fake_provider, monkeypatch):
-    monkeypatch.setenv("MY_KEY", KEY)
+    monkeypatch.setenv("MY_API_KEY", KEY)
     monkeypatch.setenv("ANTHROPIC_BASE_URL", fake_provider.url)
     fake_provider.fail_next(401, 10)
     with pytest.raises(ProviderError, match="401"):
-        build_student(label_store, tmp_path / "x.student", kind="few-shot", api_key_env="MY_KEY", dev_calls=4)
+        build_student(label_store, tmp_path / "x.student", kind="few-shot", api_key_env="MY_API_KEY", dev_calls=4)
     assert not (tmp_path / "x.student").exists()
 
 
@@ -136,10 +136,10 @@ def test_optimized_search_stops_at_the_spend_cap(label_store, tmp_path, fake_pro
 
 def test_endpoint_openai_compatible(label_store, tmp_path, fake_provider, monkeypatch):
     fake_provider.responder = knows_labels()
-    monkeypatch.setenv("LOCAL_KEY", "sk-local-test-key-0000000000000000")
+    monkeypatch.setenv("LOCAL_API_KEY", "sk-local-test-key-0000000000000000")
     result = build_student(
         label_store, tmp_path / "ep.student", kind="endpoint", base_url=fake_provider.openai_url, model="gpt-4o-mini",
-        endpoint_api="openai", api_key_env="LOCAL_KEY", dev_calls=6,
+        endpoint_api="openai", api_key_env="LOCAL_API_KEY", dev_calls=6,
     )
     assert result.spec.params["api"] == "openai" and result.spec.params["base_url"] == fake_provider.openai_url
     calls = [r for r in fake_provider.requests if r.path == "/v1/chat/completions"]
@@ -205,3 +205,32 @@ def test_nearest_neighbour_demonstrations_follow_the_cached_prefix(label_store, 
                for u, a in pairs)
     assert all(u["content"] in {e for e, _ in student.pool} for u, _ in pairs)
     assert body["system"][-1]["cache_control"] == {"type": "ephemeral"}
+
+
+def test_a_student_file_cannot_name_another_secret_for_its_key(label_store, tmp_path, fake_provider, monkeypatch):
+    """A student file from an untrusted change must not be able to send e.g. GITHUB_TOKEN to its endpoint."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    from distill_cli import schemas
+    from distill_cli.errors import InputError
+
+    fake_provider.responder = knows_labels()
+    monkeypatch.setenv("LOCAL_API_KEY", "sk-local-test-key-0000000000000000")
+    build_student(label_store, tmp_path / "ep.student", kind="endpoint", base_url=fake_provider.openai_url,
+                  model="gpt-4o-mini", endpoint_api="openai", api_key_env="LOCAL_API_KEY", dev_calls=2)
+    table = pq.read_table(tmp_path / "ep.student")
+    meta = dict(table.schema.metadata)
+    spec = json.loads(meta[schemas.STUDENT_SPEC_KEY.encode()])
+    spec["params"]["api_key_env"] = "GITHUB_TOKEN"
+    meta[schemas.STUDENT_SPEC_KEY.encode()] = json.dumps(spec).encode()
+    pq.write_table(table.replace_schema_metadata(meta), tmp_path / "evil.student")
+    monkeypatch.setenv("GITHUB_TOKEN", "ghp_secret_never_sent")
+    before = len(fake_provider.requests)
+    with pytest.raises(InputError, match="'GITHUB_TOKEN' is not a \\*_API_KEY variable"):
+        load_student(tmp_path / "evil.student").answer_text("customer message number 4")
+    assert all("ghp_secret" not in str(r.headers) for r in fake_provider.requests[before:])
+    with pytest.raises(InputError, match="--api-key-env GITHUB_TOKEN: name a \\*_API_KEY variable"):
+        build_student(label_store, tmp_path / "x.student", kind="endpoint", base_url=fake_provider.openai_url,
+                      model="gpt-4o-mini", endpoint_api="openai", api_key_env="GITHUB_TOKEN", dev_calls=2)

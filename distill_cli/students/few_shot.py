@@ -24,6 +24,7 @@ import asyncio
 import math
 import os
 import random
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -156,6 +157,9 @@ class LLMStudent(Student):
 
     def _key(self) -> str | None:
         name = self.params.get("api_key_env")
+        if name and not KEY_ENV_RE.match(name):
+            # The spec comes from a file: it must not be able to send, say, GITHUB_TOKEN to its endpoint.
+            raise InputError(f"student {self.id}: its key variable {name!r} is not a *_API_KEY variable; refusing to read it")
         key = os.environ.get(name) if name else None
         if not key and self.params.get("key_required", True):
             raise StudentError(f"student {self.id}: environment variable {name} (the API key) is not set")
@@ -467,8 +471,14 @@ async def score(student: LLMStudent, examples: Sequence, budget: Budget, prices)
 # ---- building --------------------------------------------------------------------------------------------------
 
 
+# Variables a student file may name for its key: a file must not be able to read any other secret.
+KEY_ENV_RE = re.compile(r"^[A-Z][A-Z0-9_]*_API_KEY$")
+
+
 def api_key_env(kind: str, ctx) -> str:
     if ctx.api_key_env:
+        if not KEY_ENV_RE.match(ctx.api_key_env):
+            raise InputError(f"--api-key-env {ctx.api_key_env}: name a *_API_KEY variable (e.g. VLLM_API_KEY)")
         return ctx.api_key_env
     return "OPENAI_API_KEY" if kind == "endpoint" and ctx.endpoint_api == "openai" else "ANTHROPIC_API_KEY"
 
