@@ -135,20 +135,36 @@ def tagged(schema: pa.Schema, kind: str, extra: dict[str, str] | None = None) ->
     return schema.with_metadata(meta)
 
 
-def read_kind(path: str | Path, filesystem=None) -> str | None:
-    """The `distill.schema` tag of one Parquet file, None when it has none.
+def read_schema(path: str | Path, filesystem=None) -> pa.Schema:
+    """The Arrow schema (with footer metadata) of one Parquet file; reads only the footer.
 
-    Reads only the footer. Raises InputError naming the file when it is missing,
-    truncated or not Parquet.
+    Raises InputError naming the file when it is missing, truncated or not Parquet.
     """
     try:
-        meta = pq.read_schema(str(path), filesystem=filesystem).metadata or {}
+        return pq.read_schema(str(path), filesystem=filesystem)
     except FileNotFoundError:
         raise InputError(f"{path}: no such file") from None
     except (pa.ArrowInvalid, OSError) as e:
         raise InputError(f"{path}: not a readable Parquet file ({_first_line(e)})") from None
-    tag = meta.get(SCHEMA_KEY.encode())
+
+
+def kind_of(schema: pa.Schema) -> str | None:
+    """The `distill.schema` tag in a file's footer, None when it has none."""
+    tag = (schema.metadata or {}).get(SCHEMA_KEY.encode())
     return tag.decode() if tag else None
+
+
+def read_kind(path: str | Path, filesystem=None) -> str | None:
+    """The `distill.schema` tag of one Parquet file, None when it has none."""
+    return kind_of(read_schema(path, filesystem))
+
+
+def check_columns(path: str | Path, schema: pa.Schema, expected: pa.Schema) -> None:
+    """Raise InputError naming the file and the columns it lacks."""
+    missing = [n for n in expected.names if n not in schema.names]
+    if missing:
+        cols = ", ".join(repr(n) for n in missing)
+        raise InputError(f"{path}: missing column{'s' if len(missing) > 1 else ''} {cols} ({kind_of(expected)})")
 
 
 def check_kind(path: str | Path, tag: str | None, wanted: str, needed_by: str) -> None:

@@ -376,7 +376,9 @@ def example_files(paths: Iterable[str | Path], needed_by: str) -> list:
         fs = remote.filesystem(path)[0] if remote.is_remote(path) else None
         scheme = path.split("://", 1)[0] + "://" if fs else ""
         for f in parquet_files(path):
-            schemas.check_kind(scheme + str(f), schemas.read_kind(f, filesystem=fs), "examples", needed_by)
+            schema = schemas.read_schema(f, filesystem=fs)
+            schemas.check_kind(scheme + str(f), schemas.kind_of(schema), "examples", needed_by)
+            schemas.check_columns(scheme + str(f), schema, schemas.EXAMPLES_SCHEMA)
             files.append(scheme + str(f) if fs else f)
     return files
 

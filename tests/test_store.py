@@ -264,3 +264,12 @@ def test_journal_parses_back_exactly_as_the_rows_were_written(tmp_path):
     data = "".join(json.dumps(r, ensure_ascii=False, separators=(",", ":")) + "\n" for r in rows).encode()
     assert store.journal_table(data + b'{"id": "torn').equals(store.rows_to_table(rows))
     assert store.journal_table(b"").num_rows == 0
+
+
+def test_missing_column_is_named(tmp_path):
+    s = tmp_path / "s"
+    store.append_rows(s, [store.complete_row(row(1))])
+    part = next(s.glob("date=*/*.parquet"))
+    pq.write_table(pq.read_table(part).drop(["output"]), tmp_path / "nooutput.parquet")
+    with pytest.raises(InputError, match=r"^.*nooutput.parquet: missing column 'output' \(examples/1\)$"):
+        count([tmp_path / "nooutput.parquet"])
