@@ -16,6 +16,7 @@ class ExitStatus(IntEnum):
     INPUT = 3  # missing path, corrupt / wrong-kind / wrong-version file, unknown task
     PROVIDER = 4  # upstream unreachable, auth refused, spend cap hit
     NOT_ENOUGH_DATA = 5  # empty store, fewer examples than asked for
+    INTERNAL = 70  # a bug in distill (EX_SOFTWARE): never confused with a failed check
     INTERRUPTED = 130
 
 

@@ -40,3 +40,23 @@ def test_debug_shows_traceback_only_when_asked(tmp_path):
     assert plain.returncode == 3 and plain.stderr == f"Error: {missing}: no such file\n"
     debug = subprocess.run(args + ["--debug"], capture_output=True, text=True)
     assert debug.returncode == 3 and "Traceback" in debug.stderr and debug.stderr.endswith(f"Error: {missing}: no such file\n")
+
+
+def test_a_full_disk_is_one_line_and_exit_3(tmp_path, monkeypatch):
+    import errno
+    import os as _os
+
+    from distill_cli import files
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, _os.strerror(errno.ENOSPC), str(tmp_path / "s.student"))
+
+    monkeypatch.setattr(files, "write_atomically", full)
+    monkeypatch.setattr("distill_cli.students.base.write_atomically", full)
+    from distill_cli import store
+
+    store.append_rows(tmp_path / "st", [store.complete_row({"task": "t", "input": f"q{i}", "output": f"a{i % 3}",
+                                                             "served_by": "teacher", "status": 200}) for i in range(300)])
+    result = runner.invoke(app, ["build-student", str(tmp_path / "st"), "-o", str(tmp_path / "s.student"), "--kind", "cache"])
+    assert result.exit_code == 3
+    assert result.stderr == f"Error: {tmp_path / 's.student'}: No space left on device\n"

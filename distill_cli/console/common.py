@@ -37,6 +37,20 @@ class DistillGroup(TyperGroup):
         except KeyboardInterrupt:
             click.echo("Interrupted.", err=True)
             raise typer.Exit(int(ExitStatus.INTERRUPTED)) from None
+        except OSError as e:
+            # A full disk or an unwritable path: name it; never a traceback, never exit 1 (a failed check).
+            if debug_enabled():
+                traceback.print_exc()
+            where = f"{e.filename}: " if e.filename else ""
+            click.echo(f"Error: {where}{e.strerror or e}", err=True)
+            raise typer.Exit(int(ExitStatus.INPUT)) from None
+        except Exception as e:  # a bug: still one line, and an exit status no check uses
+            if type(e).__module__.startswith(("typer", "click")):
+                raise  # the framework's own exits and usage errors
+            if debug_enabled():
+                traceback.print_exc()
+            click.echo(f"Error: internal error ({type(e).__name__}: {e}); rerun with --debug for the traceback", err=True)
+            raise typer.Exit(int(ExitStatus.INTERNAL)) from None
 
 
 def stderr_console() -> Console:
