@@ -59,8 +59,21 @@ def strip_credentials(obj):
     return obj
 
 
+# user:password@ in a URL (gateways that take their token in the URL).
+URL_USERINFO_RE = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s@]+@")
+
+
 def mask_secrets(text: str) -> str:
-    return SECRET_RE.sub(REDACTED, text) if ("sk-" in text or "Bearer" in text) else text
+    if "sk-" in text or "Bearer" in text:
+        text = SECRET_RE.sub(REDACTED, text)
+    if "@" in text and "://" in text:
+        text = URL_USERINFO_RE.sub(r"\1" + REDACTED + "@", text)
+    return text
+
+
+def public_url(url: str) -> str:
+    """A URL fit for a message: no user:password@, no query string."""
+    return URL_USERINFO_RE.sub(r"\1", url.split("?", 1)[0])
 
 
 # ---- Anthropic Messages API --------------------------------------------------------

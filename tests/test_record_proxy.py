@@ -282,7 +282,7 @@ def test_job_closing_mid_stream_is_recorded(tmp_path, fake_provider):
         body = json.dumps({"model": MODEL, "max_tokens": 50, "messages": USER, "stream": True}).encode()
         with socket.create_connection(("127.0.0.1", rec.proxy.port)) as s:
             s.sendall(
-                b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nanthropic-version: 2023-06-01\r\nx-api-key: k\r\n"
+                b"POST /v1/messages HTTP/1.1\r\nHost: 127.0.0.1\r\nanthropic-version: 2023-06-01\r\nx-api-key: k\r\n"
                 b"content-type: application/json\r\ncontent-length: %d\r\n\r\n" % len(body) + body
             )
             assert s.recv(100).startswith(b"HTTP/1.1 200")
@@ -295,7 +295,7 @@ def test_job_giving_up_before_the_answer_is_recorded(tmp_path, fake_provider):
         body = json.dumps({"model": MODEL, "max_tokens": 50, "messages": USER}).encode()
         with socket.create_connection(("127.0.0.1", rec.proxy.port)) as s:
             s.sendall(
-                b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nanthropic-version: 2023-06-01\r\nx-api-key: k\r\n"
+                b"POST /v1/messages HTTP/1.1\r\nHost: 127.0.0.1\r\nanthropic-version: 2023-06-01\r\nx-api-key: k\r\n"
                 b"x-fake-delay-ms: 200\r\ncontent-length: %d\r\n\r\n" % len(body) + body
             )
             fake_provider.wait_for(1)
@@ -490,6 +490,38 @@ def test_non_loopback_peer_is_refused_before_anything_is_forwarded():
     )
     response = asyncio.run(proxy._handle(request))
     assert response.status == 403 and seen == []
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{"Host": "attacker.example:8080"}, {"Host": "127.0.0.1:8080", "Origin": "http://attacker.example"},
+     {"Host": "evil.127.0.0.1.nip.io"}],
+)
+def test_web_pages_cannot_use_the_proxy(headers):
+    """A browser can reach 127.0.0.1 (cross-origin POST, DNS rebinding); SDKs send no Origin and a loopback Host."""
+    seen = []
+    proxy = Proxy(on_call=lambda call, outcome: seen.append(call), anthropic_upstream="http://127.0.0.1:9")
+    transport = mock.Mock()
+    transport.get_extra_info.side_effect = lambda name, default=None: ("127.0.0.1", 40000) if name == "peername" else default
+    request = make_mocked_request("POST", "/v1/messages", headers={"anthropic-version": "2023-06-01", **headers},
+                                  transport=transport)
+    response = asyncio.run(proxy._handle(request))
+    assert response.status == 403 and seen == []
+
+
+def test_credentials_in_the_upstream_url_never_reach_a_row_or_the_job(tmp_path):
+    with record_to(tmp_path / "store", anthropic_upstream="http://user:sk-ant-api03-URLSECRET12345@127.0.0.1:9",
+                   set_env=False) as rec:
+        request = urllib.request.Request(
+            rec.anthropic_base_url + "/v1/messages", method="POST",
+            data=json.dumps({"model": "claude-haiku-4-5", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}).encode(),
+            headers={"content-type": "application/json", "anthropic-version": "2023-06-01", "x-api-key": "k"},
+        )
+        with pytest.raises(urllib.error.HTTPError) as raised:
+            urllib.request.urlopen(request, timeout=10)
+        body = raised.value.read().decode()
+    assert raised.value.code == 502 and "127.0.0.1:9" in body and "URLSECRET" not in body
+    assert b"URLSECRET" not in every_byte(tmp_path / "store")
 
 
 # ---------------------------------------------------------------------- headers and the routing seam

@@ -181,10 +181,10 @@ def test_tool_call_answers_come_back_as_tool_calls(tmp_path, fake_provider):
 
 
 def test_an_llm_student_answers_with_its_real_tokens_and_cost(tmp_path, fake_provider, monkeypatch):
-    monkeypatch.setenv("DISTILL_TEST_STUDENT_KEY", "student-test-key-not-real")
+    monkeypatch.setenv("DISTILL_TEST_STUDENT_API_KEY", "student-test-key-not-real")
     student_spec = StudentSpec(
         id="few-shot-test", kind="few-shot", task=TASK, teacher_model=TEACHER, student_model="claude-haiku-4-5",
-        params={"api": "anthropic", "base_url": fake_provider.url, "api_key_env": "DISTILL_TEST_STUDENT_KEY"},
+        params={"api": "anthropic", "base_url": fake_provider.url, "api_key_env": "DISTILL_TEST_STUDENT_API_KEY"},
     )
     prompt = few_shot.Prompt(SYSTEM, "examples", [("where is my card", "card_arrival")], None)
     path = write_student_file(tmp_path / "llm.student", student_spec, few_shot.rows_for(prompt, []))

@@ -140,6 +140,14 @@ def is_loopback(peername) -> bool:
     return _loopback_host(str(peername[0] if isinstance(peername, (tuple, list)) else peername))
 
 
+def is_loopback_host_header(host: str | None) -> bool:
+    """True for a Host header naming this machine's loopback (127.0.0.1:PORT, localhost:PORT, [::1]:PORT)."""
+    if not host:
+        return False
+    name = host.rsplit("]", 1)[0].lstrip("[") if host.startswith("[") else host.rsplit(":", 1)[0]
+    return name.lower() == "localhost" or _loopback_host(name)
+
+
 @functools.lru_cache(maxsize=256)
 def _loopback_host(host: str) -> bool:
     try:
@@ -283,6 +291,10 @@ class Proxy:
         transport = job.transport
         if not is_loopback(transport.get_extra_info("peername") if transport else None):
             return web.json_response({"error": "distill proxy: only loopback connections are accepted"}, status=403)
+        if not is_loopback_host_header(job.host) or "origin" in job.headers:
+            # A web page can reach 127.0.0.1 too (cross-origin POSTs, DNS rebinding): SDKs send neither
+            # a foreign Host nor an Origin, browsers always do.
+            return web.json_response({"error": "distill proxy: only local programs, not web pages, may call it"}, status=403)
         api = self.anthropic if is_anthropic_request(job.path, job.headers) else self.openai
         if not api.records(job.method, job.path):
             return await self._passthrough(api, job)
@@ -365,7 +377,7 @@ class Proxy:
         except asyncio.CancelledError:
             return self._stopped(call, job, None)
         except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as e:
-            message = f"distill proxy: upstream {api.upstream} unreachable: {_describe(e)}"
+            message = f"distill proxy: upstream {canonical.public_url(api.upstream)} unreachable: {_describe(e)}"
             return Outcome(
                 response=api.error_response(502, "api_error" if api.name == "anthropic" else "server_error", message),
                 status=502,
@@ -488,7 +500,7 @@ class Proxy:
                 allow_redirects=False, proxy=api.proxy,
             )
         except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as e:
-            message = f"distill proxy: upstream {api.upstream} unreachable: {_describe(e)}"
+            message = f"distill proxy: upstream {canonical.public_url(api.upstream)} unreachable: {_describe(e)}"
             return api.error_response(502, "api_error" if api.name == "anthropic" else "server_error", message)
         try:
             response = web.StreamResponse(
