@@ -288,6 +288,9 @@ def import_jsonl(
         raise InputError(f"{file}: is a directory; --import takes a JSONL file") from None
     except OSError as e:
         raise InputError(f"{file}: cannot read ({e.strerror})") from None
+    with open(file, "rb") as f:
+        if f.read(4) == b"PAR1":
+            return _import_parquet(store_path, file, result)
     workers = workers or (os.cpu_count() or 1)
     if workers > 1 and size >= PARALLEL_MIN_BYTES and "fork" in multiprocessing.get_all_start_methods():
         # fork: the workers start at once with the price table in hand; results come back as Arrow tables.
@@ -312,6 +315,21 @@ def import_jsonl(
     result.tasks = Counter(dict(zip(*_value_counts(table["task"]))))
     result.unknown_models = unknown
     prices.unknown.update(unknown)
+    return result
+
+
+def _import_parquet(store_path, file, result: ImportResult) -> ImportResult:
+    """An examples/1 Parquet file (a part of another store, an export): its rows, as they are, become a new part."""
+    import pyarrow.parquet as pq
+
+    schema = schemas.read_schema(file)
+    schemas.check_kind(file, schemas.kind_of(schema), "examples", "record --import")
+    schemas.check_columns(file, schema, schemas.EXAMPLES_SCHEMA)
+    table = pq.read_table(file, columns=list(store.COLUMNS)).cast(schemas.EXAMPLES_SCHEMA)
+    store.prepare_store(store_path)
+    store.write_parts(store_path, table, result.run_id)
+    result.imported = table.num_rows
+    result.tasks = Counter(dict(zip(*_value_counts(table["task"])))) if table.num_rows else Counter()
     return result
 
 

@@ -203,3 +203,18 @@ def test_parallel_parse_gives_the_same_rows_and_line_numbers(tmp_path, monkeypat
     with pytest.raises(InputError, match=r"calls.jsonl: line 252: not valid JSON"):
         import_jsonl(tmp_path / "strict", f, prices=load_prices(), strict=True, workers=3)
     assert not (tmp_path / "strict").exists()
+
+
+def test_parquet_files_import_as_parts_and_other_kinds_are_named(tmp_path):
+    import pyarrow.parquet as pq
+
+    from distill_cli import schemas
+
+    import_jsonl(tmp_path / "a", write_jsonl(tmp_path / "c.jsonl", [FLAT_LINE, OPENAI_LINE]), prices=load_prices())
+    part = next((tmp_path / "a").glob("date=*/*.parquet"))
+    result = import_jsonl(tmp_path / "b", part, prices=load_prices())
+    assert result.imported == 1
+    assert rows(tmp_path / "b")[0]["id"] in {r["id"] for r in rows(tmp_path / "a")}
+    pq.write_table(schemas.VERDICTS_SCHEMA.empty_table(), tmp_path / "gate.parquet")
+    with pytest.raises(InputError, match=r"^gate.parquet is a verdicts file; record --import needs an example store$"):
+        import_jsonl(tmp_path / "b", tmp_path / "gate.parquet", prices=load_prices())

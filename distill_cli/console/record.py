@@ -128,7 +128,7 @@ def record(
         for line, problem in result.skipped[:20]:
             console.print(f"{import_file}: line {line}: {problem}", markup=False)
         tasks = ", ".join(f"{t} ({n})" for t, n in result.tasks.most_common())
-        console.print(f"Imported {result.imported} calls into {store}: {tasks}", markup=False)
+        console.print(f"Imported {result.imported} calls into {store}" + (f": {tasks}" if tasks else ""), markup=False)
         if result.skipped:
             console.print(f"Skipped {len(result.skipped)} bad lines (use --strict to fail instead).")
         return
