@@ -72,9 +72,8 @@ def test_job_exit_status_summary_rows_and_no_key_anywhere(tmp_path, fake_provide
         capture_output=True, text=True, env=job_env(), timeout=60,
     )
     assert result.returncode == 7, result.stderr
-    first, rest = result.stdout.split("\n", 1)
-    assert first == "echo: hello one"
-    summary = json.loads(rest)
+    assert result.stderr.startswith("echo: hello one\n")  # --format json: the job's output goes to stderr
+    summary = json.loads(result.stdout)
     assert (summary["calls"], summary["errors"], summary["exit_status"]) == (3, 0, 7)
     assert len(summary["tasks"]) == 3
     assert summary["tasks"]["greeting"]["calls"] == 1 and summary["cost_usd"] > 0
@@ -211,3 +210,17 @@ def test_busy_port_and_bad_store_are_input_errors(tmp_path):
     result = CliRunner().invoke(app, ["record", "--store", str(tmp_path / "file"), "--", "true"])
     assert result.exit_code == 3
     assert result.output == f"Error: {tmp_path / 'file'}: is a file; a store to write to must be a directory\n"
+
+
+def test_format_json_keeps_stdout_for_the_summary(tmp_path):
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "distill_cli", "record", "--store", str(tmp_path / "s"), "--format", "json", "--",
+         sys.executable, "-c", "print('job output line')"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0
+    assert json.loads(result.stdout)["calls"] == 0  # nothing but the JSON on stdout
+    assert "job output line" in result.stderr

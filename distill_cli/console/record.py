@@ -165,7 +165,9 @@ def record(
         summary = asyncio.run(recorder.serve(session, on_ready=lambda r: _announce(console, r)))
         status = 0
     else:
-        status = asyncio.run(recorder.run_job(session, command))
+        # With --format json our stdout carries only the summary: the job's own output goes to stderr.
+        job_stdout = sys.stderr.fileno() if output_format == Format.json else None
+        status = asyncio.run(recorder.run_job(session, command, stdout=job_stdout))
         summary = session.summary
     _print_summary(console, summary, recovery_told=serve)
     result = summary.to_dict()

@@ -54,14 +54,18 @@ def _settle_heap() -> None:
     gc.freeze()
 
 
-async def run_job(recorder: Recorder, command: Sequence[str]) -> int:
-    """Start the recorder, run `command` against it, stop the recorder; returns the job's exit status."""
+async def run_job(recorder: Recorder, command: Sequence[str], *, stdout=None) -> int:
+    """Start the recorder, run `command` against it, stop the recorder; returns the job's exit status.
+
+    `stdout`: where the job's standard output goes (default: ours); `--format json` sends it to stderr
+    so that our stdout holds only the JSON summary.
+    """
     await recorder.start()
     _settle_heap()
     try:
         env = {**os.environ, **recorder.env()}
         try:
-            process = await asyncio.create_subprocess_exec(*command, env=env)
+            process = await asyncio.create_subprocess_exec(*command, env=env, stdout=stdout)
         except FileNotFoundError:
             raise JobNotStarted(f"{command[0]}: command not found", 127) from None
         except PermissionError:
