@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import pytest
+
 from distill_cli import canonical, store
 from distill_cli.students import cache
 from distill_cli.students.base import StudentSpec, in_holdout, write_student_file
@@ -166,3 +168,16 @@ class Site:
         start = SAMPLE_END + timedelta(days=day)
         write_day(self.traffic, traffic(start, queries, rng, **kw))
         return start + timedelta(days=1)
+
+
+# ---- fixtures shared by the drift test modules (a plugin of conftest.py) -----------------------------------
+
+
+@pytest.fixture(scope="module")
+def queries(sample_store):
+    return holdout_queries(sample_store)
+
+
+@pytest.fixture
+def site(tmp_path, sample_store):
+    return Site(tmp_path, sample_store)

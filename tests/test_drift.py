@@ -12,10 +12,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from drift_support import (
+from drift_support import (  # queries, site: shared fixtures
     SAMPLE_END,
-    Site,
-    holdout_queries,
     other_domain,
     scrambled,
     traffic,
@@ -28,16 +26,6 @@ from distill_cli.errors import InputError, NotEnoughData
 from distill_cli.gate import run_gate
 
 DAY = timedelta(days=1)
-
-
-@pytest.fixture(scope="module")
-def queries(sample_store):
-    return holdout_queries(sample_store)
-
-
-@pytest.fixture
-def site(tmp_path, sample_store):
-    return Site(tmp_path, sample_store)
 
 
 # ---- real drift is caught ---------------------------------------------------------------------------------------------

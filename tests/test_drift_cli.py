@@ -8,23 +8,13 @@ from datetime import datetime, timedelta
 
 import pyarrow.parquet as pq
 import pytest
-from drift_support import SAMPLE_END, STUDENT_ID, Site, holdout_queries, other_domain
+from drift_support import SAMPLE_END, STUDENT_ID, other_domain
 from typer.testing import CliRunner
 
 from distill_cli.cli import app
 from distill_cli.drift import is_demoted, marker_path
 
 runner = CliRunner()
-
-
-@pytest.fixture(scope="module")
-def queries(sample_store):
-    return holdout_queries(sample_store)
-
-
-@pytest.fixture
-def site(tmp_path, sample_store):
-    return Site(tmp_path, sample_store)
 
 
 def site_end(days: int) -> datetime:

@@ -9,11 +9,8 @@ from datetime import timedelta
 from pathlib import Path
 
 import pyarrow.parquet as pq
-import pytest
-from drift_support import (
+from drift_support import (  # queries, site: shared fixtures
     STUDENT_ID,
-    Site,
-    holdout_queries,
     write_student,
 )
 
@@ -22,16 +19,6 @@ from distill_cli.drift import is_demoted, run_drift
 from distill_cli.gate import run_gate
 
 DAY = timedelta(days=1)
-
-
-@pytest.fixture(scope="module")
-def queries(sample_store):
-    return holdout_queries(sample_store)
-
-
-@pytest.fixture
-def site(tmp_path, sample_store):
-    return Site(tmp_path, sample_store)
 
 
 # ---- demotion --------------------------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 
 import pytest
-from drift_support import TEACHER, Site, holdout_queries
+from drift_support import TEACHER
 
 from distill_cli.drift import run_drift
 from distill_cli.errors import ProviderError
@@ -14,16 +14,6 @@ from distill_cli.gate import SpendCapReached
 from distill_cli.prices import load_prices
 
 FAKE_KEY = "sk-ant-test-fake-drift-0000"
-
-
-@pytest.fixture(scope="module")
-def queries(sample_store):
-    return holdout_queries(sample_store)
-
-
-@pytest.fixture
-def site(tmp_path, sample_store):
-    return Site(tmp_path, sample_store)
 
 
 @pytest.fixture

@@ -7,26 +7,11 @@ import random
 from datetime import timedelta
 
 import pyarrow.parquet as pq
-import pytest
-from drift_support import (
-    Site,
-    holdout_queries,
-)
 
 from distill_cli import schemas
 from distill_cli.drift import run_drift
 
 DAY = timedelta(days=1)
-
-
-@pytest.fixture(scope="module")
-def queries(sample_store):
-    return holdout_queries(sample_store)
-
-
-@pytest.fixture
-def site(tmp_path, sample_store):
-    return Site(tmp_path, sample_store)
 
 
 # ---- stable traffic: no false alarm ---------------------------------------------------------------------------------
