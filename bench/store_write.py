@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import shutil
 import string
@@ -71,15 +70,11 @@ def bench_import(rows: int, tmp: Path) -> dict:
             text = " ".join(rng.choice(["card", "refund", "where", "is", "my", "transfer", "pending", "fee"]) for _ in range(12))
             out.write(json.dumps({"input": f"{text} {i}", "output": "card_arrival", "model": "claude-sonnet-4-5",
                                   "task": "support-intent", "usage": {"input_tokens": 420, "output_tokens": 4}}) + "\n")
-    out = {"rows": rows}
-    for name, workers in (("serial", 1), ("parallel", None)):  # same file, same run: the ratio is the figure
-        t = time.perf_counter()
-        result = import_jsonl(tmp / name, f, prices=load_prices(), workers=workers)
-        elapsed = time.perf_counter() - t
-        assert result.imported == rows
-        out[name] = rows / elapsed
-    out["bytes_on_disk_per_million"] = du(tmp / "parallel") / rows * 1_000_000
-    return out
+    t = time.perf_counter()
+    result = import_jsonl(tmp / "imported", f, prices=load_prices())
+    elapsed = time.perf_counter() - t
+    assert result.imported == rows
+    return {"rows": rows, "rows_per_s": rows / elapsed, "bytes_on_disk_per_million": du(tmp / "imported") / rows * 1_000_000}
 
 
 def main() -> None:
@@ -93,8 +88,7 @@ def main() -> None:
         print(f"journaled append: {j['rows']:,} rows of ~{j['row_bytes_json']} B JSON in {j['seconds']:.2f} s = "
               f"{j['rows_per_s']:,.0f} rows/s (target >= 20,000); {j['bytes_on_disk_per_million'] / 1e6:.1f} MB per million rows")
         i = bench_import(args.import_rows, tmp)
-        print(f"bulk import (flat JSONL, {i['rows']:,} rows): {i['parallel']:,.0f} rows/s on {os.cpu_count()} cores "
-              f"(target >= 100,000), {i['serial']:,.0f} rows/s on one; "
+        print(f"bulk import (flat JSONL, {i['rows']:,} rows): {i['rows_per_s']:,.0f} rows/s (target >= 100,000); "
               f"{i['bytes_on_disk_per_million'] / 1e6:.1f} MB per million rows")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -11,11 +11,9 @@ rather than as row dicts: bulk imports of millions of lines spend their time her
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
 import time
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -191,8 +189,6 @@ def _ts(value) -> int | None:
         raise BadLine(f"ts {value!r} is not ISO-8601") from None
 
 
-# Files at least this big are parsed on every core: parsing and checking lines is the import's cost.
-PARALLEL_MIN_BYTES = 16 << 20
 _BLOCK = 1 << 24
 
 
@@ -235,35 +231,6 @@ def _parse_range(file, start: int, end: int, first_line: int, prices: PriceTable
     return lines.table(), skipped, sorted(prices.unknown)
 
 
-def _ranges(file, size: int, parts: int) -> list[tuple[int, int, int]]:
-    """(start, end, first line number) of up to `parts` byte ranges of the file, each cut after a newline."""
-    cuts = [0]
-    with open(file, "rb") as f:
-        for k in range(1, parts):
-            f.seek(max(size * k // parts, cuts[-1]))
-            f.readline()
-            cuts.append(min(f.tell(), size))
-        cuts.append(size)
-        ranges, line = [], 1
-        for start, end in zip(cuts, cuts[1:]):
-            if end > start:
-                ranges.append((start, end, line))
-                line += _newlines(f, start, end)
-    return ranges
-
-
-def _newlines(f, start: int, end: int) -> int:
-    f.seek(start)
-    count, remaining = 0, end - start
-    while remaining > 0:
-        block = f.read(min(remaining, _BLOCK))
-        if not block:
-            break
-        remaining -= len(block)
-        count += block.count(b"\n")
-    return count
-
-
 def import_jsonl(
     store_path: str | Path,
     file: str | Path,
@@ -271,12 +238,8 @@ def import_jsonl(
     prices: PriceTable,
     task: str | None = None,
     strict: bool = False,
-    workers: int | None = None,
 ) -> ImportResult:
-    """Import a JSONL log into a store. With `strict`, any bad line raises InputError and nothing is written.
-
-    Files of PARALLEL_MIN_BYTES or more are parsed in `workers` processes (default: one per core).
-    """
+    """Import a JSONL log into a store. With `strict`, any bad line raises InputError and nothing is written."""
     run_id = store.new_id()
     result = ImportResult(file=str(file), store=str(store_path), run_id=run_id)
     try:
@@ -291,17 +254,8 @@ def import_jsonl(
     with open(file, "rb") as f:
         if f.read(4) == b"PAR1":
             return _import_parquet(store_path, file, result)
-    workers = workers or (os.cpu_count() or 1)
-    if workers > 1 and size >= PARALLEL_MIN_BYTES and "fork" in multiprocessing.get_all_start_methods():
-        # fork: the workers start at once with the price table in hand; results come back as Arrow tables.
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-            futures = [pool.submit(_parse_range, file, a, b, line, prices, task, run_id, strict)
-                       for a, b, line in _ranges(file, size, workers)]
-            wait(futures)
-            # In file order, so a strict import names the file's first bad line.
-            parsed = [f.result() for f in futures]
-    else:
-        parsed = [_parse_range(file, 0, size, 1, prices, task, run_id, strict)]
+    # One process: parsing on two processes measured slower on the 2-core machine (docs/benchmarks.md).
+    parsed = [_parse_range(file, 0, size, 1, prices, task, run_id, strict)]
     tables = [table for table, _, _ in parsed]
     result.skipped = [bad for _, skipped, _ in parsed for bad in skipped]
     unknown = sorted({m for _, _, models in parsed for m in models})

@@ -181,30 +181,6 @@ def test_cli_json_output(tmp_path):
     assert json.loads(result.stdout)["imported"] == 1
 
 
-def test_parallel_parse_gives_the_same_rows_and_line_numbers(tmp_path, monkeypatch):
-    import distill_cli.importer as importer
-
-    lines = []
-    for i in range(3000):
-        lines.append(dict(FLAT_LINE, input=f"q{i}") if i % 7 else OPENAI_LINE if i % 2 else ANTHROPIC_LINE)
-        if i % 500 == 250:
-            lines.append("{broken")
-    f = write_jsonl(tmp_path / "calls.jsonl", lines)
-    serial = import_jsonl(tmp_path / "one", f, prices=load_prices(), workers=1)
-    monkeypatch.setattr(importer, "PARALLEL_MIN_BYTES", 0)
-    parallel = import_jsonl(tmp_path / "many", f, prices=load_prices(), workers=3)
-    assert parallel.imported == serial.imported == 3000
-    assert parallel.skipped == serial.skipped and len(serial.skipped) == 6
-    key = "SELECT input, output, provider, cost_usd, input_hash FROM examples ORDER BY ALL"
-    con = store.connect()
-    store.examples_view(con, [tmp_path / "one"], "t", name="one")
-    store.examples_view(con, [tmp_path / "many"], "t", name="many")
-    assert con.execute(key.replace("examples", "one")).fetchall() == con.execute(key.replace("examples", "many")).fetchall()
-    with pytest.raises(InputError, match=r"calls.jsonl: line 252: not valid JSON"):
-        import_jsonl(tmp_path / "strict", f, prices=load_prices(), strict=True, workers=3)
-    assert not (tmp_path / "strict").exists()
-
-
 def test_parquet_files_import_as_parts_and_other_kinds_are_named(tmp_path):
     import pyarrow.parquet as pq
 
