@@ -11,7 +11,6 @@ rather than as row dicts: bulk imports of millions of lines spend their time her
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -189,30 +188,31 @@ def _ts(value) -> int | None:
         raise BadLine(f"ts {value!r} is not ISO-8601") from None
 
 
-_BLOCK = 1 << 24
-
-
-def _range_lines(f, start: int, end: int):
-    """The lines (without their newline) of bytes [start, end) of an open binary file."""
-    f.seek(start)
-    remaining, rest = end - start, b""
-    while remaining > 0:
-        block = f.read(min(remaining, _BLOCK))
-        if not block:
-            break
-        remaining -= len(block)
-        *lines, rest = (rest + block).split(b"\n")
-        yield from lines
-    if rest:
-        yield rest
-
-
-def _parse_range(file, start: int, end: int, first_line: int, prices: PriceTable, task, run_id: str, strict: bool):
-    """Parse lines [start, end) of `file`: (table of good rows, [(line, problem)], unknown models)."""
-    lines = _Lines(prices, task, run_id)
-    skipped = []
-    with open(file, "rb") as f:
-        for n, raw in enumerate(_range_lines(f, start, end), start=first_line):
+def import_jsonl(
+    store_path: str | Path,
+    file: str | Path,
+    *,
+    prices: PriceTable,
+    task: str | None = None,
+    strict: bool = False,
+) -> ImportResult:
+    """Import a JSONL log into a store. With `strict`, any bad line raises InputError and nothing is written."""
+    run_id = store.new_id()
+    result = ImportResult(file=str(file), store=str(store_path), run_id=run_id)
+    try:
+        f = open(file, "rb")
+    except FileNotFoundError:
+        raise InputError(f"{file}: no such file") from None
+    except IsADirectoryError:
+        raise InputError(f"{file}: is a directory; --import takes a JSONL file") from None
+    except OSError as e:
+        raise InputError(f"{file}: cannot read ({e.strerror})") from None
+    with f:
+        if f.read(4) == b"PAR1":
+            return _import_parquet(store_path, file, result)
+        f.seek(0)
+        lines = _Lines(prices, task, run_id)
+        for n, raw in enumerate(f, start=1):
             try:
                 obj = json.loads(raw)
             except ValueError as e:  # JSONDecodeError and UnicodeDecodeError
@@ -227,39 +227,8 @@ def _parse_range(file, start: int, end: int, first_line: int, prices: PriceTable
                     problem = str(e)
             if strict:
                 raise InputError(f"{file}: line {n}: {problem}")
-            skipped.append((n, problem))
-    return lines.table(), skipped, sorted(prices.unknown)
-
-
-def import_jsonl(
-    store_path: str | Path,
-    file: str | Path,
-    *,
-    prices: PriceTable,
-    task: str | None = None,
-    strict: bool = False,
-) -> ImportResult:
-    """Import a JSONL log into a store. With `strict`, any bad line raises InputError and nothing is written."""
-    run_id = store.new_id()
-    result = ImportResult(file=str(file), store=str(store_path), run_id=run_id)
-    try:
-        size = os.stat(file).st_size
-        open(file, "rb").close()
-    except FileNotFoundError:
-        raise InputError(f"{file}: no such file") from None
-    except IsADirectoryError:
-        raise InputError(f"{file}: is a directory; --import takes a JSONL file") from None
-    except OSError as e:
-        raise InputError(f"{file}: cannot read ({e.strerror})") from None
-    with open(file, "rb") as f:
-        if f.read(4) == b"PAR1":
-            return _import_parquet(store_path, file, result)
-    # One process: parsing on two processes measured slower on the 2-core machine (docs/benchmarks.md).
-    parsed = [_parse_range(file, 0, size, 1, prices, task, run_id, strict)]
-    tables = [table for table, _, _ in parsed]
-    result.skipped = [bad for _, skipped, _ in parsed for bad in skipped]
-    unknown = sorted({m for _, _, models in parsed for m in models})
-    table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+            result.skipped.append((n, problem))
+    table = lines.table()
     if not table.num_rows and result.skipped:
         first_line, first_problem = result.skipped[0]
         raise InputError(f"{file}: no importable lines ({len(result.skipped)} bad; line {first_line}: {first_problem})")
@@ -267,8 +236,7 @@ def import_jsonl(
     store.write_parts(store_path, table, run_id)
     result.imported = table.num_rows
     result.tasks = Counter(dict(zip(*_value_counts(table["task"]))))
-    result.unknown_models = unknown
-    prices.unknown.update(unknown)
+    result.unknown_models = sorted(prices.unknown)
     return result
 
 
