@@ -25,10 +25,10 @@ from pathlib import Path
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
 
-from distill_cli.prices import load_prices  # noqa: E402
 from support_job import MODEL, SYSTEM, build_request  # noqa: E402
 
 from distill_cli import calls, store  # noqa: E402
+from distill_cli.prices import load_prices  # noqa: E402
 
 TASK = "support-intent"
 END = datetime(2026, 11, 20, tzinfo=timezone.utc)
