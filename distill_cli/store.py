@@ -123,10 +123,6 @@ def rows_to_table(rows: list[dict]) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=schemas.EXAMPLES_SCHEMA)
 
 
-def _day(micros: int) -> str:
-    return time.strftime("%Y-%m-%d", time.gmtime(micros // 1_000_000))
-
-
 def write_parts(store: str | Path, table: pa.Table, name: str) -> list:
     """Write `table` as one part per day, named `part-<name>.parquet`; all or nothing.
 

@@ -7,7 +7,6 @@ spec, checks the file's `distill.schema`, and hands the rows to the kind's loade
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import secrets
@@ -161,7 +160,3 @@ def _register_kinds() -> None:
     # Kinds register themselves on import; imported lazily so a classifier load never pays for the SDK.
     from distill_cli.students import cache, classifier, endpoint, few_shot  # noqa: F401
 
-
-def run_sync(coro):
-    """Run a coroutine from sync code that has no loop running."""
-    return asyncio.run(coro)
