@@ -11,6 +11,7 @@ rather than as row dicts: bulk imports of millions of lines spend their time her
 from __future__ import annotations
 
 import json
+import mmap
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -21,7 +22,15 @@ import pyarrow as pa
 
 from distill_cli import calls, canonical, schemas, store
 from distill_cli.errors import InputError
-from distill_cli.prices import PriceTable, Usage, usage_from_anthropic, usage_from_openai
+from distill_cli.prices import (
+    RATE_COLUMNS_SQL,
+    PriceTable,
+    Usage,
+    rate_values,
+    sql_cost,
+    usage_from_anthropic,
+    usage_from_openai,
+)
 
 
 @dataclass
@@ -83,7 +92,7 @@ class _Lines:
         line_task = obj.get("task")
         if line_task is not None and not isinstance(line_task, str):
             raise BadLine("task must be a string")
-        if "request" in obj:
+        if obj.get("request") is not None:
             self._add_pair(obj, ts, meta, self.task or line_task)
         elif "input" in obj or "output" in obj:
             self._add_flat(obj, ts, meta, self.task or line_task)
@@ -156,25 +165,138 @@ class _Lines:
         return len(self.flat["ts"]) + len(self.pairs)
 
     def table(self) -> pa.Table:
-        n = len(self.flat["ts"])
-        ids = store.new_id_array(n)
-        schema = schemas.EXAMPLES_SCHEMA
-        constant = {"run_id": self.run_id, "source": "import", "served_by": "teacher", "status": 200,
-                    "stream": False, "price_version": self.prices.version}
-        arrays = []
-        for f in schema:
-            if f.name == "id":
-                arrays.append(ids)
-            elif f.name in self.flat:
-                arrays.append(pa.array(self.flat[f.name], type=f.type))
-            elif f.name in constant:
-                arrays.append(pa.array([constant[f.name]] * n, type=f.type))
-            else:
-                arrays.append(pa.nulls(n, type=f.type))
-        flat = pa.Table.from_arrays(arrays, schema=schema)
+        flat = _flat_table({c: pa.array(v, type=schemas.EXAMPLES_SCHEMA.field(c).type) for c, v in self.flat.items()},
+                           self.run_id, self.prices.version)
         if not self.pairs:
             return flat
         return pa.concat_tables([flat, store.rows_to_table(self.pairs)])
+
+
+def _flat_table(columns: dict[str, pa.Array], run_id: str, price_version: str) -> pa.Table:
+    """Flat-form rows as examples/1: the given columns, fresh ids, the import's constants, nulls elsewhere."""
+    n = len(columns["ts"])
+    constant = {"run_id": run_id, "source": "import", "served_by": "teacher", "status": 200,
+                "stream": False, "price_version": price_version}
+    arrays = []
+    for f in schemas.EXAMPLES_SCHEMA:
+        if f.name == "id":
+            arrays.append(store.new_id_array(n))
+        elif f.name in columns:
+            arrays.append(columns[f.name].cast(f.type))
+        elif f.name in constant:
+            arrays.append(pa.repeat(pa.scalar(constant[f.name], type=f.type), n))
+        else:
+            arrays.append(pa.nulls(n, type=f.type))
+    return pa.Table.from_arrays(arrays, schema=schemas.EXAMPLES_SCHEMA)
+
+
+# ---- the fast path: DuckDB reads the file, Python sees only the lines it must ----------------------------
+
+# The flat form's keys. A line with any other key (metadata, request, ...) takes the line-by-line path.
+_FAST_KEYS = ("input", "output", "model", "task", "ts", "usage")
+# ISO-8601 timestamps that DuckDB and `datetime.fromisoformat` read alike; any other goes to Python.
+_FAST_TS = r"[1-9]\d{3}-\d\d-\d\d[T ]([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{3}|\.\d{6})?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)?"
+# A usage object of at most these two counts, each once, as DuckDB writes it back: no spaces, no exponent.
+_PLAIN_USAGE_RE = (r'\{("input_tokens":\d{1,18}(,"output_tokens":\d{1,18})?'
+                   r'|"output_tokens":\d{1,18}(,"input_tokens":\d{1,18})?)?\}')
+_PLAIN_COUNT = """TRY_CAST(NULLIF(regexp_extract(j.usage::VARCHAR, '"{k}":(\\d+)', 1), '') AS BIGINT)"""
+
+# One pass over the file. `fast` marks lines whose every field is plain: a string input, output and model, an
+# optional string task, an optional timestamp in the format above, an optional usage of non-negative integer
+# input/output counts; and no trailing comma (DuckDB's reader allows them, Python's does not), no secret to
+# mask, no control character that the two JSON encoders spell differently. Lines that are not fast keep their
+# text for Python.
+_SCAN_SQL = """
+CREATE TEMP TABLE scanned AS
+WITH raw AS (
+    SELECT json AS line, json_keys(json) AS keys,
+           json_transform(json, '{{"input":"JSON","output":"JSON","model":"JSON","task":"JSON","ts":"JSON","usage":"JSON"}}') AS j
+    FROM read_ndjson_objects(?)
+), typed AS (
+    SELECT *,
+           j.input->>'$' AS input, j.output->>'$' AS output, j.model->>'$' AS model, j.task->>'$' AS task,
+           j.ts->>'$' AS ts_text,
+           {in_count} AS input_tokens, {out_count} AS output_tokens
+    FROM raw
+), checked AS (
+    SELECT *,
+        list_has_all({keys}, keys)
+        AND json_type(j.input) = 'VARCHAR' AND json_type(j.output) = 'VARCHAR' AND json_type(j.model) = 'VARCHAR'
+        AND (j.task IS NULL OR json_type(j.task) = 'VARCHAR')
+        AND (j.ts IS NULL OR (json_type(j.ts) = 'VARCHAR' AND regexp_full_match(ts_text, '{ts_re}')
+                              AND TRY_CAST(ts_text AS TIMESTAMPTZ) IS NOT NULL))
+        AND (j.usage IS NULL OR regexp_full_match(j.usage::VARCHAR, '{usage_re}'))
+        AND NOT regexp_matches(line, ',\\s*[\\]}}]')
+        AND NOT regexp_matches(input || output, 'sk-|Bearer|://[^/\\s@]+@')
+        AND NOT regexp_matches(input || model, '[\\x0b\\x0e\\x0f\\x1a-\\x1f]') AS fast
+    FROM typed
+)
+SELECT fast,
+       CASE WHEN fast THEN NULL ELSE line END AS line,
+       input, output, model, task, epoch_us(TRY_CAST(ts_text AS TIMESTAMPTZ)) AS ts, j.usage IS NOT NULL AS has_usage,
+       COALESCE(input_tokens, 0) AS input_tokens, COALESCE(output_tokens, 0) AS output_tokens,
+       0 AS cache_read_tokens, 0 AS cache_write_5m_tokens, 0 AS cache_write_1h_tokens
+FROM checked
+""".format(keys=list(_FAST_KEYS), ts_re=_FAST_TS, usage_re=_PLAIN_USAGE_RE,
+           in_count=_PLAIN_COUNT.format(k="input_tokens"), out_count=_PLAIN_COUNT.format(k="output_tokens"))
+
+# The canonical request and its hash, as `canonical.user_request` spells them (a test holds the two equal).
+_BODY = """'{"messages":[{"content":' || to_json(s.input)::VARCHAR || ',"role":"user"}]'"""
+_ROWS_SQL = f"""
+SELECT COALESCE(s.ts, ?) AS ts, COALESCE(NULLIF(?, ''), NULLIF(s.task, ''), m.fingerprint) AS task,
+       m.provider, m.endpoint, s.model, s.input, s.output,
+       {_BODY} || ',"model":' || to_json(s.model)::VARCHAR || '}}' AS request_json,
+       left(sha256({_BODY} || '}}'), 32) AS input_hash,
+       s.input_tokens, s.output_tokens, s.cache_read_tokens, s.cache_write_5m_tokens, s.cache_write_1h_tokens,
+       CASE WHEN s.has_usage THEN {sql_cost("s", "m")} END AS cost_usd,
+       '{{}}' AS metadata
+FROM scanned s JOIN models m ON m.model = s.model
+WHERE s.fast
+"""
+
+
+def _import_fast(file: Path, lines: _Lines) -> pa.Table | None:
+    """The flat-form rows of `file` read by DuckDB, other lines through `lines`; None when the file needs the
+    line-by-line path (a line DuckDB cannot read, or a bad line: only that path names its line number)."""
+    import duckdb
+
+    if any(c in str(file) for c in "*?[{"):  # DuckDB would read the name as a glob
+        return None
+    with open(file, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        # DuckDB takes a vertical tab or form feed between lines for whitespace; Python refuses them anywhere.
+        if data.find(b"\x0b") >= 0 or data.find(b"\x0c") >= 0:
+            return None
+    con = duckdb.connect()
+    try:
+        con.execute("SET TimeZone = 'UTC'")  # a timestamp without an offset is UTC, as in `store.to_micros`
+        try:
+            con.execute(_SCAN_SQL, [str(file)])
+        except duckdb.Error:
+            return None
+        models = [m for (m,) in con.execute("SELECT DISTINCT model FROM scanned WHERE fast").fetchall()]
+        priced_models = {m for (m,) in con.execute("SELECT DISTINCT model FROM scanned WHERE fast AND has_usage").fetchall()}
+        con.execute(f"CREATE TEMP TABLE models (model VARCHAR, provider VARCHAR, endpoint VARCHAR, fingerprint VARCHAR, "
+                    f"{RATE_COLUMNS_SQL})")
+        rows = []
+        for model in models:
+            provider = lines.provider_of(model)
+            price = lines.prices.lookup(model)
+            if price is None and model in priced_models:
+                lines.prices.unknown.add(model)
+            rows.append((model, provider, "/v1/messages" if provider == "anthropic" else "/v1/chat/completions",
+                         lines.fingerprint(model, provider), *rate_values(price)))
+        if rows:
+            con.executemany(f"INSERT INTO models VALUES ({', '.join(['?'] * len(rows[0]))})", rows)
+        table = con.sql(_ROWS_SQL, params=[lines.now, lines.task]).to_arrow_table()
+        for (line,) in con.execute("SELECT line FROM scanned WHERE NOT fast").fetchall():
+            try:
+                lines.add(json.loads(line))
+            except (ValueError, BadLine):
+                return None
+    finally:
+        con.close()
+    fast = _flat_table({name: table[name] for name in table.column_names}, lines.run_id, lines.prices.version)
+    return pa.concat_tables([fast, lines.table()])
 
 
 def _ts(value) -> int | None:
@@ -211,24 +333,10 @@ def import_jsonl(
         if f.read(4) == b"PAR1":
             return _import_parquet(store_path, file, result)
         f.seek(0)
-        lines = _Lines(prices, task, run_id)
-        for n, raw in enumerate(f, start=1):
-            try:
-                obj = json.loads(raw)
-            except ValueError as e:  # JSONDecodeError and UnicodeDecodeError
-                if not raw.strip():
-                    continue
-                problem = f"not valid JSON ({str(e).splitlines()[0]})"
-            else:
-                try:
-                    lines.add(obj)
-                    continue
-                except BadLine as e:
-                    problem = str(e)
-            if strict:
-                raise InputError(f"{file}: line {n}: {problem}")
-            result.skipped.append((n, problem))
-    table = lines.table()
+        table = _import_fast(Path(file), _Lines(prices, task, run_id)) if _starts_flat(f) else None
+        if table is None:
+            f.seek(0)
+            table = _import_lines(f, file, _Lines(prices, task, run_id), strict, result)
     if not table.num_rows and result.skipped:
         first_line, first_problem = result.skipped[0]
         raise InputError(f"{file}: no importable lines ({len(result.skipped)} bad; line {first_line}: {first_problem})")
@@ -238,6 +346,39 @@ def import_jsonl(
     result.tasks = Counter(dict(zip(*_value_counts(table["task"]))))
     result.unknown_models = sorted(prices.unknown)
     return result
+
+
+def _starts_flat(f) -> bool:
+    """Whether the first line with anything on it is a flat-form line (the case the fast path is for)."""
+    for raw in f:
+        if raw.strip():
+            try:
+                obj = json.loads(raw)
+            except ValueError:
+                return False
+            return isinstance(obj, dict) and obj.get("request") is None and ("input" in obj or "output" in obj)
+    return False
+
+
+def _import_lines(f, file, lines: _Lines, strict: bool, result: ImportResult) -> pa.Table:
+    """Every line of `f` read and checked in Python; bad ones fail a strict import or are counted by number."""
+    for n, raw in enumerate(f, start=1):
+        try:
+            obj = json.loads(raw)
+        except ValueError as e:  # JSONDecodeError and UnicodeDecodeError
+            if not raw.strip():
+                continue
+            problem = f"not valid JSON ({str(e).splitlines()[0]})"
+        else:
+            try:
+                lines.add(obj)
+                continue
+            except BadLine as e:
+                problem = str(e)
+        if strict:
+            raise InputError(f"{file}: line {n}: {problem}")
+        result.skipped.append((n, problem))
+    return lines.table()
 
 
 def _import_parquet(store_path, file, result: ImportResult) -> ImportResult:

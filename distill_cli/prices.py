@@ -214,6 +214,35 @@ class PriceTable:
         return total / 1_000_000
 
 
+# --- the same price in SQL, for tables of calls ---------------------------------------------------------
+
+TOKEN_COLUMNS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_5m_tokens", "cache_write_1h_tokens")
+RATE_FIELDS = ("input", "output", "cache_read", "cache_write_5m", "cache_write_1h")
+# The columns of a rates table that `sql_cost` reads, after whatever key columns the caller gives it.
+RATE_COLUMNS_SQL = ", ".join([f"{f} DOUBLE" for f in RATE_FIELDS] + [f"lc_{f} DOUBLE" for f in RATE_FIELDS] + ["lc_threshold BIGINT"])
+
+
+def rate_values(price: ModelPrice | None) -> tuple:
+    """The values of RATE_COLUMNS_SQL for one price (all null for none)."""
+    if price is None:
+        return (None,) * (2 * len(RATE_FIELDS) + 1)
+    lc = price.long_context
+    return (*(getattr(price, f) for f in RATE_FIELDS),
+            *((getattr(lc, f) for f in RATE_FIELDS) if lc else (None,) * len(RATE_FIELDS)),
+            price.long_context_threshold if lc else None)
+
+
+def sql_cost(calls: str, rates: str) -> str:
+    """SQL for `PriceTable.cost` (not batch) of the token columns of `calls` at the rates row `rates`.
+
+    The same products added in the same order as `cost`, so the same float.
+    """
+    rate = " + ".join(f"{calls}.{c} * {{p}}{f}" for c, f in zip(TOKEN_COLUMNS, RATE_FIELDS))
+    prompt = " + ".join(f"{calls}.{c}" for c in TOKEN_COLUMNS if c != "output_tokens")
+    return (f"CASE WHEN {rates}.lc_threshold IS NOT NULL AND {prompt} > {rates}.lc_threshold "
+            f"THEN ({rate.format(p=rates + '.lc_')}) / 1e6 ELSE ({rate.format(p=rates + '.')}) / 1e6 END")
+
+
 # --- loading ---------------------------------------------------------------------------------------------------
 
 

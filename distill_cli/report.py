@@ -35,6 +35,7 @@ import duckdb
 
 from distill_cli import remote, schemas, store
 from distill_cli.errors import InputError
+from distill_cli.prices import RATE_COLUMNS_SQL, TOKEN_COLUMNS, rate_values, sql_cost
 
 if TYPE_CHECKING:
     from distill_cli.prices import PriceTable
@@ -289,8 +290,6 @@ def build_report(
 
 # ---- calls: the one view every query reads ----------------------------------------------------
 
-_TOKEN_COLUMNS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_5m_tokens", "cache_write_1h_tokens")
-_RATE_FIELDS = ("input", "output", "cache_read", "cache_write_5m", "cache_write_1h")
 _EPOCH_DAY = date(1970, 1, 1)
 _HOUR_US = 3_600_000_000
 
@@ -319,30 +318,27 @@ def _calls_view(con, since: datetime | None, task: str | None, reprice) -> None:
         where.append(f"task = {_sql_str(task)}")
     where_sql = ("WHERE " + " AND ".join(where)) if where else ""
     # Counts may be missing in files from elsewhere (union_by_name): they count as 0.
-    tokens = ", ".join(f"COALESCE({c}, 0) AS {c}" for c in _TOKEN_COLUMNS)
+    tokens = ", ".join(f"COALESCE({c}, 0) AS {c}" for c in TOKEN_COLUMNS)
     base = f"""SELECT * REPLACE ({tokens}, COALESCE(served_by, 'teacher') AS served_by, COALESCE(stream, false) AS stream),
                       epoch_us(ts) // {_HOUR_US} AS hour, epoch_us(ts) // {24 * _HOUR_US} AS day, {_OK} AS ok
                FROM examples {where_sql}"""
     # A failed call the provider did not bill (an error and no tokens) costs nothing; it is not "unknown".
-    unbilled = f"(NOT e.ok AND {' + '.join('e.' + c for c in _TOKEN_COLUMNS)} = 0)"
+    unbilled = f"(NOT e.ok AND {' + '.join('e.' + c for c in TOKEN_COLUMNS)} = 0)"
     if reprice is None:
         cost, join = f"CASE WHEN e.cost_usd IS NULL AND {unbilled} THEN 0.0 ELSE e.cost_usd END", ""
     else:
         _rates_table(con, reprice, base)
-        rate = " + ".join(f"e.{c} * {{p}}{f}" for c, f in zip(_TOKEN_COLUMNS, _RATE_FIELDS))
-        prompt = " + ".join(f"e.{c}" for c in _TOKEN_COLUMNS if c != "output_tokens")
         cost = f"""CASE
                  WHEN r.model IS NULL THEN
                    -- a local student's cost is its own (0 for a classifier), not the price table's
                    CASE WHEN e.served_by = 'student' THEN e.cost_usd WHEN {unbilled} THEN 0.0 END
-                 WHEN r.lc_threshold IS NOT NULL AND {prompt} > r.lc_threshold THEN ({rate.format(p="r.lc_")}) / 1e6
-                 ELSE ({rate.format(p="r.")}) / 1e6
+                 ELSE {sql_cost("e", "r")}
                END"""
         join = "LEFT JOIN rates r ON r.model = e.model AND r.day = e.day"
     con.execute(
         f"""CREATE OR REPLACE TEMP VIEW calls AS
         SELECT e.task, e.model, e.provider, e.served_by, e.stream, e.ok, e.ts, e.hour, e.day,
-               {", ".join("e." + c for c in _TOKEN_COLUMNS)},
+               {", ".join("e." + c for c in TOKEN_COLUMNS)},
                {cost} AS cost,
                e.cache_read_tokens + e.cache_write_5m_tokens + e.cache_write_1h_tokens = 0 AS nocache,
                {_HIGH_STAKES.format(m="e.metadata")} AS stakes,
@@ -354,20 +350,14 @@ def _calls_view(con, since: datetime | None, task: str | None, reprice) -> None:
 def _rates_table(con, prices, base: str) -> None:
     """Table `rates`: the price in force for each (model, day) in the data; unknown models are left out."""
     pairs = con.execute(f"SELECT DISTINCT model, day FROM ({base}) WHERE model IS NOT NULL").fetchall()
-    cols = ", ".join([f"{f} DOUBLE" for f in _RATE_FIELDS] + [f"lc_{f} DOUBLE" for f in _RATE_FIELDS])
-    con.execute(f"CREATE OR REPLACE TEMP TABLE rates (model VARCHAR, day BIGINT, {cols}, lc_threshold BIGINT)")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE rates (model VARCHAR, day BIGINT, {RATE_COLUMNS_SQL})")
     rows = []
     for model, day in pairs:
         price = prices.lookup(model, at=_EPOCH_DAY + timedelta(days=day))
         if price is None:
             prices.unknown.add(model)
             continue
-        lc = price.long_context
-        rows.append(
-            (model, day, *(getattr(price, f) for f in _RATE_FIELDS),
-             *((getattr(lc, f) for f in _RATE_FIELDS) if lc else (None,) * len(_RATE_FIELDS)),
-             price.long_context_threshold if lc else None)
-        )
+        rows.append((model, day, *rate_values(price)))
     if rows:
         con.executemany(f"INSERT INTO rates VALUES ({', '.join(['?'] * len(rows[0]))})", rows)
 
@@ -779,7 +769,7 @@ def _prompt_cache_lever(con, task: dict, prices, since: datetime | None) -> dict
         "provider = 'anthropic'",
         "COALESCE(served_by, 'teacher') IN ('teacher', 'fallback', 'shadow')",
         _OK,
-        *(f"COALESCE({c}, 0) = 0" for c in _TOKEN_COLUMNS if c.startswith("cache_")),
+        *(f"COALESCE({c}, 0) = 0" for c in TOKEN_COLUMNS if c.startswith("cache_")),
     ]
     if since is not None:
         where.append(f"ts >= TIMESTAMPTZ {_sql_str(since.isoformat())}")

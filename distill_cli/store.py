@@ -17,7 +17,6 @@ This module never deletes or rewrites a part.
 
 from __future__ import annotations
 
-import base64
 import fcntl
 import io
 import json
@@ -25,8 +24,9 @@ import os
 import secrets
 import threading
 import time
-from collections import defaultdict
-from datetime import datetime, timezone
+from collections import defaultdict, deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Iterable
 
@@ -39,7 +39,6 @@ from distill_cli.errors import InputError
 
 JOURNAL_DIR = "_journal"
 _CROCKFORD = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-_TO_CROCKFORD = bytes.maketrans(b"0123456789ABCDEFGHIJKLMNOPQRSTUV", b"0123456789ABCDEFGHJKMNPQRSTVWXYZ")
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 COLUMNS = schemas.EXAMPLES_SCHEMA.names
@@ -80,10 +79,14 @@ def new_id_array(count: int, now: float | None = None) -> pa.Array:
     return pa.array(text, type=pa.binary(26)).cast(pa.string())
 
 
+# Two Crockford digits for every 10-bit value: a ULID's 130 bits are 13 lookups.
+_DIGIT_PAIRS = [chr(_CROCKFORD[k >> 5]) + chr(_CROCKFORD[k & 31]) for k in range(1024)]
+
+
 def new_id_from_int(n: int) -> str:
     """The ULID spelling of a 128-bit integer (time in the top 48 bits)."""
-    # 128 bits placed in the low end of 130, padded to 160 bits: the first 26 of 32 base32hex digits are the ULID.
-    return base64.b32hexencode((n << 30).to_bytes(20, "big"))[:26].translate(_TO_CROCKFORD).decode()
+    pairs = _DIGIT_PAIRS
+    return "".join([pairs[(n >> shift) & 1023] for shift in range(120, -1, -10)])
 
 
 def to_micros(ts) -> int:
@@ -132,17 +135,12 @@ def write_parts(store: str | Path, table: pa.Table, name: str) -> list:
     """
     if table.num_rows == 0:
         return []
-    import pyarrow.compute as pc  # ~0.15 s to import; only writers need it
-
-    days = pc.strftime(table["ts"], format="%Y-%m-%d").to_pylist()
-    by_day: dict[str, list[int]] = defaultdict(list)
-    for i, d in enumerate(days):
-        by_day[d].append(i)
+    by_day = _rows_by_day(table["ts"])
     if remote.is_remote(store):
         # No rename in object storage, but each PUT is atomic: every part appears whole or not at all.
         written = []
         for day, idx in sorted(by_day.items()):
-            part = table.take(pa.array(idx)) if len(idx) != table.num_rows else table
+            part = table.take(idx) if len(idx) != table.num_rows else table
             key = remote.write_part(store, f"date={day}/part-{name}.parquet", part)
             if key:
                 written.append(key)
@@ -157,7 +155,7 @@ def write_parts(store: str | Path, table: pa.Table, name: str) -> list:
             final.parent.mkdir(parents=True, exist_ok=True)
             tmp = final.parent / f".{final.name}.tmp-{secrets.token_hex(4)}"
             staged.append((tmp, final))
-            part = table.take(pa.array(idx)) if len(idx) != table.num_rows else table
+            part = table.take(idx) if len(idx) != table.num_rows else table
             with open(tmp, "wb") as f:
                 pq.write_table(part, f, compression="zstd", row_group_size=100_000)
                 f.flush()
@@ -170,6 +168,19 @@ def write_parts(store: str | Path, table: pa.Table, name: str) -> list:
         raise
     _fsync_dirs({final.parent for _, final in staged})
     return [final for _, final in staged]
+
+
+def _rows_by_day(ts: pa.ChunkedArray) -> dict[str, object]:
+    """Row numbers (a numpy array) by UTC day (`YYYY-MM-DD`) of a timestamp column."""
+    import numpy as np  # only writers need it
+
+    days = np.floor_divide(ts.cast(pa.int64()).to_numpy(), 86_400_000_000)
+    unique, which = np.unique(days, return_inverse=True)
+    by_day = {}
+    for k, day in enumerate(unique):
+        d = _EPOCH + timedelta(days=int(day))
+        by_day[f"{d.year:04d}-{d.month:02d}-{d.day:02d}"] = np.flatnonzero(which == k)
+    return by_day
 
 
 def _fsync_dirs(dirs: Iterable[Path]) -> None:
@@ -187,7 +198,15 @@ def append_rows(store: str | Path, rows: list[dict]) -> list:
 
 
 class StoreWriter:
-    """Appends rows to a store through a journal; thread-safe; use as a context manager."""
+    """Appends rows to a store through a journal; thread-safe; use as a context manager.
+
+    A full segment rolls into parts on a background thread, so an append never waits
+    for Parquet (Arrow's JSON reader and writer release the GIL: the roll runs on the
+    other core). `flush` and `close` wait for every roll and raise the first that failed;
+    a failed roll's journal stays on disk for the next writer to recover.
+    """
+
+    MAX_ROLLING = 2  # segments rolling at once before an append waits for the oldest
 
     def __init__(
         self,
@@ -207,6 +226,9 @@ class StoreWriter:
         self._journal = None
         self._pending = 0  # rows journaled in the open segment
         self._opened_at = 0.0
+        self._roller: ThreadPoolExecutor | None = None
+        self._rolling: deque[Future] = deque()
+        self._failed: list[BaseException] = []  # rolls that failed, for flush to raise
         self.rows_written = 0
         self.recovered = 0
         prepare_store(self.store)
@@ -224,22 +246,32 @@ class StoreWriter:
             self._pending += 1
             self.rows_written += 1
             if self._pending >= self.roll_rows or self._clock() - self._opened_at >= self.roll_seconds:
-                self._roll()
+                self._roll_in_background()
         return row
 
     def maybe_roll(self) -> None:
         """Roll if the segment is older than roll_seconds (for idle long-running writers)."""
         with self._lock:
             if self._pending and self._clock() - self._opened_at >= self.roll_seconds:
-                self._roll()
+                self._roll_in_background()
 
     def flush(self) -> None:
-        """Turn everything journaled so far into parts."""
+        """Turn everything journaled so far into parts; raises the first roll that failed."""
         with self._lock:
-            self._roll()
+            self._roll_in_background()
+            rolling, self._rolling = list(self._rolling), deque()
+            errors = [e for e in (f.exception() for f in rolling) if e is not None]
+            errors, self._failed = self._failed + errors, []
+        if errors:
+            raise errors[0]
 
     def close(self) -> None:
-        self.flush()
+        try:
+            self.flush()
+        finally:
+            if self._roller is not None:
+                self._roller.shutdown(wait=True)
+                self._roller = None
 
     def __enter__(self) -> StoreWriter:
         return self
@@ -259,21 +291,31 @@ class StoreWriter:
         self._journal = f
         self._opened_at = self._clock()
 
-    def _roll(self) -> None:
+    def _roll_in_background(self) -> None:
+        """Hand the open segment (still locked) to the roller thread; the next append opens a new one."""
         if self._journal is None:
             return
-        if self._pending:
-            # Parsed back from the journal by Arrow's C++ JSON reader, which releases the GIL:
-            # building the table from Python dicts stalled every other thread (a serving proxy) ~200 ms.
-            self._journal.flush()
-            data = (self._journal_dir / f"{self._segment}.jsonl").read_bytes()
-            write_parts(self.store, journal_table(data), self._segment)
-        # The parts are durable before the journal goes; a crash in between leaves a
-        # journal whose parts already exist, which recovery recognises by name.
-        (self._journal_dir / f"{self._segment}.jsonl").unlink(missing_ok=True)
-        self._journal.close()
-        self._journal = None
-        self._pending = 0
+        journal, segment, pending = self._journal, self._segment, self._pending
+        self._journal, self._pending = None, 0
+        journal.flush()
+        while len(self._rolling) >= self.MAX_ROLLING:  # appends outrun rolls: wait rather than pile up
+            error = self._rolling.popleft().exception()
+            if error is not None:
+                self._failed.append(error)
+        if self._roller is None:
+            self._roller = ThreadPoolExecutor(max_workers=1, thread_name_prefix="distill-roll")
+        self._rolling.append(self._roller.submit(self._roll_segment, journal, segment, pending))
+
+    def _roll_segment(self, journal, segment: str, pending: int) -> None:
+        path = self._journal_dir / f"{segment}.jsonl"
+        try:
+            if pending:
+                write_parts(self.store, journal_table(path.read_bytes()), segment)
+            # The parts are durable before the journal goes; a crash in between leaves a
+            # journal whose parts already exist, which recovery recognises by name.
+            path.unlink(missing_ok=True)
+        finally:
+            journal.close()  # releases the lock: a failed roll's journal is the next writer's to recover
 
 
 def journal_dir(store: str | Path) -> Path:

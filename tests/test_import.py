@@ -194,3 +194,105 @@ def test_parquet_files_import_as_parts_and_other_kinds_are_named(tmp_path):
     pq.write_table(schemas.VERDICTS_SCHEMA.empty_table(), tmp_path / "gate.parquet")
     with pytest.raises(InputError, match=r"^gate.parquet is a verdicts file; record --import needs an example store$"):
         import_jsonl(tmp_path / "b", tmp_path / "gate.parquet", prices=load_prices())
+
+
+# ---- the fast path (DuckDB reads clean flat-form files) against the line-by-line path ----------------------
+
+LONG_PROMPT = 250_000  # over claude-sonnet-4-5's long-context threshold
+EDGE_LINES = [
+    {"input": "plain", "output": "a", "model": "claude-sonnet-4-5"},
+    {"input": "with usage", "output": "a", "model": "claude-sonnet-4-5", "usage": {"input_tokens": 420, "output_tokens": 4}},
+    {"input": "usage reordered", "output": "a", "model": "claude-sonnet-4-5", "usage": {"output_tokens": 4, "input_tokens": 9}},
+    {"input": "empty usage", "output": "a", "model": "claude-sonnet-4-5", "usage": {}},
+    {"input": "only output", "output": "a", "model": "claude-sonnet-4-5", "usage": {"output_tokens": 7}},
+    {"input": "long context", "output": "a", "model": "claude-sonnet-4-5", "usage": {"input_tokens": LONG_PROMPT, "output_tokens": 5}},
+    {"input": "cache usage", "output": "a", "model": "claude-sonnet-4-5",
+     "usage": {"input_tokens": 5, "output_tokens": 1, "cache_read_input_tokens": 100, "cache_creation_input_tokens": 50}},
+    {"input": "openai usage", "output": "a", "model": "gpt-4o-mini",
+     "usage": {"prompt_tokens": 100, "completion_tokens": 3, "prompt_tokens_details": {"cached_tokens": 40}}},
+    {"input": "float usage", "output": "a", "model": "claude-sonnet-4-5", "usage": {"input_tokens": 10.0, "output_tokens": 1}},
+    {"input": "null count", "output": "a", "model": "claude-sonnet-4-5", "usage": {"input_tokens": None, "output_tokens": 1}},
+    {"input": "unknown model priced", "output": "a", "model": "acme-9000", "usage": {"input_tokens": 1, "output_tokens": 1}},
+    {"input": "unknown model unpriced", "output": "a", "model": "acme-9001"},
+    {"input": "task", "output": "a", "model": "claude-haiku-4-5", "task": "intent"},
+    {"input": "empty task", "output": "a", "model": "claude-haiku-4-5", "task": ""},
+    {"input": "ts Z", "output": "a", "model": "claude-haiku-4-5", "ts": "2026-03-01T10:00:00Z"},
+    {"input": "ts offset", "output": "a", "model": "claude-haiku-4-5", "ts": "2026-03-01T23:30:00.123456-05:30"},
+    {"input": "ts naive", "output": "a", "model": "claude-haiku-4-5", "ts": "2026-03-01T10:00:00"},
+    {"input": "ts space millis", "output": "a", "model": "claude-haiku-4-5", "ts": "2026-03-01 10:00:00.123"},
+    {"input": "ts date only", "output": "a", "model": "claude-haiku-4-5", "ts": "2026-03-02"},
+    {"input": "metadata", "output": "a", "model": "claude-haiku-4-5", "metadata": {"b": 1, "a": [0.1, "é"], "api_key": KEY}},
+    {"input": "empty metadata", "output": "a", "model": "claude-haiku-4-5", "metadata": {}},
+    {"input": f"a key {KEY} inside", "output": f"Bearer {KEY}", "model": "claude-haiku-4-5"},
+    {"input": "a url https://user:pw@example.com/x", "output": "a", "model": "claude-haiku-4-5"},
+    {"input": "controls \x00 \x0b \x1f \x7f \t \n \" \\ /", "output": "a", "model": "claude-haiku-4-5"},
+    {"input": "unicode é ü 中文 \u2028 😀", "output": "ünïcode", "model": "claude-haiku-4-5"},
+    {"input": "request null", "output": "a", "model": "claude-haiku-4-5", "request": None},
+    {"input": "extra key", "output": "a", "model": "claude-haiku-4-5", "status": 200},
+]
+RAW_EDGE_LINES = [
+    '{"input": "spaced out" ,  "output":"a","model":"claude-sonnet-4-5","usage":{ "input_tokens" : 3 , "output_tokens":1 }}',
+    '{"input":"escaped key","output":"a","model":"claude-sonnet-4-5","usage":{"input\\u005ftokens":3}}',
+    '{"input":"negative zero","output":"a","model":"claude-sonnet-4-5","usage":{"input_tokens":-0,"output_tokens":1}}',
+    '{"input":"exponent","output":"a","model":"claude-sonnet-4-5","usage":{"input_tokens":1e2,"output_tokens":1}}',
+    '{"input":"duplicate count","output":"a","model":"claude-sonnet-4-5","usage":{"input_tokens":1,"input_tokens":2}}',
+    '{"input":"crlf","output":"a","model":"claude-sonnet-4-5"}\r',
+    "",
+    "   ",
+]
+
+
+def _table_rows(s):
+    return [{k: v for k, v in r.items() if k not in ("id", "run_id")} for r in rows(s)]
+
+
+def test_fast_path_gives_the_same_rows_as_the_line_by_line_path(tmp_path, monkeypatch):
+    import distill_cli.importer as importer
+
+    f = write_jsonl(tmp_path / "edge.jsonl", [*EDGE_LINES, *RAW_EDGE_LINES] * 3)
+    added, real_add = [], importer._Lines.add
+    monkeypatch.setattr(importer._Lines, "add", lambda self, obj: (added.append(obj), real_add(self, obj))[1])
+    fixed_now = 1_780_000_000.0
+    monkeypatch.setattr(importer.time, "time", lambda: fixed_now)  # lines without ts get "now" in both runs
+
+    fast_prices = load_prices()
+    fast = import_jsonl(tmp_path / "fast", f, prices=fast_prices)
+    lines_read_by_python = len(added)
+    monkeypatch.setattr(importer, "_import_fast", lambda *a: None)
+    slow_prices = load_prices()
+    slow = import_jsonl(tmp_path / "slow", f, prices=slow_prices)
+
+    assert fast.imported == slow.imported == 3 * (len(EDGE_LINES) + len(RAW_EDGE_LINES) - 2)
+    # DuckDB read the plain lines; only the ones that need Python (metadata, secrets, odd usage, ...) went there.
+    assert 0 < lines_read_by_python < fast.imported / 2
+    assert fast.tasks == slow.tasks
+    assert fast_prices.unknown == slow_prices.unknown == {"acme-9000"}
+    fast_rows, slow_rows = _table_rows(tmp_path / "fast"), _table_rows(tmp_path / "slow")
+    assert len(fast_rows) == len(slow_rows)
+    for a, b in zip(fast_rows, slow_rows):
+        assert a == b
+    assert KEY not in json.dumps(fast_rows, default=str)
+
+
+@pytest.mark.parametrize("bad", [
+    '{"input":"trailing comma","output":"a","model":"claude-haiku-4-5",}',
+    '{"input":"nested trailing comma","output":"a","model":"claude-haiku-4-5","usage":{"input_tokens":1,}}',
+    '\x0b{"input":"vertical tab","output":"a","model":"claude-haiku-4-5"}',
+    '{"input":"inf","output":"a","model":"claude-haiku-4-5","usage":{"input_tokens":inf}}',
+    '{"input":"not a string","output":5,"model":"claude-haiku-4-5"}',
+])
+def test_fast_path_refuses_what_python_refuses(tmp_path, bad):
+    """DuckDB's reader is laxer than Python's (trailing commas, inf): such a line is still named and refused."""
+    good = json.dumps({"input": "fine", "output": "a", "model": "claude-haiku-4-5"})
+    f = write_jsonl(tmp_path / "c.jsonl", [good, good, bad, good])
+    with pytest.raises(InputError, match=r"c\.jsonl: line 3: "):
+        import_jsonl(tmp_path / "s", f, prices=load_prices(), strict=True)
+    assert not (tmp_path / "s").exists()
+    result = import_jsonl(tmp_path / "s", f, prices=load_prices())
+    assert result.imported == 3 and [n for n, _ in result.skipped] == [3]
+
+
+def test_a_file_name_duckdb_would_glob_is_read_as_it_is(tmp_path):
+    f = write_jsonl(tmp_path / "calls[1]*.jsonl", [FLAT_LINE, FLAT_LINE])
+    write_jsonl(tmp_path / "calls1x.jsonl", [FLAT_LINE] * 5)  # what the glob would also match
+    assert import_jsonl(tmp_path / "s", f, prices=load_prices()).imported == 2

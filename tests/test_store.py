@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -42,8 +43,12 @@ def test_rows_roll_into_parts_by_count_and_on_close(tmp_path):
     with store.StoreWriter(s, roll_rows=3) as w:
         for i in range(7):
             w.append(row(i))
-        assert len(list(s.glob("date=*/part-*.parquet"))) == 2  # two full segments rolled
-        assert len(list((s / "_journal").glob("*.jsonl"))) == 1  # the open one
+        # Two full segments roll on the writer's background thread; the open one stays a journal.
+        deadline = time.monotonic() + 30
+        while len(list(s.glob("date=*/part-*.parquet"))) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(list(s.glob("date=*/part-*.parquet"))) == 2
+        assert len(list((s / "_journal").glob("*.jsonl"))) == 1
     assert len(list(s.glob("date=*/part-*.parquet"))) == 3
     assert list((s / "_journal").glob("*.jsonl")) == []
     assert count([s]) == (7, 7)
@@ -273,3 +278,24 @@ def test_missing_column_is_named(tmp_path):
     pq.write_table(pq.read_table(part).drop(["output"]), tmp_path / "nooutput.parquet")
     with pytest.raises(InputError, match=r"^.*nooutput.parquet: missing column 'output' \(examples/1\)$"):
         count([tmp_path / "nooutput.parquet"])
+
+
+def test_a_failed_background_roll_is_raised_on_close_and_its_rows_are_recovered(tmp_path, monkeypatch):
+    s = tmp_path / "s"
+    real_write_parts = store.write_parts
+
+    def disk_full(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(store, "write_parts", disk_full)
+    w = store.StoreWriter(s, roll_rows=3)
+    for i in range(7):
+        w.append(row(i))
+    with pytest.raises(OSError, match="No space left"):
+        w.close()
+    assert count([s]) == (0, 0)
+    assert len(list((s / "_journal").glob("*.jsonl"))) == 3  # every row is still journaled
+    monkeypatch.setattr(store, "write_parts", real_write_parts)
+    with store.StoreWriter(s) as again:
+        assert again.recovered == 7
+    assert count([s]) == (7, 7)
