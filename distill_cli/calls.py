@@ -33,9 +33,20 @@ def _error_text(body: dict | None) -> str | None:
     return None
 
 
+def _clean(body: dict | None) -> tuple[dict | None, str | None]:
+    """(the body with credentials stripped, its canonical JSON); no copy when there is nothing to strip."""
+    if body is None:
+        return None, None
+    text = canonical.dumps(body)
+    if canonical.has_credentials(text):
+        body = canonical.strip_credentials(body)
+        text = canonical.dumps(body)
+    return body, text
+
+
 def _row(provider: str, request: dict, answer: dict | None, response: dict | None, usage: Usage, *, output,
          stop_reason, prices: PriceTable, priced: bool, status: int, error: str | None, task: str | None,
-         endpoint: str, columns: dict) -> dict:
+         endpoint: str, columns: dict, request_json: str, response_json: str | None) -> dict:
     """The columns every provider's row has, from what that provider's body gave."""
     model = (answer or {}).get("model") or request.get("model")
     return {
@@ -46,8 +57,8 @@ def _row(provider: str, request: dict, answer: dict | None, response: dict | Non
         "served_by": "teacher",
         "input": canonical.openai_input(request) if provider == "openai" else canonical.anthropic_input(request),
         "output": output,
-        "request_json": canonical.dumps(request),
-        "response_json": canonical.dumps(response) if response is not None else None,
+        "request_json": request_json,
+        "response_json": response_json,
         "status": status,
         "error": error or _error_text(response),
         "stream": bool(request.get("stream")),
@@ -72,14 +83,14 @@ def anthropic_row(
     **columns,
 ) -> dict:
     """A row for a Messages API call; `response` is the final (or assembled) message, None if there was none."""
-    request = canonical.strip_credentials(request)
-    response = canonical.strip_credentials(response) if response is not None else None
+    request, request_json = _clean(request)
+    response, response_json = _clean(response)
     message = response if response and response.get("type") == "message" else None
     return _row(
         "anthropic", request, message, response, usage_from_anthropic((message or {}).get("usage")),
         output=canonical.anthropic_output(message), stop_reason=(message or {}).get("stop_reason"),
         prices=prices, priced=message is not None, status=status, error=error, task=task, endpoint=endpoint,
-        columns=columns,
+        columns=columns, request_json=request_json, response_json=response_json,
     )
 
 
@@ -95,15 +106,15 @@ def openai_row(
     **columns,
 ) -> dict:
     """A row for a chat completions call; `response` is the final (or assembled) completion."""
-    request = canonical.strip_credentials(request)
-    response = canonical.strip_credentials(response) if response is not None else None
+    request, request_json = _clean(request)
+    response, response_json = _clean(response)
     completion = response if response and response.get("choices") is not None else None
     choices = (completion or {}).get("choices") or [{}]
     return _row(
         "openai", request, completion, response, usage_from_openai((completion or {}).get("usage")),
         output=canonical.openai_output(completion), stop_reason=choices[0].get("finish_reason"),
         prices=prices, priced=bool(completion and completion.get("usage")), status=status, error=error, task=task,
-        endpoint=endpoint, columns=columns,
+        endpoint=endpoint, columns=columns, request_json=request_json, response_json=response_json,
     )
 
 

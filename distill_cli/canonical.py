@@ -7,6 +7,7 @@ strips credentials out of bodies and masks secret-looking strings.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -26,9 +27,12 @@ _NOT_IN_HASH = frozenset({"model", "stream", "stream_options", "metadata", "user
 _encode = json.JSONEncoder(ensure_ascii=False).encode
 
 
+_dumps = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
+
+
 def dumps(obj) -> str:
     """Canonical JSON: sorted keys, no spaces, unicode kept."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _dumps(obj)
 
 
 def input_hash(request: dict) -> str:
@@ -46,6 +50,14 @@ def user_request(model: str, text: str) -> tuple[str, str]:
     body = '{"messages":[{"content":' + _encode(text) + ',"role":"user"}]'
     digest = hashlib.sha256((body + "}").encode()).hexdigest()[:32]
     return body + ',"model":' + _encode(model) + "}", digest
+
+
+def has_credentials(text: str) -> bool:
+    """Whether JSON text may hold something `strip_credentials` would remove (no false negatives)."""
+    if "sk-" in text or "Bearer" in text or ("@" in text and "://" in text):
+        return True
+    lowered = text.lower()
+    return any(f'"{key}"' in lowered for key in CREDENTIAL_KEYS)
 
 
 def strip_credentials(obj):
@@ -192,6 +204,11 @@ def task_fingerprint(request: dict, provider: str) -> str:
     else:
         system = anthropic_system(request)
         tools = sorted(t.get("name", "") for t in request.get("tools") or [])
-    digest = hashlib.sha256(dumps([family, system, tools]).encode()).hexdigest()[:6]
-    words = re.findall(r"[a-z0-9]+", system.lower())[:3] or tools[:2] or ["task"]
+    return _fingerprint(family, system, tuple(tools))
+
+
+@functools.lru_cache(maxsize=1024)  # a job asks the same few instructions over and over
+def _fingerprint(family: str, system: str, tools: tuple[str, ...]) -> str:
+    digest = hashlib.sha256(dumps([family, system, list(tools)]).encode()).hexdigest()[:6]
+    words = re.findall(r"[a-z0-9]+", system.lower())[:3] or list(tools[:2]) or ["task"]
     return "-".join([family, *words, digest])

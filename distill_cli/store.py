@@ -44,6 +44,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 COLUMNS = schemas.EXAMPLES_SCHEMA.names
 _COLUMN_SET = frozenset(COLUMNS)
 _READ_SCHEMA = schemas.EXAMPLES_SCHEMA.remove_metadata()
+_journal_line = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 _INT_COLUMNS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_5m_tokens", "cache_write_1h_tokens")
 
 
@@ -237,7 +238,7 @@ class StoreWriter:
     def append(self, row: dict) -> dict:
         """Journal one row (flushed before returning); returns the completed row."""
         row = complete_row(row)
-        line = json.dumps(row, ensure_ascii=False, separators=(",", ":")) + "\n"
+        line = _journal_line(row) + "\n"
         with self._lock:
             if self._journal is None:
                 self._open_segment()

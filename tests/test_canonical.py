@@ -69,3 +69,23 @@ def test_credentials_stripped_and_masked():
             "messages": [{"role": "user", "content": "key sk-ant-api03-AAAAAAAAAAAAAAAA and sk-proj-BBBBBBBBBBBBBBBBBBBB"}]}
     clean = canonical.strip_credentials(body)
     assert clean == {"headers": {}, "messages": [{"role": "user", "content": "key [REDACTED] and [REDACTED]"}]}
+
+
+def test_the_credential_precheck_never_misses_what_stripping_removes():
+    """Rows skip the stripping copy when `has_credentials` says no; it must never say no wrongly."""
+    key = "sk-ant-api03-" + "A" * 40
+    samples = [
+        {"model": "m", "messages": [{"role": "user", "content": "hello"}]},
+        {"model": "m", "X-Api-Key": "whatever"},
+        {"nested": [{"deep": {"Authorization": "token"}}]},
+        {"model": "m", "messages": [{"role": "user", "content": f"my key is {key}"}]},
+        {"text": "Bearer abcdefghijklmnopqrstuvwxyz"},
+        {"url": "https://user:secret@gateway.example/v1"},
+        {"api_key": None, "apikey": 1, "OPENAI-API-KEY": []},
+        {"content": "an email a@b.c and a link https://example.com, not a secret"},
+        {"content": "sk- alone is not a key"},
+    ]
+    for obj in samples:
+        if canonical.strip_credentials(obj) != obj:
+            assert canonical.has_credentials(canonical.dumps(obj)), obj
+    assert not canonical.has_credentials(canonical.dumps(samples[0]))
