@@ -260,9 +260,14 @@ class StoreWriter:
         """Turn everything journaled so far into parts; raises the first roll that failed."""
         with self._lock:
             self._roll_in_background()
+        self.wait()
+
+    def wait(self) -> None:
+        """Wait for the rolls under way; raises the first roll that failed since the last wait."""
+        with self._lock:
             rolling, self._rolling = list(self._rolling), deque()
-            errors = [e for e in (f.exception() for f in rolling) if e is not None]
-            errors, self._failed = self._failed + errors, []
+            failed, self._failed = self._failed, []
+        errors = failed + [e for e in (f.exception() for f in rolling) if e is not None]
         if errors:
             raise errors[0]
 

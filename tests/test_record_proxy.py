@@ -600,12 +600,12 @@ def test_journal_rolls_into_parts_off_the_event_loop_by_count_and_age(tmp_path, 
         client = anthropic.AsyncAnthropic(base_url=rec.anthropic_base_url, api_key=ANT_KEY, max_retries=0)
         for i in range(7):
             await client.messages.create(model=MODEL, max_tokens=5, messages=[{"role": "user", "content": f"q{i}"}])
-        await asyncio.gather(*rec._closing)
+        rec.writer.wait()  # the two full segments' rolls, on the writer's thread
         by_count = len(list(s.glob("date=*/*.parquet")))
         rec.roll_if_due()  # one row waiting, not yet old
         now[0] = 61
         rec.roll_if_due()
-        await asyncio.gather(*rec._closing)
+        rec.writer.wait()
         by_age = len(list(s.glob("date=*/*.parquet")))
         await client.close()
         await rec.stop()

@@ -64,6 +64,7 @@ def test_time_based_roll(tmp_path):
     assert count([tmp_path / "s"]) == (0, 0)
     now[0] = 11
     w.maybe_roll()
+    w.wait()
     assert count([tmp_path / "s"]) == (1, 1)
     w.close()
 

@@ -4,20 +4,16 @@
 one in a background thread for jobs that cannot be wrapped by `distill record`.
 
 Rolling the journal into Parquet parts (every 10,000 rows or 60 s, and at the
-end) must not stall the proxy: a StoreWriter rolls inside `append`, under its
-lock, for as long as writing the parts takes (~150 ms per 10,000 rows here). So
-the recorder never lets its writer roll: at those marks it starts a fresh writer
-(a new journal segment) for the next calls and closes the full one on a worker
-thread. A recorder killed meanwhile leaves journals the next writer recovers.
+end) must not stall the proxy: the StoreWriter hands a full journal segment to
+its background thread and the next call opens a new one. A recorder killed
+meanwhile leaves journals the next writer recovers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import os
-import sys
 import threading
 import time
 from pathlib import Path
@@ -82,9 +78,6 @@ class Recorder:
         self._roll_seconds = roll_seconds
         self._clock = clock
         self.writer: StoreWriter | None = None
-        self._writer_rows = 0
-        self._writer_since = 0.0  # when the current writer took its first row
-        self._closing: set[asyncio.Future] = set()
         self._roller: asyncio.Task | None = None
 
     @property
@@ -101,7 +94,8 @@ class Recorder:
 
     async def start(self) -> Recorder:
         # Opening the writer recovers journals of recorders that died before.
-        self.writer = self._new_writer()
+        self.writer = StoreWriter(self.store, roll_rows=self._roll_rows, roll_seconds=self._roll_seconds, clock=self._clock)
+        self.summary.recovered += self.writer.recovered
         try:
             await self.proxy.start()
         except OSError as e:
@@ -117,32 +111,13 @@ class Recorder:
             self._roller.cancel()
             self._roller = None
         await self.proxy.stop()
-        if self._closing:
-            await asyncio.gather(*self._closing)
         if self.writer is not None:
             try:
-                self.writer.close()
-            except OSError as e:  # its journal stays; the next writer of the store recovers it
+                # The last segment's parts, and any roll still under way, off the event loop.
+                await asyncio.get_running_loop().run_in_executor(None, self.writer.close)
+            except Exception as e:  # noqa: BLE001 - its journal stays; the next writer of the store recovers it
                 self._write_failed(e)
         return self.summary
-
-    def _new_writer(self) -> StoreWriter:
-        self._writer_rows = 0
-        writer = StoreWriter(self.store, roll_rows=sys.maxsize, roll_seconds=math.inf)  # rolled here, not inline
-        self.summary.recovered += writer.recovered
-        return writer
-
-    def _roll(self) -> None:
-        """Hand the full writer to a worker thread to write its parts; new calls go to a fresh one."""
-        full, self.writer = self.writer, self._new_writer()
-        closing = asyncio.get_running_loop().run_in_executor(None, full.close)
-        self._closing.add(closing)
-        closing.add_done_callback(self._closed)
-
-    def _closed(self, closing: asyncio.Future) -> None:
-        self._closing.discard(closing)
-        if not closing.cancelled() and closing.exception() is not None:
-            self._write_failed(closing.exception())
 
     def _write_failed(self, e: BaseException) -> None:
         self.summary.write_error = canonical.mask_secrets(f"{type(e).__name__}: {e}")
@@ -154,8 +129,7 @@ class Recorder:
 
     def roll_if_due(self) -> None:
         """Roll a journal that has held rows for roll_seconds (a quiet service's calls reach parts too)."""
-        if self._writer_rows and self._clock() - self._writer_since >= self._roll_seconds:
-            self._roll()
+        self.writer.maybe_roll()
 
     def _record(self, call: Call, outcome: Outcome) -> None:
         try:
@@ -166,11 +140,6 @@ class Recorder:
             self._write_failed(e)
             return
         self.summary.add(row)
-        if not self._writer_rows:
-            self._writer_since = self._clock()
-        self._writer_rows += 1
-        if self._writer_rows >= self._roll_rows:
-            self._roll()
 
 
 @contextlib.contextmanager
