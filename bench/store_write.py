@@ -86,6 +86,38 @@ def bench_import(rows: int, tmp: Path, form: str = "flat") -> dict:
             "bytes_on_disk_per_million": du(tmp / f"imported-{form}") / rows * 1_000_000}
 
 
+def bench_roll_stall(tmp: Path, rows: int = 10_000) -> dict:
+    """Largest delay a roll of `rows` rows causes a 1 ms ticker on an event loop in the writing process."""
+    import asyncio
+
+    rng = random.Random(3)
+    data = [one_kb_row(rng, i) for i in range(rows)]
+    w = store.StoreWriter(tmp / "stall", roll_rows=rows)
+    for r in data[:-1]:
+        w.append(r)
+    lags: list[float] = []
+
+    async def main() -> float:
+        async def ticker() -> None:
+            end = time.perf_counter() + 2.0
+            while time.perf_counter() < end:
+                t = time.perf_counter()
+                await asyncio.sleep(0.001)
+                lags.append((time.perf_counter() - t - 0.001) * 1000)
+
+        task = asyncio.create_task(ticker())
+        await asyncio.sleep(0.2)
+        t = time.perf_counter()
+        w.append(data[-1])  # the row that rolls the segment
+        append_ms = (time.perf_counter() - t) * 1000
+        await task
+        return append_ms
+
+    append_ms = asyncio.run(main())
+    w.close()
+    return {"rows": rows, "append_ms": append_ms, "max_lag_ms": max(lags)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=200_000)
@@ -102,6 +134,9 @@ def main() -> None:
         m = bench_import(args.import_rows, tmp, form="metadata")
         print(f"bulk import (flat JSONL with a metadata object on every line, read line by line): "
               f"{m['rows_per_s']:,.0f} rows/s")
+        r = bench_roll_stall(tmp)
+        print(f"roll of {r['rows']:,} rows: the append that rolls returned in {r['append_ms']:.2f} ms; "
+              f"largest delay of a 1 ms event-loop ticker meanwhile {r['max_lag_ms']:.1f} ms")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
