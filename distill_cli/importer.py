@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import mmap
+import shutil
+import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -329,14 +331,22 @@ def import_jsonl(
         raise InputError(f"{file}: is a directory; --import takes a JSONL file") from None
     except OSError as e:
         raise InputError(f"{file}: cannot read ({e.strerror})") from None
-    with f:
-        if f.read(4) == b"PAR1":
-            return _import_parquet(store_path, file, result)
-        f.seek(0)
-        table = _import_fast(Path(file), _Lines(prices, task, run_id)) if _starts_flat(f) else None
-        if table is None:
+    with f, tempfile.TemporaryDirectory(prefix="distill-import-") as spool:
+        path = Path(file)
+        if not f.seekable():  # a pipe (`zcat calls.jsonl.gz | distill record --import /dev/stdin`): read it once
+            path = Path(spool) / "import.jsonl"
+            with open(path, "wb") as copy:
+                shutil.copyfileobj(f, copy, 1 << 20)
+            f.close()
+            f = open(path, "rb")
+        with f:
+            if f.read(4) == b"PAR1":
+                return _import_parquet(store_path, path, result)
             f.seek(0)
-            table = _import_lines(f, file, _Lines(prices, task, run_id), strict, result)
+            table = _import_fast(path, _Lines(prices, task, run_id)) if _starts_flat(f) else None
+            if table is None:
+                f.seek(0)
+                table = _import_lines(f, file, _Lines(prices, task, run_id), strict, result)
     if not table.num_rows and result.skipped:
         first_line, first_problem = result.skipped[0]
         raise InputError(f"{file}: no importable lines ({len(result.skipped)} bad; line {first_line}: {first_problem})")

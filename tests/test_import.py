@@ -296,3 +296,17 @@ def test_a_file_name_duckdb_would_glob_is_read_as_it_is(tmp_path):
     f = write_jsonl(tmp_path / "calls[1]*.jsonl", [FLAT_LINE, FLAT_LINE])
     write_jsonl(tmp_path / "calls1x.jsonl", [FLAT_LINE] * 5)  # what the glob would also match
     assert import_jsonl(tmp_path / "s", f, prices=load_prices()).imported == 2
+
+
+def test_a_pipe_is_imported(tmp_path):
+    """`zcat calls.jsonl.gz | distill record --import /dev/stdin`: a stream that cannot seek is read once."""
+    import subprocess
+    import sys
+
+    lines = [FLAT_LINE, {**FLAT_LINE, "input": "second"}, ANTHROPIC_LINE]
+    done = subprocess.run(  # `input=` reaches the child through a pipe
+        [sys.executable, "-m", "distill_cli", "record", "--store", str(tmp_path / "s"), "--import", "/dev/stdin"],
+        input="".join(json.dumps(x) + "\n" for x in lines).encode(), capture_output=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert sorted(r["input"] for r in rows(tmp_path / "s")) == ["refund please", "second", "where is my card"]
