@@ -938,11 +938,12 @@ def _check_settings(min_agreement, sample, max_spend, arl, confidence) -> None:
         raise InputError(f"confidence must be in [0.5, 1), not {confidence}")
 
 
-def _store_tasks(con, where: str, task: str) -> None:
+def _store_tasks(con, stores, where: str, task: str) -> None:
     """NotEnoughData for an empty store; InputError when the store never saw the task."""
     tasks = con.execute("SELECT task, count(*) FROM examples GROUP BY task ORDER BY 2 DESC, 1").fetchall()
     if not tasks:
-        raise NotEnoughData(f"{where}: no calls recorded yet; nothing to check for drift")
+        hint = store.journal_hint(stores)
+        raise NotEnoughData(f"{where}: no calls recorded yet; nothing to check for drift" + (f"; {hint}" if hint else ""))
     if task not in {t for t, _ in tasks}:
         listed = ", ".join(f"{t} ({c})" for t, c in tasks[:10])
         raise InputError(f"{where}: no calls of task {task!r}, the task of the student; tasks there: {listed}")
@@ -1011,7 +1012,7 @@ def run_drift(
     fresh_start = max(start, last_end) if last_end is not None and last_end < now else start
     traffic = _count_traffic(con, spec, start, now, fresh_start)
     if traffic.calls == 0:
-        _store_tasks(con, where, spec.task)
+        _store_tasks(con, stores, where, spec.task)
         raise NotEnoughData(
             f"{where}: no calls of task {spec.task!r} between {_when(start)} and {_when(now)} (--since {since}); "
             "nothing to check: is the job running, and recording to this store?"

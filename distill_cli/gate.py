@@ -276,7 +276,8 @@ def select_held_out(student: Student, stores: Iterable[str | Path], *, limit: in
     store.examples_view(con, stores, "gate")
     tasks = con.execute("SELECT task, count(*) FROM examples GROUP BY task ORDER BY 2 DESC, 1").fetchall()
     if not tasks:
-        raise NotEnoughData(f"{where}: no calls recorded yet; nothing to gate")
+        hint = store.journal_hint(stores)
+        raise NotEnoughData(f"{where}: no calls recorded yet; nothing to gate" + (f"; {hint}" if hint else ""))
     if spec.task not in {t for t, _ in tasks}:
         listed = ", ".join(f"{t} ({c})" for t, c in tasks[:10])
         raise InputError(f"{where}: no calls of task {spec.task!r}, the task of student {spec.id}; tasks there: {listed}")

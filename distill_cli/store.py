@@ -349,8 +349,50 @@ def is_store_dir(path: Path) -> bool:
     return not entries or any(e.is_dir() and (e.name == JOURNAL_DIR or e.name.startswith("date=")) for e in entries)
 
 
+def journaled_rows(paths: Iterable[str | Path]) -> int:
+    """Rows written to the journals of these stores but not yet rolled into parts (readers see parts only)."""
+    rows = 0
+    for path in paths:
+        if remote.is_remote(path) or not Path(path).is_dir():
+            continue  # a remote store's journal lives on its writer's machine
+        for journal in Path(path, JOURNAL_DIR).glob("*.jsonl"):
+            try:
+                rows += journal.read_bytes().count(b"\n")
+            except OSError:
+                continue  # rolled away meanwhile
+    return rows
+
+
+def journal_hint(paths: Iterable[str | Path]) -> str:
+    """A sentence on rows still in journals, or "" when there are none."""
+    rows = journaled_rows(paths)
+    if not rows:
+        return ""
+    return (f"{rows:,} call{'s are' if rows != 1 else ' is'} still in the journal, not yet in parts (a recorder "
+            "is writing them, or was killed: the next `distill record` on the store recovers them)")
+
+
+STALE_TEMP_SECONDS = 3600  # a temporary file this old belongs to a writer that was killed
+
+
+def remove_stale_temporaries(store: Path, now: float | None = None) -> int:
+    """Delete what killed writers left half-written: hidden part temporaries and unopened journals."""
+    cutoff = (time.time() if now is None else now) - STALE_TEMP_SECONDS
+    removed = 0
+    for path in [*store.glob("date=*/.part-*.tmp-*"), *store.glob(f"{JOURNAL_DIR}/.*.opening")]:
+        try:
+            if path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed += 1
+        except FileNotFoundError:
+            continue
+    return removed
+
+
 def recover_journals(store: str | Path) -> int:
     """Turn journals of dead writers into parts; returns the number of rows recovered."""
+    if not remote.is_remote(store):
+        remove_stale_temporaries(Path(store))
     recovered = 0
     for path in sorted(journal_dir(store).glob("*.jsonl")):
         try:

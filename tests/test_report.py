@@ -494,3 +494,15 @@ def test_cli_end_to_end_in_a_process_with_no_color(sample_store):
     assert proc.returncode == 0, proc.stderr
     assert not re.search(r"\x1b\[", proc.stdout) and "distill: classifier" in proc.stdout
     assert max(len(line) for line in proc.stdout.splitlines()) <= 100
+
+
+def test_calls_still_in_a_journal_are_named_in_the_notes(tmp_path):
+    s = tmp_path / "live"
+    writer = store.StoreWriter(s)
+    for i in range(3):
+        writer.append(call(i=i))
+    r = build_report([s])
+    assert r.empty and any("3 calls are still in the journal" in n for n in r.notes)
+    writer.close()
+    r = build_report([s])
+    assert r.totals["calls"] == 3 and not any("journal" in n for n in r.notes)

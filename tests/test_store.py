@@ -300,3 +300,35 @@ def test_a_failed_background_roll_is_raised_on_close_and_its_rows_are_recovered(
     with store.StoreWriter(s) as again:
         assert again.recovered == 7
     assert count([s]) == (7, 7)
+
+
+def test_rows_still_in_a_journal_are_counted_and_named(tmp_path):
+    """A store whose calls are all in a live (or killed) writer's journal is not 'empty' without a word."""
+    s = tmp_path / "s"
+    w = store.StoreWriter(s)
+    for i in range(5):
+        w.append(row(i))
+    assert count([s]) == (0, 0)  # readers see parts only
+    assert store.journaled_rows([s]) == 5
+    assert "5 calls are still in the journal" in store.journal_hint([s])
+    w.close()
+    assert store.journaled_rows([s]) == 0 and store.journal_hint([s]) == ""
+
+
+def test_temporaries_of_killed_writers_are_removed_once_stale(tmp_path):
+    s = tmp_path / "s"
+    with store.StoreWriter(s) as w:
+        w.append(row(1))
+    day = next(s.glob("date=*"))
+    old_part = day / ".part-X.parquet.tmp-0a1b2c3d"
+    fresh_part = day / ".part-Y.parquet.tmp-0a1b2c3d"  # a live writer's, mid-write
+    old_journal = s / "_journal" / ".01ABC.opening"
+    for p in (old_part, fresh_part, old_journal):
+        p.write_bytes(b"half")
+    hours_ago = time.time() - 2 * store.STALE_TEMP_SECONDS
+    os.utime(old_part, (hours_ago, hours_ago))
+    os.utime(old_journal, (hours_ago, hours_ago))
+    store.StoreWriter(s).close()
+    assert not old_part.exists() and not old_journal.exists()
+    assert fresh_part.exists()
+    assert count([s]) == (1, 1)

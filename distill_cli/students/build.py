@@ -138,7 +138,8 @@ def select(stores: Iterable[str | Path], *, task: str | None, holdout: float, se
     teacher = f"status = 200 AND output IS NOT NULL AND served_by IN ({served})"
     all_tasks = con.execute("SELECT task, count(*) FROM examples GROUP BY task ORDER BY 2 DESC, 1").fetchall()
     if not all_tasks:
-        raise NotEnoughData(f"{where}: no calls recorded yet; collecting (0/{MIN_TRAINING})")
+        hint = store.journal_hint(stores)
+        raise NotEnoughData(f"{where}: no calls recorded yet; collecting (0/{MIN_TRAINING})" + (f"; {hint}" if hint else ""))
     tasks = dict(con.execute(f"SELECT task, count(*) FROM examples WHERE {teacher} GROUP BY task").fetchall())
     listed = ", ".join(f"{t} ({tasks.get(t, 0)} teacher answers)" for t, _ in all_tasks[:20])
     if task is None:
