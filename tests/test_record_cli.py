@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import anthropic
@@ -126,6 +127,15 @@ def test_signals_are_forwarded_and_late_calls_recorded(tmp_path, fake_provider, 
     assert "Recorded 2 calls" in err
 
 
+def _alive(pid: int) -> bool:
+    """Whether a process (not yet reaped: the job is not our child) is running, zombies counted dead."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
 def test_killed_recorder_loses_nothing_the_job_got(tmp_path, fake_provider):
     job = write_job(
         tmp_path,
@@ -146,7 +156,14 @@ def test_killed_recorder_loses_nothing_the_job_got(tmp_path, fake_provider):
     job_pid = int(proc.stdout.readline())
     proc.kill()  # SIGKILL: no flush, no cleanup
     proc.wait(timeout=10)
-    os.kill(job_pid, signal.SIGKILL)
+    # The job is not left running orphaned, its calls going nowhere: the kernel sends it SIGTERM.
+    deadline = time.monotonic() + 10
+    while _alive(job_pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    orphaned = _alive(job_pid)
+    if orphaned:
+        os.kill(job_pid, signal.SIGKILL)
+    assert not orphaned
     proc.stdout.close()
     proc.stderr.close()
     assert list(s.glob("date=*/*.parquet")) == []  # nothing rolled: it is all in the journal

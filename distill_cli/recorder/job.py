@@ -43,6 +43,27 @@ def _from_terminal(sig: int) -> bool:
         return False
 
 
+def _die_with_parent() -> Callable[[], None] | None:
+    """On Linux, a function for the job's child process that has the kernel send it SIGTERM when the
+    recorder dies, even by SIGKILL: its calls could no longer reach the proxy, so it must not run on
+    orphaned. Elsewhere None. Resolved here, in the parent, so the child only makes one libc call.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    pr_set_pdeathsig, sigterm = 1, int(signal.SIGTERM)
+
+    def in_child() -> None:
+        prctl(pr_set_pdeathsig, sigterm)
+
+    return in_child
+
+
 def _settle_heap() -> None:
     """Leave what start-up allocated (modules, pyarrow, DuckDB, ...) out of garbage collection.
 
@@ -65,7 +86,8 @@ async def run_job(recorder: Recorder, command: Sequence[str], *, stdout=None) ->
     try:
         env = {**os.environ, **recorder.env()}
         try:
-            process = await asyncio.create_subprocess_exec(*command, env=env, stdout=stdout)
+            # The recorder has no other thread yet (rolls start theirs later), so a preexec_fn is safe here.
+            process = await asyncio.create_subprocess_exec(*command, env=env, stdout=stdout, preexec_fn=_die_with_parent())
         except FileNotFoundError:
             raise JobNotStarted(f"{command[0]}: command not found", 127) from None
         except PermissionError:
