@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import List
 
@@ -21,8 +21,8 @@ from distill_cli.console.common import (
     warn_unknown_models,
 )
 from distill_cli.console.gate import _cut, _money, _nothing, _positive, _ProgressBar, escape_data, escape_property
-from distill_cli.drift import DriftResult, run_drift
-from distill_cli.errors import ExitStatus
+from distill_cli.drift import DriftResult, run_drift, window_start
+from distill_cli.errors import ExitStatus, InputError
 
 LABELS = {"agreement": "agreement", "input": "inputs", "decline": "declines", "output": "answers"}
 
@@ -73,6 +73,12 @@ def drift(
       distill drift intent.student runs/ --since 7d --live-teacher --sample 20 --max-spend 0.50 --format json
     """
     console = stderr_console()
+    moment = _moment(now)
+    try:  # a bad --since is a usage error (exit 2), as in `report`
+        window_start(since, (moment or datetime.now(timezone.utc)).astimezone(timezone.utc))
+    except InputError as e:
+        raise typer.BadParameter(str(e).removeprefix(f"--since {since!r}: ").removeprefix(f"--since {since}: "),
+                                 param_hint="--since") from None
     table = load_price_table(prices)
     bar = _progress_bar(console) if progress_enabled() else None  # moves only for live teacher calls and llm judging
     with bar or _nothing():
@@ -86,7 +92,7 @@ def drift(
             min_agreement=min_agreement,
             log=log,
             demote=demote,
-            now=_moment(now),
+            now=moment,
             prices=table,
             judge=judge,
             judge_model=judge_model,
