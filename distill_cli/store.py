@@ -48,10 +48,26 @@ _journal_line = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).enco
 _INT_COLUMNS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_5m_tokens", "cache_write_1h_tokens")
 
 
+_last_id = [0]
+_id_lock = threading.Lock()
+
+
 def new_id(now: float | None = None) -> str:
-    """A ULID: 48-bit millisecond time then 80 random bits, 26 Crockford base-32 chars, sortable by time."""
+    """A ULID: 48-bit millisecond time then 80 random bits, 26 Crockford base-32 chars, sortable by time.
+
+    Without `now`, monotonic within a process, as the ULID spec's monotonic mode: an id made in the
+    same millisecond as the last one (or while the clock stepped back) is the last one plus 1, so ids
+    sort in the order they were made.
+    """
     ms = int((time.time() if now is None else now) * 1000)
-    return new_id_from_int((ms << 80) | int.from_bytes(secrets.token_bytes(10), "big"))
+    fresh = (ms << 80) | int.from_bytes(secrets.token_bytes(10), "big")
+    if now is not None:  # an id for a given moment (tests, backfills): that moment's, as asked
+        return new_id_from_int(fresh)
+    with _id_lock:
+        if fresh >> 80 <= _last_id[0] >> 80:
+            fresh = _last_id[0] + 1
+        _last_id[0] = fresh
+    return new_id_from_int(fresh)
 
 
 def new_id_array(count: int, now: float | None = None) -> pa.Array:

@@ -63,7 +63,8 @@ def make_rows(n_held_out: int, n_train: int = 0, *, salt: str = SALT, holdout: f
         train += not is_held
         rows.append(Row(example_id, f"ticket number {i}: my card does not work", label(i), is_held))
         i += 1
-    return rows
+    # In id order, the order gate scores them in (ids made within one millisecond are not monotonic).
+    return sorted(rows, key=lambda r: r.id)
 
 
 def write_store(path: Path, rows: list[Row], *, task: str = TASK, cost: float | None = 0.002, **columns) -> Path:
