@@ -217,13 +217,15 @@ def append_rows(store: str | Path, rows: list[dict]) -> list:
 class StoreWriter:
     """Appends rows to a store through a journal; thread-safe; use as a context manager.
 
-    A full segment rolls into parts on a background thread, so an append never waits
-    for Parquet (Arrow's JSON reader and writer release the GIL: the roll runs on the
-    other core). `flush` and `close` wait for every roll and raise the first that failed;
-    a failed roll's journal stays on disk for the next writer to recover.
+    A full segment rolls into parts in the background, so an append never waits for
+    Parquet: on the writer's roll thread (`roll_in="thread"`), or, for a process whose
+    latency matters (the recording proxy), in a low-priority child process that the
+    roll thread waits for (`roll_in="process"`, see roll.py). `flush` and `close` wait
+    for every roll and raise the first that failed; a failed roll's journal stays on
+    disk for the next writer to recover.
     """
 
-    MAX_ROLLING = 2  # segments rolling at once before an append waits for the oldest
+    MAX_ROLLING = 4  # segments rolling at once before an append waits for the oldest
 
     def __init__(
         self,
@@ -232,7 +234,11 @@ class StoreWriter:
         roll_rows: int = 10_000,
         roll_seconds: float = 60.0,
         clock=time.monotonic,
+        roll_in: str = "thread",
     ) -> None:
+        if roll_in not in ("thread", "process"):
+            raise ValueError(f"roll_in {roll_in!r}: expected 'thread' or 'process'")
+        self._roll_in = roll_in
         self.store = store if remote.is_remote(store) else Path(store)
         self._journal_dir = journal_dir(self.store)
         self.roll_rows = roll_rows
@@ -331,13 +337,27 @@ class StoreWriter:
     def _roll_segment(self, journal, segment: str, pending: int) -> None:
         path = self._journal_dir / f"{segment}.jsonl"
         try:
-            if pending:
+            # A roll child that could not start or failed leaves the work here, where a real error is raised.
+            if pending and not (self._roll_in == "process" and _roll_in_child(self.store, path, segment)):
                 write_parts(self.store, journal_table(path.read_bytes()), segment)
             # The parts are durable before the journal goes; a crash in between leaves a
             # journal whose parts already exist, which recovery recognises by name.
             path.unlink(missing_ok=True)
         finally:
             journal.close()  # releases the lock: a failed roll's journal is the next writer's to recover
+
+
+def _roll_in_child(store: str | Path, journal: Path, segment: str) -> bool:
+    """Whether `python -m distill_cli.roll` turned the segment into parts."""
+    import subprocess
+    import sys
+
+    try:
+        done = subprocess.run([sys.executable, "-m", "distill_cli.roll", str(store), str(journal), segment],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    except OSError:
+        return False
+    return done.returncode == 0
 
 
 def journal_dir(store: str | Path) -> Path:

@@ -333,3 +333,29 @@ def test_temporaries_of_killed_writers_are_removed_once_stale(tmp_path):
     assert not old_part.exists() and not old_journal.exists()
     assert fresh_part.exists()
     assert count([s]) == (1, 1)
+
+
+def test_a_process_roll_writes_the_parts_in_a_child(tmp_path, monkeypatch):
+    """The recorder's writer rolls in `python -m distill_cli.roll`, off its own process's core and GIL."""
+    s = tmp_path / "s"
+
+    def not_here(*a, **k):
+        raise AssertionError("the parent converted the segment itself")
+
+    monkeypatch.setattr(store, "write_parts", not_here)  # the child has its own, untouched
+    with store.StoreWriter(s, roll_rows=3, roll_in="process") as w:
+        for i in range(7):
+            w.append(row(i))
+        w.wait()
+        assert len(list(s.glob("date=*/part-*.parquet"))) == 2
+    assert list((s / "_journal").glob("*.jsonl")) == []
+    assert count([s]) == (7, 7)
+
+
+def test_a_process_roll_that_cannot_start_is_done_in_process(tmp_path, monkeypatch):
+    monkeypatch.setattr(sys, "executable", "/nonexistent/python")
+    s = tmp_path / "s"
+    with store.StoreWriter(s, roll_rows=3, roll_in="process") as w:
+        for i in range(4):
+            w.append(row(i))
+    assert count([s]) == (4, 4) and list((s / "_journal").glob("*.jsonl")) == []

@@ -5,8 +5,8 @@ one in a background thread for jobs that cannot be wrapped by `distill record`.
 
 Rolling the journal into Parquet parts (every 10,000 rows or 60 s, and at the
 end) must not stall the proxy: the StoreWriter hands a full journal segment to
-its background thread and the next call opens a new one. A recorder killed
-meanwhile leaves journals the next writer recovers.
+a low-priority child process (roll.py) and the next call opens a new segment. A
+recorder killed meanwhile leaves journals the next writer recovers.
 """
 
 from __future__ import annotations
@@ -94,7 +94,8 @@ class Recorder:
 
     async def start(self) -> Recorder:
         # Opening the writer recovers journals of recorders that died before.
-        self.writer = StoreWriter(self.store, roll_rows=self._roll_rows, roll_seconds=self._roll_seconds, clock=self._clock)
+        self.writer = StoreWriter(self.store, roll_rows=self._roll_rows, roll_seconds=self._roll_seconds, clock=self._clock,
+                                  roll_in="process")  # a roll must not take the proxy's core or GIL (roll.py)
         self.summary.recovered += self.writer.recovered
         try:
             await self.proxy.start()
