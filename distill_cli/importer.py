@@ -222,7 +222,8 @@ WITH raw AS (
     FROM raw
 ), checked AS (
     SELECT *,
-        list_has_all({keys}, keys)
+        -- NULL (a missing field) must count as "not fast", or the line would be in neither set
+        COALESCE(list_has_all({keys}, keys)
         AND json_type(j.input) = 'VARCHAR' AND json_type(j.output) = 'VARCHAR' AND json_type(j.model) = 'VARCHAR'
         AND (j.task IS NULL OR json_type(j.task) = 'VARCHAR')
         AND (j.ts IS NULL OR (json_type(j.ts) = 'VARCHAR' AND regexp_full_match(ts_text, '{ts_re}')
@@ -230,7 +231,7 @@ WITH raw AS (
         AND (j.usage IS NULL OR regexp_full_match(j.usage::VARCHAR, '{usage_re}'))
         AND NOT regexp_matches(line, ',\\s*[\\]}}]')
         AND NOT regexp_matches(input || output, 'sk-|Bearer|://[^/\\s@]+@')
-        AND NOT regexp_matches(input || model, '[\\x0b\\x0e\\x0f\\x1a-\\x1f]') AS fast
+        AND NOT regexp_matches(input || model, '[\\x0b\\x0e\\x0f\\x1a-\\x1f]'), false) AS fast
     FROM typed
 )
 SELECT fast,
@@ -274,6 +275,11 @@ def _import_fast(file: Path, lines: _Lines) -> pa.Table | None:
         try:
             con.execute(_SCAN_SQL, [str(file)])
         except duckdb.Error:
+            return None
+        total, fast, slow = con.execute(
+            "SELECT count(*), count(*) FILTER (WHERE fast), count(*) FILTER (WHERE NOT fast) FROM scanned"
+        ).fetchone()
+        if fast + slow != total:  # every line must go one way or the other; never silently neither
             return None
         models = [m for (m,) in con.execute("SELECT DISTINCT model FROM scanned WHERE fast").fetchall()]
         priced_models = {m for (m,) in con.execute("SELECT DISTINCT model FROM scanned WHERE fast AND has_usage").fetchall()}

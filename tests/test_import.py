@@ -280,6 +280,16 @@ def test_fast_path_gives_the_same_rows_as_the_line_by_line_path(tmp_path, monkey
     '\x0b{"input":"vertical tab","output":"a","model":"claude-haiku-4-5"}',
     '{"input":"inf","output":"a","model":"claude-haiku-4-5","usage":{"input_tokens":inf}}',
     '{"input":"not a string","output":5,"model":"claude-haiku-4-5"}',
+    '{"output":"no input","model":"claude-haiku-4-5"}',
+    '{"input":"no output","model":"claude-haiku-4-5"}',
+    '{"input":"no model","output":"a"}',
+    '{"input":null,"output":"null input","model":"claude-haiku-4-5"}',
+    '{"input":"null model","output":"a","model":null}',
+    '{"input":"number task","output":"a","model":"claude-haiku-4-5","task":7}',
+    '{"input":"bad ts","output":"a","model":"claude-haiku-4-5","ts":"2026-02-30T00:00:00Z"}',
+    '{"input":"ts number","output":"a","model":"claude-haiku-4-5","ts":1700000000}',
+    '{"input":"usage list","output":"a","model":"claude-haiku-4-5","usage":[1]}',
+    '[1, 2]',
 ])
 def test_fast_path_refuses_what_python_refuses(tmp_path, bad):
     """DuckDB's reader is laxer than Python's (trailing commas, inf): such a line is still named and refused."""
