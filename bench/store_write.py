@@ -63,7 +63,7 @@ def bench_journaled(rows: int, tmp: Path) -> dict:
 
 
 def import_line(i: int, text: str, form: str) -> dict:
-    """One line of a log: the flat form DuckDB reads, or with a metadata object (read line by line in Python)."""
+    """One line of a log: the flat form, plain or with a metadata object (which Python re-serialises)."""
     line = {"input": f"{text} {i}", "output": "card_arrival", "model": "claude-sonnet-4-5",
             "task": "support-intent", "usage": {"input_tokens": 420, "output_tokens": 4}}
     if form == "metadata":
@@ -132,7 +132,7 @@ def main() -> None:
         print(f"bulk import (flat JSONL, {i['rows']:,} rows): {i['rows_per_s']:,.0f} rows/s (target >= 100,000); "
               f"{i['bytes_on_disk_per_million'] / 1e6:.1f} MB per million rows")
         m = bench_import(args.import_rows, tmp, form="metadata")
-        print(f"bulk import (flat JSONL with a metadata object on every line, read line by line): "
+        print(f"bulk import (flat JSONL with a distinct metadata object on every line): "
               f"{m['rows_per_s']:,.0f} rows/s")
         r = bench_roll_stall(tmp)
         print(f"roll of {r['rows']:,} rows: the append that rolls returned in {r['append_ms']:.2f} ms; "

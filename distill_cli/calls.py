@@ -131,4 +131,7 @@ def metadata_json(*parts: dict | None) -> str:
     for p in parts:
         if p:
             merged.update(p)
-    return json.dumps(canonical.strip_credentials(merged), sort_keys=True)
+    text = json.dumps(merged, sort_keys=True)
+    if canonical.has_credentials(text):  # ASCII-escaped JSON still spells keys, "sk-", "Bearer", "@", "://" as they are
+        text = json.dumps(canonical.strip_credentials(merged), sort_keys=True)
+    return text

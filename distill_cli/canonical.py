@@ -57,6 +57,8 @@ def has_credentials(text: str) -> bool:
     if "sk-" in text or "Bearer" in text or ("@" in text and "://" in text):
         return True
     lowered = text.lower()
+    if "key" not in lowered and "authorization" not in lowered:  # in every credential key's name
+        return False
     return any(f'"{key}"' in lowered for key in CREDENTIAL_KEYS)
 
 

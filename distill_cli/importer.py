@@ -194,8 +194,8 @@ def _flat_table(columns: dict[str, pa.Array], run_id: str, price_version: str) -
 
 # ---- the fast path: DuckDB reads the file, Python sees only the lines it must ----------------------------
 
-# The flat form's keys. A line with any other key (metadata, request, ...) takes the line-by-line path.
-_FAST_KEYS = ("input", "output", "model", "task", "ts", "usage")
+# The flat form's keys. A line with any other key (request, ...) takes the line-by-line path.
+_FAST_KEYS = ("input", "output", "model", "task", "ts", "usage", "metadata")
 # ISO-8601 timestamps that DuckDB and `datetime.fromisoformat` read alike; any other goes to Python.
 _FAST_TS = r"[1-9]\d{3}-\d\d-\d\d[T ]([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{3}|\.\d{6})?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)?"
 # A usage object of at most these two counts, each once, as DuckDB writes it back: no spaces, no exponent.
@@ -212,7 +212,8 @@ _SCAN_SQL = """
 CREATE TEMP TABLE scanned AS
 WITH raw AS (
     SELECT json AS line, json_keys(json) AS keys,
-           json_transform(json, '{{"input":"JSON","output":"JSON","model":"JSON","task":"JSON","ts":"JSON","usage":"JSON"}}') AS j
+           json_transform(json, '{{"input":"JSON","output":"JSON","model":"JSON","task":"JSON","ts":"JSON","usage":"JSON",'
+                                '"metadata":"JSON"}}') AS j
     FROM read_ndjson_objects(?)
 ), typed AS (
     SELECT *,
@@ -229,6 +230,10 @@ WITH raw AS (
         AND (j.ts IS NULL OR (json_type(j.ts) = 'VARCHAR' AND regexp_full_match(ts_text, '{ts_re}')
                               AND TRY_CAST(ts_text AS TIMESTAMPTZ) IS NOT NULL))
         AND (j.usage IS NULL OR regexp_full_match(j.usage::VARCHAR, '{usage_re}'))
+        -- metadata reaches Python as DuckDB writes it back: numbers that DuckDB reads differently (inf, nan,
+        -- integers beyond 64 bits) must not be in it
+        AND (j.metadata IS NULL OR (json_type(j.metadata) = 'OBJECT'
+                                    AND NOT regexp_matches(j.metadata::VARCHAR, '(?i)[:,\\[]\\s*[-+]?(nan|inf)|\\d{{19}}')))
         AND NOT regexp_matches(line, ',\\s*[\\]}}]')
         AND NOT regexp_matches(input || output, 'sk-|Bearer|://[^/\\s@]+@')
         AND NOT regexp_matches(input || model, '[\\x0b\\x0e\\x0f\\x1a-\\x1f]'), false) AS fast
@@ -238,7 +243,8 @@ SELECT fast,
        CASE WHEN fast THEN NULL ELSE line END AS line,
        input, output, model, task, epoch_us(TRY_CAST(ts_text AS TIMESTAMPTZ)) AS ts, j.usage IS NOT NULL AS has_usage,
        COALESCE(input_tokens, 0) AS input_tokens, COALESCE(output_tokens, 0) AS output_tokens,
-       0 AS cache_read_tokens, 0 AS cache_write_5m_tokens, 0 AS cache_write_1h_tokens
+       0 AS cache_read_tokens, 0 AS cache_write_5m_tokens, 0 AS cache_write_1h_tokens,
+       j.metadata::VARCHAR AS metadata_text
 FROM checked
 """.format(keys=list(_FAST_KEYS), ts_re=_FAST_TS, usage_re=_PLAIN_USAGE_RE,
            in_count=_PLAIN_COUNT.format(k="input_tokens"), out_count=_PLAIN_COUNT.format(k="output_tokens"))
@@ -252,7 +258,7 @@ SELECT COALESCE(s.ts, ?) AS ts, COALESCE(NULLIF(?, ''), NULLIF(s.task, ''), m.fi
        left(sha256({_BODY} || '}}'), 32) AS input_hash,
        s.input_tokens, s.output_tokens, s.cache_read_tokens, s.cache_write_5m_tokens, s.cache_write_1h_tokens,
        CASE WHEN s.has_usage THEN {sql_cost("s", "m")} END AS cost_usd,
-       '{{}}' AS metadata
+       s.metadata_text
 FROM scanned s JOIN models m ON m.model = s.model
 WHERE s.fast
 """
@@ -303,8 +309,28 @@ def _import_fast(file: Path, lines: _Lines) -> pa.Table | None:
                 return None
     finally:
         con.close()
-    fast = _flat_table({name: table[name] for name in table.column_names}, lines.run_id, lines.prices.version)
+    columns = {name: table[name] for name in table.column_names if name != "metadata_text"}
+    try:
+        columns["metadata"] = pa.array(_metadata_column(table["metadata_text"].to_pylist()), type=pa.string())
+    except ValueError:  # JSON Python would not read back: the line-by-line path names the line
+        return None
+    fast = _flat_table(columns, lines.run_id, lines.prices.version)
     return pa.concat_tables([fast, lines.table()])
+
+
+def _metadata_column(texts: list[str | None]) -> list[str]:
+    """The metadata column of the fast rows, as `_Lines` stores it (credentials stripped, keys sorted)."""
+    done: dict[str, str] = {"{}": "{}"}  # logs repeat their tags: each distinct text is worked out once
+    out = []
+    for text in texts:
+        if text is None:
+            out.append("{}")
+            continue
+        value = done.get(text)
+        if value is None:
+            value = done[text] = calls.metadata_json(json.loads(text)) if text != "{}" else "{}"
+        out.append(value)
+    return out
 
 
 def _ts(value) -> int | None:

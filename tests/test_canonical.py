@@ -85,6 +85,7 @@ def test_the_credential_precheck_never_misses_what_stripping_removes():
         {"content": "an email a@b.c and a link https://example.com, not a secret"},
         {"content": "sk- alone is not a key"},
     ]
+    samples += [{key.upper(): "x"} for key in canonical.CREDENTIAL_KEYS]  # every credential key, any case
     for obj in samples:
         if canonical.strip_credentials(obj) != obj:
             assert canonical.has_credentials(canonical.dumps(obj)), obj
