@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import mmap
+import os
 import shutil
 import tempfile
 import time
@@ -224,7 +225,7 @@ WITH raw AS (
 ), checked AS (
     SELECT *,
         -- NULL (a missing field) must count as "not fast", or the line would be in neither set
-        COALESCE(list_has_all({keys}, keys)
+        COALESCE(list_has_all({keys}, keys) AND len(keys) = len(list_distinct(keys))  -- Python keeps a repeated key's last
         AND json_type(j.input) = 'VARCHAR' AND json_type(j.output) = 'VARCHAR' AND json_type(j.model) = 'VARCHAR'
         AND (j.task IS NULL OR json_type(j.task) = 'VARCHAR')
         AND (j.ts IS NULL OR (json_type(j.ts) = 'VARCHAR' AND regexp_full_match(ts_text, '{ts_re}')
@@ -279,7 +280,7 @@ def _import_fast(file: Path, lines: _Lines) -> pa.Table | None:
     try:
         con.execute("SET TimeZone = 'UTC'")  # a timestamp without an offset is UTC, as in `store.to_micros`
         try:
-            con.execute(_SCAN_SQL, [str(file)])
+            con.execute(_SCAN_SQL, [os.path.abspath(file)])  # as given: DuckDB would expand a leading ~
         except duckdb.Error:
             return None
         total, fast, slow = con.execute(
@@ -304,7 +305,10 @@ def _import_fast(file: Path, lines: _Lines) -> pa.Table | None:
         table = con.sql(_ROWS_SQL, params=[lines.now, lines.task]).to_arrow_table()
         for (line,) in con.execute("SELECT line FROM scanned WHERE NOT fast").fetchall():
             try:
-                lines.add(json.loads(line))
+                obj = json.loads(line)
+                if "\\ud" in line.lower() and _has_lone_surrogate(obj):
+                    return None
+                lines.add(obj)
             except (ValueError, BadLine):
                 return None
     finally:
@@ -316,6 +320,14 @@ def _import_fast(file: Path, lines: _Lines) -> pa.Table | None:
         return None
     fast = _flat_table(columns, lines.run_id, lines.prices.version)
     return pa.concat_tables([fast, lines.table()])
+
+
+def _has_lone_surrogate(obj) -> bool:
+    try:
+        json.dumps(obj, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _metadata_column(texts: list[str | None]) -> list[str]:
@@ -411,6 +423,8 @@ def _import_lines(f, file, lines: _Lines, strict: bool, result: ImportResult) ->
     for n, raw in enumerate(f, start=1):
         try:
             obj = json.loads(raw)
+            if (b"\\ud" in raw or b"\\uD" in raw) and _has_lone_surrogate(obj):
+                raise ValueError("an unpaired UTF-16 surrogate escape, which is no text")
         except ValueError as e:  # JSONDecodeError and UnicodeDecodeError
             if not raw.strip():
                 continue
@@ -435,6 +449,8 @@ def _import_parquet(store_path, file, result: ImportResult) -> ImportResult:
     schemas.check_kind(file, schemas.kind_of(schema), "examples", "record --import")
     schemas.check_columns(file, schema, schemas.EXAMPLES_SCHEMA)
     table = pq.read_table(file, columns=list(store.COLUMNS)).cast(schemas.EXAMPLES_SCHEMA)
+    if table["ts"].null_count:
+        raise InputError(f"{file}: {table['ts'].null_count:,} rows have no ts; every call needs its time")
     store.prepare_store(store_path)
     store.write_parts(store_path, table, result.run_id)
     result.imported = table.num_rows

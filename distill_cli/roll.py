@@ -1,4 +1,5 @@
-"""`python -m distill_cli.roll STORE JOURNAL SEGMENT`: one journal segment into Parquet parts, at low priority.
+"""`python -m distill_cli.roll` (stdin: STORE, JOURNAL, SEGMENT, a line each): one journal segment into Parquet
+parts, at low priority.
 
 A recording proxy's writer runs its rolls here rather than on one of its own
 threads (`StoreWriter(roll_in="process")`): converting 10,000 rows takes a few
@@ -31,14 +32,14 @@ def _background_priority() -> None:
         pass
 
 
-def main(argv: list[str]) -> int:
-    if len(argv) != 3:
-        print("usage: python -m distill_cli.roll STORE JOURNAL SEGMENT", file=sys.stderr)
+def main(lines: list[str]) -> int:
+    if len(lines) != 3:
+        print("usage: python -m distill_cli.roll, with STORE, JOURNAL and SEGMENT on stdin, a line each", file=sys.stderr)
         return 2
     _background_priority()
     from distill_cli import store
 
-    store_path, journal, segment = argv
+    store_path, journal, segment = lines
     with open(journal, "rb") as f:
         table = store.journal_table(f.read())
     store.write_parts(store_path, table, segment)
@@ -46,4 +47,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main(sys.stdin.read().splitlines()))

@@ -251,7 +251,7 @@ class StoreWriter:
         self._opened_at = 0.0
         self._roller: ThreadPoolExecutor | None = None
         self._rolling: deque[Future] = deque()
-        self._failed: list[BaseException] = []  # rolls that failed, for flush to raise
+        self._failed: list[BaseException] = []  # rolls that failed: every wait/flush/close raises the first
         self.rows_written = 0
         self.recovered = 0
         prepare_store(self.store)
@@ -285,13 +285,21 @@ class StoreWriter:
         self.wait()
 
     def wait(self) -> None:
-        """Wait for the rolls under way; raises the first roll that failed since the last wait."""
+        """Wait for the rolls under way; raises the first roll that failed (again on every later call:
+        a writer whose roll failed has journals it could not turn into parts, until a new writer recovers them)."""
         with self._lock:
-            rolling, self._rolling = list(self._rolling), deque()
-            failed, self._failed = self._failed, []
-        errors = failed + [e for e in (f.exception() for f in rolling) if e is not None]
-        if errors:
-            raise errors[0]
+            rolling = list(self._rolling)
+        for future in rolling:
+            future.exception()  # waits; never raises
+        with self._lock:
+            for future in rolling:
+                if future in self._rolling:  # another waiter may have taken it meanwhile
+                    self._rolling.remove(future)
+                    if future.exception() is not None:
+                        self._failed.append(future.exception())
+            failed = list(self._failed)
+        if failed:
+            raise failed[0]
 
     def close(self) -> None:
         try:
@@ -353,8 +361,9 @@ def _roll_in_child(store: str | Path, journal: Path, segment: str) -> bool:
     import sys
 
     try:
-        done = subprocess.run([sys.executable, "-m", "distill_cli.roll", str(store), str(journal), segment],
-                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # On stdin, not the command line: a store URI may carry credentials, and `ps` shows arguments to all.
+        done = subprocess.run([sys.executable, "-m", "distill_cli.roll"], input=f"{store}\n{journal}\n{segment}\n".encode(),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     except OSError:
         return False
     return done.returncode == 0
@@ -408,7 +417,7 @@ def journal_hint(paths: Iterable[str | Path]) -> str:
             "is writing them, or was killed: the next `distill record` on the store recovers them)")
 
 
-STALE_TEMP_SECONDS = 3600  # a temporary file this old belongs to a writer that was killed
+STALE_TEMP_SECONDS = 86_400  # a temporary file this old belongs to a writer that was killed
 
 
 def remove_stale_temporaries(store: Path, now: float | None = None) -> int:

@@ -243,6 +243,7 @@ RAW_EDGE_LINES = [
     '{"input":"exponent","output":"a","model":"claude-sonnet-4-5","usage":{"input_tokens":1e2,"output_tokens":1}}',
     '{"input":"duplicate count","output":"a","model":"claude-sonnet-4-5","usage":{"input_tokens":1,"input_tokens":2}}',
     '{"input":"duplicate tag","output":"a","model":"claude-sonnet-4-5","metadata":{"k":1,"k":2}}',
+    '{"input":"first","output":"a","model":"claude-sonnet-4-5","input":"repeated key: the last counts"}',
     '{"input":"nan tag","output":"a","model":"claude-sonnet-4-5","metadata":{"k":NaN,"j":-Infinity}}',
     '{"input":"exponent tag","output":"a","model":"claude-sonnet-4-5","metadata":{"k":1E5,"j":2.50}}',
     '{"input":"crlf","output":"a","model":"claude-sonnet-4-5"}\r',
@@ -299,6 +300,8 @@ def test_fast_path_gives_the_same_rows_as_the_line_by_line_path(tmp_path, monkey
     '{"input":"ts number","output":"a","model":"claude-haiku-4-5","ts":1700000000}',
     '{"input":"usage list","output":"a","model":"claude-haiku-4-5","usage":[1]}',
     '[1, 2]',
+    '{"input":"repeated model","output":"a","model":"gpt-4o","model":5}',
+    '{"input":"lone surrogate \\ud83d","output":"a","model":"claude-haiku-4-5"}',
 ])
 def test_fast_path_refuses_what_python_refuses(tmp_path, bad):
     """DuckDB's reader is laxer than Python's (trailing commas, inf): such a line is still named and refused."""
@@ -329,3 +332,28 @@ def test_a_pipe_is_imported(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert sorted(r["input"] for r in rows(tmp_path / "s")) == ["refund please", "second", "where is my card"]
+
+
+def test_a_leading_tilde_is_a_directory_name_not_home(tmp_path, monkeypatch):
+    """Python opens `~/calls.jsonl` relative to the working directory; DuckDB must read that same file."""
+    home = tmp_path / "home"
+    home.mkdir()
+    write_jsonl(home / "calls.jsonl", [{**FLAT_LINE, "input": "from HOME"}])
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "~").mkdir()
+    write_jsonl(tmp_path / "~" / "calls.jsonl", [{**FLAT_LINE, "input": "from ./~"}])
+    import_jsonl(tmp_path / "s", "~/calls.jsonl", prices=load_prices())
+    assert [r["input"] for r in rows(tmp_path / "s")] == ["from ./~"]
+
+
+def test_an_examples_file_with_rows_without_a_time_is_refused(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from distill_cli import schemas
+
+    table = pa.Table.from_pylist([{"id": "01J00000000000000000000000", "task": "t", "ts": None}], schema=schemas.EXAMPLES_SCHEMA)
+    pq.write_table(table, tmp_path / "part.parquet")
+    with pytest.raises(InputError, match=r"part\.parquet: 1 rows have no ts"):
+        import_jsonl(tmp_path / "s", tmp_path / "part.parquet", prices=load_prices())

@@ -359,3 +359,33 @@ def test_a_process_roll_that_cannot_start_is_done_in_process(tmp_path, monkeypat
         for i in range(4):
             w.append(row(i))
     assert count([s]) == (4, 4) and list((s / "_journal").glob("*.jsonl")) == []
+
+
+def test_concurrent_waits_each_return_only_once_the_rolls_are_done(tmp_path, monkeypatch):
+    """flush/wait from two threads at once: neither returns before the parts are on disk."""
+    import threading
+
+    real_write_parts = store.write_parts
+
+    def slow_write_parts(*a, **k):
+        time.sleep(0.3)
+        return real_write_parts(*a, **k)
+
+    monkeypatch.setattr(store, "write_parts", slow_write_parts)
+    s = tmp_path / "s"
+    w = store.StoreWriter(s, roll_seconds=0)  # every append hands its segment to the roll thread
+    for i in range(3):
+        w.append(row(i))
+    seen = []
+
+    def waiter():
+        w.wait()
+        seen.append(len(list(s.glob("date=*/part-*.parquet"))))
+
+    threads = [threading.Thread(target=waiter) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert seen == [3, 3]
+    w.close()

@@ -57,9 +57,12 @@ def _die_with_parent() -> Callable[[], None] | None:
     except (OSError, AttributeError):
         return None
     pr_set_pdeathsig, sigterm = 1, int(signal.SIGTERM)
+    parent = os.getpid()
 
     def in_child() -> None:
         prctl(pr_set_pdeathsig, sigterm)
+        if os.getppid() != parent:  # the recorder died between fork and prctl: as if just after
+            os.kill(os.getpid(), sigterm)
 
     return in_child
 
@@ -86,7 +89,7 @@ async def run_job(recorder: Recorder, command: Sequence[str], *, stdout=None) ->
     try:
         env = {**os.environ, **recorder.env()}
         try:
-            # The recorder has no other thread yet (rolls start theirs later), so a preexec_fn is safe here.
+            # No other Python thread runs yet (rolls start theirs later), so a preexec_fn is safe here.
             process = await asyncio.create_subprocess_exec(*command, env=env, stdout=stdout, preexec_fn=_die_with_parent())
         except FileNotFoundError:
             raise JobNotStarted(f"{command[0]}: command not found", 127) from None
