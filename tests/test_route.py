@@ -68,6 +68,7 @@ class ToyStudent(Student):
 
 @contextmanager
 def routed(tmp_path: Path, fake, routes, **router_kw):
+    router_kw.setdefault("shadow_rate", 0.0)  # shadows drawn at random would make row counts flaky
     router = Router(routes, **router_kw)
     with record_to(
         tmp_path / "store", anthropic_upstream=fake.url, openai_upstream=fake.url + "/v1", set_env=False, task=TASK,
