@@ -28,14 +28,16 @@ from collections import defaultdict, deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
-import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from distill_cli import remote, schemas
 from distill_cli.errors import InputError
+
+if TYPE_CHECKING:
+    import duckdb
 
 JOURNAL_DIR = "_journal"
 _CROCKFORD = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -516,6 +518,8 @@ def example_files(paths: Iterable[str | Path], needed_by: str) -> list:
 
 def connect() -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection that never touches the user's home or the network."""
+    import duckdb  # readers need it; writers (and a roll's child process) do not
+
     return duckdb.connect(":memory:", config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
 
 
