@@ -276,7 +276,7 @@ def _import_fast(file: Path, lines: _Lines) -> pa.Table | None:
         # DuckDB takes a vertical tab or form feed between lines for whitespace; Python refuses them anywhere.
         if data.find(b"\x0b") >= 0 or data.find(b"\x0c") >= 0:
             return None
-    con = duckdb.connect()
+    con = store.connect()  # never downloads an extension
     try:
         con.execute("SET TimeZone = 'UTC'")  # a timestamp without an offset is UTC, as in `store.to_micros`
         try:
