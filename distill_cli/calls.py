@@ -132,6 +132,8 @@ def metadata_json(*parts: dict | None) -> str:
         if p:
             merged.update(p)
     text = json.dumps(merged, sort_keys=True)
-    if canonical.has_credentials(text):  # ASCII-escaped JSON still spells keys, "sk-", "Bearer", "@", "://" as they are
+    # ASCII-escaped JSON spells credential keys, "sk-", "Bearer", "@" and "://" as they are; any \u escape
+    # (a key like "api_\u212aey", whose KELVIN SIGN lower-cases to "k") takes the full strip.
+    if "\\u" in text or canonical.has_credentials(text):
         text = json.dumps(canonical.strip_credentials(merged), sort_keys=True)
     return text

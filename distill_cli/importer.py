@@ -117,6 +117,7 @@ class _Lines:
         else:
             usage = usage_from_anthropic(raw_usage)
         provider = self.provider_of(model)
+        metadata = calls.metadata_json(meta) if meta else "{}"  # before any column grows: this may raise
         text = canonical.mask_secrets(text)
         request_json, input_hash = canonical.user_request(model, text)
         c = self.flat
@@ -136,7 +137,7 @@ class _Lines:
         # Without a usage record the cost is unknown, not 0.
         c["cost_usd"].append(self.prices.cost(model, usage) if raw_usage is not None else None)
         c["input_hash"].append(input_hash)
-        c["metadata"].append(calls.metadata_json(meta) if meta else "{}")
+        c["metadata"].append(metadata)
 
     def _add_pair(self, obj: dict, ts: int | None, meta: dict | None, task: str | None) -> None:
         request, response = obj.get("request"), obj.get("response")
@@ -309,14 +310,14 @@ def _import_fast(file: Path, lines: _Lines) -> pa.Table | None:
                 if "\\ud" in line.lower() and _has_lone_surrogate(obj):
                     return None
                 lines.add(obj)
-            except (ValueError, BadLine):
+            except (ValueError, BadLine, RecursionError):
                 return None
     finally:
         con.close()
     columns = {name: table[name] for name in table.column_names if name != "metadata_text"}
     try:
         columns["metadata"] = pa.array(_metadata_column(table["metadata_text"].to_pylist()), type=pa.string())
-    except ValueError:  # JSON Python would not read back: the line-by-line path names the line
+    except (ValueError, RecursionError):  # JSON Python would not read back: the line-by-line path names the line
         return None
     fast = _flat_table(columns, lines.run_id, lines.prices.version)
     return pa.concat_tables([fast, lines.table()])
@@ -429,12 +430,16 @@ def _import_lines(f, file, lines: _Lines, strict: bool, result: ImportResult) ->
             if not raw.strip():
                 continue
             problem = f"not valid JSON ({str(e).splitlines()[0]})"
+        except RecursionError:
+            problem = "JSON nested too deeply to read"
         else:
             try:
                 lines.add(obj)
                 continue
             except BadLine as e:
                 problem = str(e)
+            except RecursionError:
+                problem = "JSON nested too deeply to store"
         if strict:
             raise InputError(f"{file}: line {n}: {problem}")
         result.skipped.append((n, problem))

@@ -1,5 +1,5 @@
-"""`python -m distill_cli.roll` (stdin: STORE, JOURNAL, SEGMENT, a line each): one journal segment into Parquet
-parts, at low priority.
+"""`python -m distill_cli.roll` (stdin: STORE, JOURNAL, SEGMENT, NUL-separated): one journal segment into
+Parquet parts, at low priority.
 
 A recording proxy's writer runs its rolls here rather than on one of its own
 threads (`StoreWriter(roll_in="process")`): converting 10,000 rows takes a few
@@ -32,14 +32,14 @@ def _background_priority() -> None:
         pass
 
 
-def main(lines: list[str]) -> int:
-    if len(lines) != 3:
-        print("usage: python -m distill_cli.roll, with STORE, JOURNAL and SEGMENT on stdin, a line each", file=sys.stderr)
+def main(fields: list[str]) -> int:
+    if len(fields) != 3:
+        print("usage: python -m distill_cli.roll, with STORE, JOURNAL and SEGMENT on stdin, NUL-separated", file=sys.stderr)
         return 2
     _background_priority()
     from distill_cli import store
 
-    store_path, journal, segment = lines
+    store_path, journal, segment = fields
     with open(journal, "rb") as f:
         table = store.journal_table(f.read())
     store.write_parts(store_path, table, segment)
@@ -47,4 +47,4 @@ def main(lines: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.stdin.read().splitlines()))
+    sys.exit(main([os.fsdecode(field) for field in sys.stdin.buffer.read().split(b"\0")]))

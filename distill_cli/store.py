@@ -364,9 +364,11 @@ def _roll_in_child(store: str | Path, journal: Path, segment: str) -> bool:
 
     try:
         # On stdin, not the command line: a store URI may carry credentials, and `ps` shows arguments to all.
-        done = subprocess.run([sys.executable, "-m", "distill_cli.roll"], input=f"{store}\n{journal}\n{segment}\n".encode(),
+        # NUL-separated file-system bytes: a path may hold any byte but NUL, and need not be UTF-8.
+        task = b"\0".join(os.fsencode(str(x)) for x in (store, journal, segment))
+        done = subprocess.run([sys.executable, "-m", "distill_cli.roll"], input=task,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    except OSError:
+    except (OSError, ValueError):
         return False
     return done.returncode == 0
 

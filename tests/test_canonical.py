@@ -90,3 +90,11 @@ def test_the_credential_precheck_never_misses_what_stripping_removes():
         if canonical.strip_credentials(obj) != obj:
             assert canonical.has_credentials(canonical.dumps(obj)), obj
     assert not canonical.has_credentials(canonical.dumps(samples[0]))
+
+
+def test_metadata_loses_a_credential_key_spelt_with_a_kelvin_sign():
+    """U+212A lower-cases to an ASCII k: "api_\u212aey" is api_key to the strip, so the pre-check must not skip it."""
+    from distill_cli import calls
+
+    tags = {"api_\u212aey": "secret", "nested": {"X-API-\u212aEY": "s2"}, "team": "ops"}
+    assert calls.metadata_json(tags) == '{"nested": {}, "team": "ops"}'

@@ -357,3 +357,12 @@ def test_an_examples_file_with_rows_without_a_time_is_refused(tmp_path):
     pq.write_table(table, tmp_path / "part.parquet")
     with pytest.raises(InputError, match=r"part\.parquet: 1 rows have no ts"):
         import_jsonl(tmp_path / "s", tmp_path / "part.parquet", prices=load_prices())
+
+
+def test_a_line_nested_too_deeply_is_a_bad_line_not_a_crash(tmp_path):
+    deep = {"input": "deep", "output": "a", "model": "claude-haiku-4-5"}
+    line = json.dumps(deep)[:-1] + ', "metadata": {"x": ' + "[" * 100_000 + "]" * 100_000 + "}}"
+    f = write_jsonl(tmp_path / "c.jsonl", [FLAT_LINE, line, FLAT_LINE])
+    result = import_jsonl(tmp_path / "s", f, prices=load_prices())
+    assert result.imported == 2 and [n for n, _ in result.skipped] == [2]
+    assert "nested too deeply" in result.skipped[0][1]

@@ -389,3 +389,13 @@ def test_concurrent_waits_each_return_only_once_the_rolls_are_done(tmp_path, mon
         t.join(30)
     assert seen == [3, 3]
     w.close()
+
+
+def test_a_process_roll_takes_a_store_path_that_is_not_utf8(tmp_path):
+    s = os.fsdecode(os.fsencode(str(tmp_path)) + b"/st\xff\xfe")
+    with store.StoreWriter(s, roll_rows=1, roll_in="process") as w:
+        w.append(row(1))
+        w.append(row(2))
+    parts = list(Path(s).glob("date=*/part-*.parquet"))
+    assert len(parts) == 2 and list(Path(s, "_journal").glob("*.jsonl")) == []
+    assert sum(pq.read_table(open(p, "rb")).num_rows for p in parts) == 2
