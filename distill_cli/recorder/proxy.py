@@ -126,7 +126,7 @@ class Outcome:
     after: Callable[[], Awaitable[None]] | None = None
 
 
-Answer = Callable[[Call, web.Request], Awaitable[Outcome]]
+Answer = Callable[[Call, web.BaseRequest], Awaitable[Outcome]]
 
 
 class BadDistillHeader(ValueError):
@@ -140,6 +140,7 @@ def is_loopback(peername) -> bool:
     return _loopback_host(str(peername[0] if isinstance(peername, (tuple, list)) else peername))
 
 
+@functools.lru_cache(maxsize=256)
 def is_loopback_host_header(host: str | None) -> bool:
     """True for a Host header naming this machine's loopback (127.0.0.1:PORT, localhost:PORT, [::1]:PORT)."""
     if not host:
@@ -265,11 +266,17 @@ class Proxy:
             cookie_jar=aiohttp.DummyCookieJar(),
             skip_auto_headers=("User-Agent", "Accept", "Content-Type"),
         )
-        app = web.Application(client_max_size=MAX_BODY)
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(
-            app, access_log=None, handle_signals=False, shutdown_timeout=self.shutdown_timeout
+        # aiohttp's low-level server: every path comes to one handler, so no application, router or
+        # middleware runs per call (a few % of the proxy's CPU).
+        loop = asyncio.get_running_loop()
+        server = web.Server(
+            self._handle,
+            request_factory=lambda message, payload, protocol, writer, task: web.BaseRequest(
+                message, payload, protocol, writer, task, loop, client_max_size=MAX_BODY
+            ),
+            access_log=None,
         )
+        self._runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=self.shutdown_timeout)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, reuse_address=False)
         await site.start()
@@ -287,7 +294,7 @@ class Proxy:
 
     # ---- one request -------------------------------------------------------------
 
-    async def _handle(self, job: web.Request) -> web.StreamResponse:
+    async def _handle(self, job: web.BaseRequest) -> web.StreamResponse:
         transport = job.transport
         if not is_loopback(transport.get_extra_info("peername") if transport else None):
             return web.json_response({"error": "distill proxy: only loopback connections are accepted"}, status=403)
@@ -346,7 +353,7 @@ class Proxy:
             task.add_done_callback(self._background.discard)
         return response
 
-    async def _finish(self, job: web.Request, outcome: Outcome) -> web.StreamResponse:
+    async def _finish(self, job: web.BaseRequest, outcome: Outcome) -> web.StreamResponse:
         response = outcome.response
         if outcome.cut:
             response.force_close()
@@ -362,7 +369,7 @@ class Proxy:
 
     # ---- the default answer: ask upstream ----------------------------------------
 
-    async def forward(self, call: Call, job: web.Request | None) -> Outcome:
+    async def forward(self, call: Call, job: web.BaseRequest | None) -> Outcome:
         """Send a call upstream and relay the answer to the job, keeping a parsed copy.
 
         With `job` None the answer goes to nobody (a shadow call): it is only parsed
@@ -391,7 +398,7 @@ class Proxy:
         finally:
             upstream.release()
 
-    def _stopped(self, call: Call, job: web.Request | None, status: int | None) -> Outcome:
+    def _stopped(self, call: Call, job: web.BaseRequest | None, status: int | None) -> Outcome:
         return Outcome(
             response=web.StreamResponse(status=502),
             status=status,
@@ -401,7 +408,7 @@ class Proxy:
             cancelled=True,
         )
 
-    async def _relay_body(self, call: Call, job: web.Request | None, upstream: aiohttp.ClientResponse) -> Outcome:
+    async def _relay_body(self, call: Call, job: web.BaseRequest | None, upstream: aiohttp.ClientResponse) -> Outcome:
         try:
             body = await upstream.read()
         except asyncio.CancelledError:
@@ -427,7 +434,7 @@ class Proxy:
             latency_ms=(self._clock() - call.started) * 1000,
         )
 
-    async def _relay_stream(self, call: Call, job: web.Request | None, upstream: aiohttp.ClientResponse) -> Outcome:
+    async def _relay_stream(self, call: Call, job: web.BaseRequest | None, upstream: aiohttp.ClientResponse) -> Outcome:
         response = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=job_headers(upstream.headers))
         if job is not None:
             await response.prepare(job)
@@ -490,7 +497,7 @@ class Proxy:
 
     # ---- everything not recorded -----------------------------------------------------
 
-    async def _passthrough(self, api: ProviderAPI, job: web.Request, body: bytes | None = None) -> web.StreamResponse:
+    async def _passthrough(self, api: ProviderAPI, job: web.BaseRequest, body: bytes | None = None) -> web.StreamResponse:
         headers = upstream_headers(job.headers)
         if body is None and job.body_exists:
             body = await job.read()
