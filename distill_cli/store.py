@@ -362,6 +362,8 @@ def _roll_in_child(store: str | Path, journal: Path, segment: str) -> bool:
     import subprocess
     import sys
 
+    if getattr(sys, "frozen", False) or not sys.executable:  # no Python to run `-m` with (a bundled app)
+        return False
     try:
         # On stdin, not the command line: a store URI may carry credentials, and `ps` shows arguments to all.
         # NUL-separated file-system bytes: a path may hold any byte but NUL, and need not be UTF-8.
