@@ -76,7 +76,7 @@ import pyarrow.parquet as pq
 from distill_cli import schemas, store
 from distill_cli.errors import InputError, NotEnoughData, ProviderError
 from distill_cli.files import write_atomically
-from distill_cli.gate import TEACHER_SERVED, SpendCap, SpendCapReached, run_capped
+from distill_cli.gate import SpendCap, SpendCapReached, run_capped
 from distill_cli.judges import (
     CLOSED_SET,
     Judge,
@@ -486,7 +486,7 @@ class Traffic:
 
 def _count_traffic(con, spec: StudentSpec, start: datetime, end: datetime, fresh_start: datetime) -> Traffic:
     rows = con.execute(
-        """SELECT served_by, student_id, ts > ? AS fresh, count(*), count(output)
+        f"""SELECT served_by, student_id, ts > ? AS fresh, count(*), count(*) FILTER (WHERE {schemas.complete_answer_sql()})
            FROM examples WHERE task = ? AND ts > ? AND ts <= ? GROUP BY ALL""",
         [fresh_start, spec.task, start, end],
     ).fetchall()
@@ -506,14 +506,16 @@ def _count_traffic(con, spec: StudentSpec, start: datetime, end: datetime, fresh
     return t
 
 
-_STUDENT_ROWS = "st.task = ? AND st.served_by = 'student' AND st.student_id = ? AND st.ts > ? AND st.ts <= ? AND st.output IS NOT NULL"
+_STUDENT_ROWS = (
+    f"st.task = ? AND st.served_by = 'student' AND st.student_id = ? AND st.ts > ? AND st.ts <= ? AND {schemas.complete_answer_sql('st')}"
+)
 
 
 def _shadow_pairs(con, spec: StudentSpec, start: datetime, end: datetime, fresh_start: datetime) -> tuple[list[Pair], int]:
     """The window's student answers the teacher also answered (shadow rows), and how many shadow calls failed."""
     rows = con.execute(
         f"""SELECT st.id, any_value(st.ts > ?), any_value(st.input), any_value(st.output), any_value(st.confidence),
-                   first(sh.output ORDER BY sh.ts) FILTER (WHERE sh.status = 200 AND sh.output IS NOT NULL)
+                   first(sh.output ORDER BY sh.ts) FILTER (WHERE {schemas.teacher_answer_sql('sh')})
             FROM examples st JOIN examples sh ON sh.pair_id = st.id AND sh.served_by = 'shadow' AND sh.task = st.task
             WHERE {_STUDENT_ROWS} GROUP BY st.id ORDER BY st.id""",
         [fresh_start, spec.task, spec.id, start, end],
@@ -543,7 +545,7 @@ def _recent_inputs(con, task: str, start: datetime, end: datetime, spelling: dic
     ).fetchall()]
     # Sized for closed sets; a free-text task is recognised from the reference and skipped.
     answers = con.execute(
-        f"""SELECT output, count(*) FROM examples WHERE {where} AND status = 200 AND output IS NOT NULL
+        f"""SELECT output, count(*) FROM examples WHERE {where} AND {schemas.complete_answer_sql()}
             GROUP BY output ORDER BY 2 DESC LIMIT {4 * CLOSED_SET}""",
         [task, start, end],
     ).fetchall()
@@ -575,10 +577,9 @@ def _training_rows(con, spec: StudentSpec, before: datetime, spelling: dict, see
     newest = _built_until(spec)
     if newest is not None:
         before = min(before, newest + timedelta(microseconds=1))
-    served = ", ".join(f"'{s}'" for s in TEACHER_SERVED)
     rows = con.execute(
         f"""SELECT id, input, output FROM examples
-            WHERE task = ? AND served_by IN ({served}) AND status = 200 AND output IS NOT NULL AND ts < ?
+            WHERE task = ? AND {schemas.teacher_answer_sql()} AND ts < ?
             ORDER BY hash(id || ?), id LIMIT {4 * INPUT_SAMPLE}""",
         [spec.task, before, seed],
     ).fetchall()

@@ -39,7 +39,6 @@ from distill_cli.stats import wilson_bounds
 from distill_cli.students.base import Student, StudentError, in_holdout, load_student
 
 SUMMARY_SCHEMA = "gate-summary/1"
-TEACHER_SERVED = schemas.TEACHER_SERVED
 # A store whose teacher rows are all training rows of the student is refused as a leak when that
 # could happen by chance less often than this; otherwise it is just too little data (exit 5).
 LEAK_CHANCE = 0.001
@@ -281,8 +280,7 @@ def select_held_out(student: Student, stores: Iterable[str | Path], *, limit: in
     if spec.task not in {t for t, _ in tasks}:
         listed = ", ".join(f"{t} ({c})" for t, c in tasks[:10])
         raise InputError(f"{where}: no calls of task {spec.task!r}, the task of student {spec.id}; tasks there: {listed}")
-    served = ", ".join(f"'{s}'" for s in TEACHER_SERVED)
-    teacher_rows = f"task = ? AND status = 200 AND output IS NOT NULL AND served_by IN ({served})"
+    teacher_rows = f"task = ? AND {schemas.teacher_answer_sql()}"
     ids = [r[0] for r in con.execute(f"SELECT DISTINCT id FROM examples WHERE {teacher_rows}", [spec.task]).fetchall()]
     if not ids:
         raise NotEnoughData(f"{where}: no successful teacher calls of task {spec.task!r} yet; nothing to gate")

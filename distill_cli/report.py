@@ -345,7 +345,7 @@ def _calls_view(con, since: datetime | None, task: str | None, reprice) -> None:
                {cost} AS cost,
                e.cache_read_tokens + e.cache_write_5m_tokens + e.cache_write_1h_tokens = 0 AS nocache,
                {_HIGH_STAKES.format(m="e.metadata")} AS stakes,
-               e.output, e.input_hash
+               e.output, e.input_hash, e.status, e.error
         FROM ({base}) e {join}"""
     )
 
@@ -673,7 +673,7 @@ def _output_sets(con, tasks: list[dict], period: dict, stats: dict, examples: in
     fraction = max(OUTPUT_SAMPLE_ROWS / examples, max(OUTPUT_SAMPLE_MIN / t["examples"] for t in tasks))
     if examples > OUTPUT_SAMPLE_ROWS:
         fraction = min(fraction, OUTPUT_SAMPLE_MAX_FRACTION)
-    answered = "served_by IN ('teacher', 'fallback', 'shadow') AND ok AND output IS NOT NULL"
+    answered = schemas.teacher_answer_sql()
     names = _sql_list(t["task"] for t in tasks)
     rows = con.execute(
         f"""WITH f AS (SELECT task, hash(lower(trim(output))) AS h, count(*) AS c FROM calls

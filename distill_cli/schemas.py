@@ -39,6 +39,28 @@ UPGRADES: dict[tuple[str, int], object] = {}
 # Example rows whose output is the teacher's own answer: what students learn from and are judged against.
 TEACHER_SERVED = ("teacher", "fallback", "shadow")
 
+
+def complete_answer_sql(alias: str | None = None) -> str:
+    """SQL that holds for an example row carrying a whole answer: HTTP 200, an output, and no error.
+
+    A stream cut mid-answer, or a call the job abandoned, keeps its partial output
+    but records an error ("incomplete: ..."): such a row is never an answer.
+    `alias` qualifies the columns (`complete_answer_sql("st")` -> `st.status = 200 ...`).
+    """
+    c = f"{alias}." if alias else ""
+    return f"({c}status = 200 AND {c}output IS NOT NULL AND {c}error IS NULL)"
+
+
+def teacher_answer_sql(alias: str | None = None) -> str:
+    """SQL that holds for a teacher answer: a complete answer (see above) the teacher gave.
+
+    The one definition of what a student learns from (build-student, --export), what
+    a gate and drift judge it against, and what report sizes a task by.
+    """
+    c = f"{alias}." if alias else ""
+    served = ", ".join(f"'{s}'" for s in TEACHER_SERVED)
+    return f"({c}served_by IN ({served}) AND {complete_answer_sql(alias)})"
+
 CURRENT = {s.split("/")[0]: int(s.split("/")[1]) for s in (EXAMPLES, VERDICTS, DRIFT, STUDENT)}
 
 _ts = pa.timestamp("us", tz="UTC")

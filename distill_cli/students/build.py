@@ -26,7 +26,6 @@ from distill_cli import canonical, schemas, store
 from distill_cli.errors import InputError, NotEnoughData
 from distill_cli.students.base import StudentSpec, in_holdout, write_student_file
 
-TEACHER_SERVED = schemas.TEACHER_SERVED
 MIN_TRAINING = 100
 MIN_HOLDOUT = 100  # the gate's default --min-examples: the threshold is certified for at least this many
 KINDS = ("auto", "cache", "classifier", "few-shot", "optimized", "endpoint")
@@ -134,8 +133,7 @@ def select(stores: Iterable[str | Path], *, task: str | None, holdout: float, se
     where = ", ".join(stores)
     con = store.connect()
     store.examples_view(con, stores, "build-student")
-    served = ", ".join(f"'{s}'" for s in TEACHER_SERVED)
-    teacher = f"status = 200 AND output IS NOT NULL AND served_by IN ({served})"
+    teacher = schemas.teacher_answer_sql()
     all_tasks = con.execute("SELECT task, count(*) FROM examples GROUP BY task ORDER BY 2 DESC, 1").fetchall()
     if not all_tasks:
         hint = store.journal_hint(stores)
