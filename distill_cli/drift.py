@@ -75,7 +75,7 @@ import pyarrow.parquet as pq
 
 from distill_cli import schemas, store
 from distill_cli.errors import InputError, NotEnoughData, ProviderError
-from distill_cli.files import write_atomically
+from distill_cli.files import check_output, write_atomically
 from distill_cli.gate import SpendCap, SpendCapReached, run_capped
 from distill_cli.judges import (
     CLOSED_SET,
@@ -990,6 +990,8 @@ def run_drift(
     stores = [str(s) for s in stores]
     where = ", ".join(stores)
     old_log = read_log(log) if log is not None else None
+    if log is not None:
+        check_output(log, "drift", "drift --log")
     if prices is None:
         from distill_cli.prices import load_prices
 

@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 
 from distill_cli import schemas, store
 from distill_cli.errors import InputError, NotEnoughData, ProviderError
-from distill_cli.files import write_atomically
+from distill_cli.files import check_output, write_atomically
 from distill_cli.judges import FATAL_STATUSES, RETRY_STATUSES, Judge, JudgeError, RetryPolicy, make_judge
 from distill_cli.prices import Usage
 from distill_cli.stats import wilson_bounds
@@ -580,7 +580,7 @@ def run_gate(
     started = time.perf_counter()
     _check_settings(min_agreement, min_examples, confidence, concurrency, max_spend, limit)
     if verdicts is not None:
-        _check_verdicts_path(Path(verdicts))
+        check_output(verdicts, "verdicts", "gate")
     student = (
         student_path_or_obj if isinstance(student_path_or_obj, Student) else load_student(student_path_or_obj, "gate")
     )
@@ -730,22 +730,9 @@ def _check_settings(min_agreement, min_examples, confidence, concurrency, max_sp
         raise InputError(f"limit must be at least 1, not {limit}")
 
 
-def _check_verdicts_path(path: Path) -> None:
-    """Refuse to overwrite anything but an earlier verdicts file."""
-    if path.is_dir():
-        raise InputError(f"{path}: is a directory; --verdicts needs a file name")
-    if path.exists():
-        tag = None
-        try:
-            tag = schemas.read_kind(path)
-        except InputError:
-            pass
-        if tag is None or not tag.startswith("verdicts/"):
-            raise InputError(f"{path}: exists and is not a verdicts file; gate will not overwrite it")
-
-
 def write_verdicts(path: str | Path, summary: GateSummary) -> Path:
     """Write the verdicts file (`verdicts/1`, summary JSON in the footer) atomically."""
+    check_output(path, "verdicts", "gate")
     schema = schemas.tagged(
         schemas.VERDICTS_SCHEMA, schemas.VERDICTS, {schemas.SUMMARY_KEY: json.dumps(summary.to_dict(), sort_keys=True)}
     )

@@ -14,7 +14,7 @@ import xml.etree.ElementTree as ET
 from datetime import datetime, timezone
 from pathlib import Path
 
-from distill_cli.files import write_atomically
+from distill_cli.files import check_output, write_atomically
 from distill_cli.gate import GateSummary, format_reduction
 
 MAX_TEXT = 2000  # characters of an input or answer kept in a failure body
@@ -97,5 +97,6 @@ def junit_tree(summary: GateSummary) -> ET.ElementTree:
 
 
 def write_junit(path: str | Path, summary: GateSummary) -> Path:
+    check_output(path, "junit", "gate --junit")
     tree = junit_tree(summary)
     return write_atomically(path, lambda f: tree.write(f, encoding="utf-8", xml_declaration=True))

@@ -342,7 +342,7 @@ def test_summary_has_every_field_the_issue_names(tmp_path, rows, runs):
 
 def test_verdicts_never_overwrite_another_kind_of_file(tmp_path, rows, runs):
     student = write_scripted(tmp_path / "s.student", script_for(rows))
-    with pytest.raises(InputError, match="exists and is not a verdicts file; gate will not overwrite it"):
+    with pytest.raises(InputError, match="exists and is a student file, not a verdicts file; gate will not overwrite it"):
         run_gate(student, runs, verdicts=student)
     assert load_student(student).spec.kind == "scripted"
     v = tmp_path / "gate.parquet"

@@ -21,7 +21,8 @@ from distill_cli.console.common import (
     stdout_console,
     warn_unknown_models,
 )
-from distill_cli.errors import DistillError, ExitStatus
+from distill_cli.errors import DistillError, ExitStatus, InputError
+from distill_cli.files import check_output
 from distill_cli.gate import GateSummary, format_reduction, run_gate
 from distill_cli.judges import JUDGES
 
@@ -73,6 +74,10 @@ def gate(
     table = load_price_table(prices)
     bar = _ProgressBar(console) if progress_enabled() else None
     try:
+        if junit is not None:  # before the gate spends anything
+            if verdicts is not None and junit.resolve() == verdicts.resolve():
+                raise InputError(f"{junit}: named by both --verdicts and --junit; give each its own file")
+            check_output(junit, "junit", "gate --junit")
         with bar or _nothing():
             summary = run_gate(
                 student,

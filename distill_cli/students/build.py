@@ -24,6 +24,7 @@ from typing import Callable, Iterable, Sequence
 
 from distill_cli import canonical, schemas, store
 from distill_cli.errors import InputError, NotEnoughData
+from distill_cli.files import check_output
 from distill_cli.students.base import StudentSpec, in_holdout, write_student_file
 
 MIN_TRAINING = 100
@@ -299,6 +300,7 @@ def build_student(
         raise InputError("--kind optimized needs --max-spend USD: the search stops there")
     if kind == "endpoint" and (not base_url or not model):
         raise InputError("--kind endpoint needs --base-url URL and --model NAME")
+    check_output(out, "student", "build-student")
     if isinstance(stores, (str, Path)):
         stores = [stores]
     say("reading the store")

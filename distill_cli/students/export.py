@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Iterable
 
 from distill_cli.errors import InputError
-from distill_cli.files import write_atomically
+from distill_cli.files import check_output, write_atomically
 from distill_cli.students.build import select, system_of
 
 FORMATS = ("openai", "anthropic", "hf")
@@ -62,6 +62,7 @@ def export_training(
 ) -> ExportResult:
     if fmt not in FORMATS:
         raise InputError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    check_output(out, "export", "build-student --export")
     if isinstance(stores, (str, Path)):
         stores = [stores]
     selection = select(stores, task=task, holdout=holdout, seed=seed)
