@@ -931,10 +931,10 @@ def _check_settings(min_agreement, sample, max_spend, arl, confidence) -> None:
         raise InputError(f"min_agreement must be in (0, 1], not {min_agreement}")
     if sample is not None and sample < 1:
         raise InputError(f"sample must be at least 1, not {sample}")
-    if max_spend is not None and max_spend <= 0:
-        raise InputError(f"max_spend must be more than 0, not {max_spend}")
-    if arl < 2:
-        raise InputError(f"arl must be at least 2 runs, not {arl}")
+    if max_spend is not None and not 0 < max_spend < math.inf:
+        raise InputError(f"max_spend must be a finite amount more than 0, not {max_spend}")
+    if not 2 <= arl < math.inf:
+        raise InputError(f"arl must be a finite number of runs, at least 2, not {arl}")
     if not 0.5 <= confidence < 1:
         raise InputError(f"confidence must be in [0.5, 1), not {confidence}")
 

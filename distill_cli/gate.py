@@ -24,6 +24,7 @@ import math
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 from typing import Awaitable, Callable, Iterable, TypeVar
 
@@ -78,12 +79,24 @@ def cost_reduction(teacher_cost_per_call: float | None, routed_cost_per_call: fl
 
 
 def format_reduction(value: float | None) -> str:
-    """`14.2x`, `inf` (free) or `unknown`: how a cost reduction reads in text and in JSON."""
+    """`14.2x`, `inf` (free) or `unknown`: how a cost reduction reads in text and in JSON.
+
+    One decimal, or as many more as keep the figure on its side of 1: a reduction
+    of 1.015 reads `1.02x` and one of 0.96 `0.96x`, never `1.0x` ("no saving").
+    """
     if value is None:
         return "unknown"
     if math.isinf(value):
         return "inf"
-    return f"{value:.1f}x"
+    text = f"{value:.1f}"
+    if text != "1.0" or value == 1.0:
+        return f"{text}x"
+    exact = Decimal(repr(value))  # the shortest decimal that is this float: 1.015, not 1.01499...
+    for digits in range(2, 18):
+        shown = exact.quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_EVEN)
+        if shown != 1:
+            return f"{shown}x"
+    return f"{exact}x"
 
 
 def decide(
@@ -724,8 +737,8 @@ def _check_settings(min_agreement, min_examples, confidence, concurrency, max_sp
         raise InputError(f"confidence must be in [0.5, 1), not {confidence}")
     if concurrency < 1:
         raise InputError(f"concurrency must be at least 1, not {concurrency}")
-    if max_spend is not None and max_spend <= 0:
-        raise InputError(f"max_spend must be more than 0, not {max_spend}")
+    if max_spend is not None and not 0 < max_spend < math.inf:
+        raise InputError(f"max_spend must be a finite amount more than 0, not {max_spend}")
     if limit is not None and limit < 1:
         raise InputError(f"limit must be at least 1, not {limit}")
 

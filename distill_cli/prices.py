@@ -12,6 +12,7 @@ import copy
 import hashlib
 import json
 import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -250,7 +251,7 @@ def _number(where: str, entry: Mapping, key: str) -> float | None:
     if key not in entry or entry[key] is None:
         return None
     value = entry[key]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= sys.float_info.max:
         raise ValueError(f"{where}: {key!r} must be a non-negative number, not {value!r}")
     return float(value)
 

@@ -80,7 +80,7 @@ def parse_budget(text: str | Budget) -> Budget:
     if isinstance(text, Budget):
         return text
     m = _BUDGET.fullmatch(text.strip())
-    if not m or float(m.group(1)) <= 0:
+    if not m or not 0 < float(m.group(1)) < math.inf:
         raise ValueError(f"budget {text!r}: expected USD per day or month, like 50/day or 1000/month")
     return Budget(float(m.group(1)), "day" if m.group(2).lower() in ("day", "d") else "month")
 
@@ -1001,9 +1001,11 @@ def _read_student(path: Path) -> dict:
 
 
 def _reduction_text(x: float) -> str:
+    from distill_cli.gate import format_reduction
+
     if math.isinf(x):
         return "inf (free)"
-    return f"{x:.1f}x" if x < 100 else f"{x:,.0f}x"
+    return format_reduction(x) if x < 100 else f"{x:,.0f}x"
 
 
 def _as_reduction(value) -> float | None:

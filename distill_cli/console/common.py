@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import traceback
@@ -87,6 +88,20 @@ class GateFormat(str, Enum):
     table = "table"
     json = "json"
     markdown = "markdown"
+
+
+def finite(value: float | None) -> float | None:
+    """Callback of every float option: NaN and infinity are usage errors (click's min/max let NaN through)."""
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"must be a finite number, not {value}")
+    return value
+
+
+def positive(value: float | None) -> float | None:
+    """Callback of a float option that must be a finite number above 0 (a spend cap)."""
+    if finite(value) is not None and value <= 0:
+        raise typer.BadParameter("must be more than 0")
+    return value
 
 
 PricesOption = typer.Option(

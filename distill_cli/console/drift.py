@@ -13,14 +13,16 @@ from rich.table import Table
 from distill_cli.console.common import (
     Format,
     PricesOption,
+    finite,
     load_price_table,
+    positive,
     print_json,
     progress_enabled,
     stderr_console,
     stdout_console,
     warn_unknown_models,
 )
-from distill_cli.console.gate import _cut, _money, _nothing, _positive, _ProgressBar, escape_data, escape_property
+from distill_cli.console.gate import _cut, _money, _nothing, _ProgressBar, escape_data, escape_property
 from distill_cli.drift import DriftResult, run_drift, window_start
 from distill_cli.errors import ExitStatus, InputError
 
@@ -42,14 +44,14 @@ def drift(
     since: str = typer.Option("24h", "--since", help="Window: a duration before now (24h, 90m, 7d, 2w) or an ISO-8601 time."),
     sample: int | None = typer.Option(None, "--sample", min=1, help="Judge at most N shadow pairs; with --live-teacher, re-ask N calls (default 50)."),
     live_teacher: bool = typer.Option(False, "--live-teacher", help="Re-ask the teacher about recent student-served calls (costs money; honours ANTHROPIC_BASE_URL)."),
-    max_spend: float | None = typer.Option(None, "--max-spend", callback=_positive, help="Stop (exit 4) before teacher and judge calls cost more than this many USD."),
-    min_agreement: float = typer.Option(0.95, "--min-agreement", min=0.0, max=1.0, help="Drifted when end-to-end agreement is confidently below this."),
+    max_spend: float | None = typer.Option(None, "--max-spend", callback=positive, help="Stop (exit 4) before teacher and judge calls cost more than this many USD."),
+    min_agreement: float = typer.Option(0.95, "--min-agreement", min=0.0, max=1.0, callback=finite, help="Drifted when end-to-end agreement is confidently below this."),
     log: Path | None = typer.Option(None, "--log", dir_okay=False, help="Drift log (drift/1 Parquet): one row appended per run; its history feeds the sequential check."),
     demote: bool = typer.Option(False, "--demote", help="On drift, write STUDENT.demoted: the router sends every call to the teacher until a new gate passes."),
     verdicts: List[Path] = typer.Option([], "--verdicts", dir_okay=False, help="Gate verdicts file(s); a passing gate of this student newer than its demotion lifts it."),
     judge: str = typer.Option("auto", "--judge", help="auto, exact, normalized, json, numeric or llm (as the gate judges)."),
     judge_model: str | None = typer.Option(None, "--judge-model", help="Model of the llm judge (default: the teacher's)."),
-    arl: float = typer.Option(1000, "--arl", min=2, help="False-alarm control: with no change, P(any false alarm within T runs) <= T/ARL."),
+    arl: float = typer.Option(1000, "--arl", min=2, callback=finite, help="False-alarm control: with no change, P(any false alarm within T runs) <= T/ARL."),
     now: str | None = typer.Option(None, "--now", help="Check as of this ISO-8601 time instead of now (backfills, replays)."),
     output_format: Format = typer.Option(Format.table, "--format", help="table, or json (the result on stdout)."),
     prices: Path | None = PricesOption,

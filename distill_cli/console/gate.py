@@ -14,7 +14,9 @@ from rich.table import Table
 from distill_cli.console.common import (
     GateFormat,
     PricesOption,
+    finite,
     load_price_table,
+    positive,
     print_json,
     progress_enabled,
     stderr_console,
@@ -32,25 +34,19 @@ MAX_ANNOTATIONS = 10
 JudgeName = Enum("JudgeName", {name: name for name in ("auto", *JUDGES)}, type=str)
 
 
-def _positive(value: float | None) -> float | None:
-    if value is not None and value <= 0:
-        raise typer.BadParameter("must be more than 0")
-    return value
-
-
 def gate(
     student: Path = typer.Argument(..., help="Student file to gate.", show_default=False),
     stores: List[str] = typer.Argument(..., help="Example store(s) holding the teacher's recorded calls.", show_default=False),
-    min_agreement: float = typer.Option(0.95, "--min-agreement", min=0.0, max=1.0, help="Pass when the lower confidence bound of end-to-end agreement reaches this."),
+    min_agreement: float = typer.Option(0.95, "--min-agreement", min=0.0, max=1.0, callback=finite, help="Pass when the lower confidence bound of end-to-end agreement reaches this."),
     min_examples: int = typer.Option(100, "--min-examples", min=1, help="Fewer held-out examples than this: exit 5 (collecting)."),
-    confidence: float = typer.Option(0.95, "--confidence", min=0.5, max=0.9999, help="Confidence of the one-sided Wilson bounds."),
+    confidence: float = typer.Option(0.95, "--confidence", min=0.5, max=0.9999, callback=finite, help="Confidence of the one-sided Wilson bounds."),
     judge: JudgeName = typer.Option(JudgeName.auto, "--judge", help="How answers are compared; auto picks from the teacher's outputs and says which."),
     judge_model: str | None = typer.Option(None, "--judge-model", help="Model of the llm judge (default: the teacher's)."),
     verdicts: Path | None = typer.Option(None, "--verdicts", dir_okay=False, help="Write one row per example here (verdicts/1 Parquet)."),
     junit: Path | None = typer.Option(None, "--junit", dir_okay=False, help="Write a JUnit XML report here (a testcase per example)."),
     output_format: GateFormat = typer.Option(GateFormat.table, "--format", help="table, json (the summary on stdout) or markdown (a PR comment)."),
     concurrency: int = typer.Option(8, "--concurrency", min=1, max=256, help="Examples scored at once (LLM students and judges)."),
-    max_spend: float | None = typer.Option(None, "--max-spend", callback=_positive, help="Stop (exit 4) before student and judge calls cost more than this many USD."),
+    max_spend: float | None = typer.Option(None, "--max-spend", callback=positive, help="Stop (exit 4) before student and judge calls cost more than this many USD."),
     limit: int | None = typer.Option(None, "--limit", min=1, help="Gate only the first N held-out examples (by id)."),
     prices: Path | None = PricesOption,
 ) -> None:

@@ -15,6 +15,7 @@ from rich.table import Table
 from distill_cli.console.common import (
     Format,
     PricesOption,
+    finite,
     load_price_table,
     print_json,
     stderr_console,
@@ -66,16 +67,16 @@ def record(
     ),
     allow_ungated: bool = typer.Option(False, "--allow-ungated", help="Let a student without a passing gate serve (a warning, not an error)."),
     shadow_rate: float = typer.Option(
-        DEFAULT_SHADOW_RATE, "--shadow-rate", min=0.0, max=1.0, metavar="R",
+        DEFAULT_SHADOW_RATE, "--shadow-rate", min=0.0, max=1.0, metavar="R", callback=finite,
         help="Share of student answers also asked of the teacher in the background (shadow rows, for drift).",
     ),
     shadow_seed: int | None = typer.Option(None, "--shadow-seed", help="Seed of the shadow sampler (repeatable runs)."),
     student_timeout: float = typer.Option(
-        DEFAULT_STUDENT_TIMEOUT_MS, "--student-timeout", min=1.0, metavar="MS",
+        DEFAULT_STUDENT_TIMEOUT_MS, "--student-timeout", min=1.0, metavar="MS", callback=finite,
         help="A student slower than this falls back to the teacher.",
     ),
     recheck: float = typer.Option(
-        DEFAULT_RECHECK_SECONDS, "--recheck", min=0.0, metavar="SECONDS",
+        DEFAULT_RECHECK_SECONDS, "--recheck", min=0.0, metavar="SECONDS", callback=finite,
         help="How often a running proxy re-reads the students' demotion markers (distill drift --demote).",
     ),
     replay: str | None = typer.Option(

@@ -146,7 +146,9 @@ def _reduction(x) -> str:
         return "-"
     if x == "inf":
         return "inf"
-    return f"{x:.1f}x"
+    from distill_cli.gate import format_reduction
+
+    return format_reduction(x)
 
 
 # ---- the tables every format shares ------------------------------------------------------------------

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import math
 import os
 import random
 import time
@@ -200,6 +201,10 @@ class Router:
     ) -> None:
         if not 0.0 <= shadow_rate <= 1.0:
             raise InputError(f"the shadow rate must be between 0 and 1, not {shadow_rate}")
+        if not 0.0 < student_timeout < math.inf:
+            raise InputError(f"the student timeout must be a finite number of seconds above 0, not {student_timeout}")
+        if not 0.0 <= recheck_seconds < math.inf:
+            raise InputError(f"the recheck interval must be a finite number of seconds, not {recheck_seconds}")
         self.routes = {route.task: route for route in routes}
         self.replay = replay
         self.shadow_rate = shadow_rate

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -294,8 +295,8 @@ def build_student(
         raise InputError(f"unknown kind {kind!r}; choose one of {', '.join(KINDS)}")
     if not 0 < min_agreement < 1:
         raise InputError(f"--min-agreement must be between 0 and 1 (exclusive), not {min_agreement}")
-    if max_spend is not None and max_spend < 0:
-        raise InputError(f"--max-spend must be a non-negative amount in USD, not {max_spend}")
+    if max_spend is not None and not 0 <= max_spend < math.inf:
+        raise InputError(f"--max-spend must be a finite non-negative amount in USD, not {max_spend}")
     if kind == "optimized" and max_spend is None:
         raise InputError("--kind optimized needs --max-spend USD: the search stops there")
     if kind == "endpoint" and (not base_url or not model):
