@@ -235,3 +235,14 @@ def test_a_first_line_too_long_to_read_is_not_an_export(tmp_path):
     big.write_bytes(b"x" * (files._FIRST_LINE + 10))
     with pytest.raises(InputError, match="exists and is not a fine-tuning data file"):
         check_output(big, "export", "build-student --export")
+
+
+def test_gate_replaces_its_own_verdicts_and_junit_files(tmp_path, runs, rows):
+    student = write_scripted(tmp_path / "s.student", script_for(rows))
+    args = ("gate", student, runs, "--min-examples", "10", "--judge", "normalized",
+            "--verdicts", tmp_path / "gate.parquet", "--junit", tmp_path / "gate.xml")
+    first = run(*args)
+    assert first.exit_code == 1, first.output  # too few examples to pass; both files are written
+    second = run(*args)
+    assert second.exit_code == 1, second.output
+    assert files.file_kind(tmp_path / "gate.xml") == "junit" and files.file_kind(tmp_path / "gate.parquet") == "verdicts"

@@ -130,7 +130,9 @@ def _summary(console, result) -> None:
         if spec.threshold is not None:
             parts.append(f"threshold {spec.threshold:.3f}")
         if m.get("expected_cost_reduction"):
-            parts.append(f"expected cost reduction {m['expected_cost_reduction']}x")
+            from distill_cli.gate import format_reduction
+
+            parts.append(f"expected cost reduction {format_reduction(m['expected_cost_reduction'])}")
         console.print("Dev split: " + ", ".join(parts), markup=False)
     if result.spent_usd:
         console.print(f"Spent ${result.spent_usd:.4f} on provider calls during the build", markup=False)
