@@ -40,6 +40,7 @@ from distill_cli.stats import wilson_bounds
 from distill_cli.students.base import Student, StudentError, in_holdout, load_student
 
 SUMMARY_SCHEMA = "gate-summary/1"
+TEACHER_SERVED = schemas.TEACHER_SERVED
 # A store whose teacher rows are all training rows of the student is refused as a leak when that
 # could happen by chance less often than this; otherwise it is just too little data (exit 5).
 LEAK_CHANCE = 0.001

@@ -28,6 +28,7 @@ from distill_cli.errors import InputError, NotEnoughData
 from distill_cli.files import check_output
 from distill_cli.students.base import StudentSpec, in_holdout, write_student_file
 
+TEACHER_SERVED = schemas.TEACHER_SERVED
 MIN_TRAINING = 100
 MIN_HOLDOUT = 100  # the gate's default --min-examples: the threshold is certified for at least this many
 KINDS = ("auto", "cache", "classifier", "few-shot", "optimized", "endpoint")
