@@ -42,7 +42,10 @@ ask per call or every few seconds. A marker stops counting (returns None) when:
   - the student file now holds another student (a rebuilt student has a new id), or
   - the newest gate of that same student id among `verdicts` (and the file
     `<student file>.verdicts.parquet`, where the router also looks) passed and is newer
-    than the demotion ("until a new gate passes"; a later failing gate keeps it).
+    than the demotion ("until a new gate passes"; a later failing gate keeps it), and,
+    when the caller gives the content `digest`, that gate certified that content.
+A student whose newest passing gate certified other content (serving.py) is refused
+(InputError): drift checks the student that may serve, not one edited since.
 An unreadable marker counts as a demotion: when in doubt the teacher answers.
 `clear_demotion` removes a marker that no longer counts; `run_drift(verdicts=...)`
 calls it.
@@ -87,6 +90,7 @@ from distill_cli.judges import (
     make_judge,
     normalize,
 )
+from distill_cli.serving import content_problem, gate_files, latest_gate, read_summary
 from distill_cli.stats import wilson_bounds, z_one_sided
 from distill_cli.students.base import StudentSpec, in_holdout, read_student_file
 
@@ -836,23 +840,12 @@ def _file_student_id(student_path: str | Path) -> str | None:
         return None
 
 
-VERDICTS_SUFFIX = ".verdicts.parquet"  # where the router looks for a student's gate without --verdicts
-
-
-def gate_files(student_path: str | Path, verdicts: Iterable[str | Path]) -> list[Path]:
-    """The verdicts files that speak for a student: those given and `<student file>.verdicts.parquet` if it exists."""
-    found = [Path(v) for v in verdicts]
-    beside = Path(f"{student_path}{VERDICTS_SUFFIX}")
-    if beside not in found and beside.exists():
-        found.append(beside)
-    return found
-
-
-def lifted_by(info: DemotionInfo, verdicts: Iterable[str | Path]) -> str | None:
+def lifted_by(info: DemotionInfo, verdicts: Iterable[str | Path], digest: str | None = None) -> str | None:
     """The verdicts file that lifts a demotion: the newest gate of the demoted student, if it passed after the demotion.
 
     As the router gates: of the readable verdicts files naming the student's id, the
     newest (by modification time) decides, so a later failing gate keeps it demoted.
+    With `digest`, only a gate that certified that content lifts it.
     """
     if info.damaged or not info.demoted_at:
         return None
@@ -860,8 +853,6 @@ def lifted_by(info: DemotionInfo, verdicts: Iterable[str | Path]) -> str | None:
         demoted = _utc(datetime.fromisoformat(info.demoted_at)).timestamp()
     except ValueError:
         return None
-    from distill_cli.gate import read_summary
-
     gates = []
     for v in verdicts:
         try:
@@ -873,11 +864,14 @@ def lifted_by(info: DemotionInfo, verdicts: Iterable[str | Path]) -> str | None:
     if not mine:
         return None
     mtime, path, summary = max(mine, key=lambda g: g[0])
+    if digest is not None and summary.get("student_digest") != digest:
+        return None
     return path if summary.get("passed") is True and mtime > demoted else None
 
 
 def is_demoted(
-    student_path: str | Path, *, student_id: str | None = None, verdicts: Iterable[str | Path] = ()
+    student_path: str | Path, *, student_id: str | None = None, verdicts: Iterable[str | Path] = (),
+    digest: str | None = None,
 ) -> DemotionInfo | None:
     """The demotion the router must honour for this student file, or None when the student may serve.
 
@@ -893,17 +887,20 @@ def is_demoted(
     current = student_id or _file_student_id(student_path)
     if current is not None and current != info.student_id:
         return None
-    if lifted_by(info, gate_files(student_path, verdicts)):
+    if lifted_by(info, gate_files(student_path, verdicts), digest):
         return None
     return info
 
 
-def clear_demotion(student_path: str | Path, *, student_id: str | None = None, verdicts: Iterable[str | Path] = ()) -> DemotionInfo | None:
+def clear_demotion(
+    student_path: str | Path, *, student_id: str | None = None, verdicts: Iterable[str | Path] = (),
+    digest: str | None = None,
+) -> DemotionInfo | None:
     """Remove the marker when it no longer counts (rebuilt student, or lifted by a passing gate); returns what was removed."""
     info = read_marker(student_path)
     if info is None or info.damaged:
         return None
-    if is_demoted(student_path, student_id=student_id, verdicts=verdicts) is not None:
+    if is_demoted(student_path, student_id=student_id, verdicts=verdicts, digest=digest) is not None:
         return None
     marker_path(student_path).unlink(missing_ok=True)
     return info
@@ -949,6 +946,14 @@ def _store_tasks(con, stores, where: str, task: str) -> None:
         raise InputError(f"{where}: no calls of task {task!r}, the task of the student; tasks there: {listed}")
 
 
+def _check_certified(student: str | Path, spec: StudentSpec, verdicts: Iterable[str | Path]) -> None:
+    """InputError when the newest passing gate of this student id certified other content than the file's."""
+    gate = latest_gate(spec.id, gate_files(student, verdicts), "drift --verdicts")
+    problem = content_problem(student, spec.id, spec.digest, gate) if gate and gate.passed else None
+    if problem is not None:
+        raise InputError(problem)
+
+
 def run_drift(
     student: str | Path,
     stores: str | Path | Iterable[str | Path],
@@ -984,6 +989,7 @@ def run_drift(
     now = datetime.now(timezone.utc) if now is None else _utc(datetime.fromisoformat(now) if isinstance(now, str) else now)
     start = window_start(since, now)
     spec, student_table = read_student_file(student, "drift")
+    _check_certified(student, spec, verdicts)
     if isinstance(stores, (str, Path)):
         stores = [stores]
     stores = [str(s) for s in stores]
@@ -997,13 +1003,13 @@ def run_drift(
     notes: list[str] = []
 
     # Demotion first: a lifted or stale marker goes, a standing one is reported.
-    cleared = clear_demotion(student, student_id=spec.id, verdicts=verdicts)
+    cleared = clear_demotion(student, student_id=spec.id, verdicts=verdicts, digest=spec.digest)
     if cleared is not None:
         if cleared.student_id == spec.id:
             notes.append(f"the demotion of {spec.id} ({cleared.demoted_at}) was lifted by a passing gate; marker removed")
         else:
             notes.append(f"removed a stale demotion marker of an earlier student ({cleared.student_id})")
-    standing = is_demoted(student, student_id=spec.id, verdicts=verdicts)
+    standing = is_demoted(student, student_id=spec.id, verdicts=verdicts, digest=spec.digest)
 
     seed = f"{spec.id}:{now.isoformat()}"  # every sample a run draws: new each run, the same on a replay
     con = store.connect()
