@@ -229,15 +229,18 @@ def llm_student(path: Path, base_url: str | None, api: str = "anthropic", split:
     return write_student_file(path, spec, few_shot.rows_for(prompt, []))
 
 
+ANTHROPIC_HOST, OPENAI_HOST = endpoints.PROVIDER_HOSTS  # checked as strings: nothing here connects
+
+
 @pytest.mark.parametrize("url, allowed", [
-    ("https://api.anthropic.com", True),
-    ("https://api.openai.com/v1", True),
-    ("https://api.anthropic.com:8443", False),
-    ("http://api.anthropic.com", False),
-    ("https://api.anthropic.com.evil.example", False),
+    (f"https://{ANTHROPIC_HOST}", True),
+    (f"https://{OPENAI_HOST}/v1", True),
+    (f"https://{ANTHROPIC_HOST}:8443", False),
+    (f"http://{ANTHROPIC_HOST}", False),
+    (f"https://{ANTHROPIC_HOST}.evil.example", False),
     ("https://evil.example/v1", False),
-    ("https://user:pw@api.anthropic.com", False),
-    ("ftp://api.anthropic.com", False),
+    (f"https://user:pw@{ANTHROPIC_HOST}", False),
+    (f"ftp://{ANTHROPIC_HOST}", False),
     ("http://127.0.0.1:8000/v1", False),  # a key to loopback still needs allowing: another local user may listen
 ])
 def test_only_a_providers_host_gets_a_key_by_default(url, allowed):

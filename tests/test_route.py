@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 from test_record_proxy import ANT_KEY, OAI_KEY, stored
 
-from distill_cli import canonical, drift, schemas
+from distill_cli import canonical, schemas, serving
 from distill_cli.errors import InputError
 from distill_cli.recorder import record_to
 from distill_cli.recorder.router import Route, Router, load_routes
@@ -324,7 +324,7 @@ def test_no_shadow_at_rate_zero(tmp_path, fake_provider):
 
 
 def demote(student_path: Path, student_id: str = "toy-student", when: datetime | None = None) -> None:
-    drift.write_demotion(student_path, spec(student_id), when or datetime.now(timezone.utc),
+    serving.write_demotion(student_path, spec(student_id), when or datetime.now(timezone.utc),
                          ["agreement 81.0% is confidently below 95.0%"], {"drifted": True})
 
 

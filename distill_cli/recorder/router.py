@@ -9,7 +9,7 @@ It is the proxy's `answer` step (proxy.py). For each recorded call:
   1. the task: `--task`, else header `x-distill-task`, else the request's fingerprint
      (as the row will say); no student for it, or header `x-distill-route: teacher`:
      the teacher answers (`served_by=teacher`);
-  2. a demoted student (drift.py's marker; re-read at most every `recheck_seconds`)
+  2. a demoted student (serving.py's marker; re-read at most every `recheck_seconds`)
      does not answer: the teacher does, and `warn` is told once;
   3. the student answers within `student_timeout` seconds: a confident answer is
      written back as the provider's own response (responses.py) with `model` = the
@@ -45,12 +45,19 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from distill_cli import canonical
-from distill_cli.drift import DemotionInfo, is_demoted
 from distill_cli.errors import InputError
 from distill_cli.recorder.proxy import Call, Outcome, Proxy
 from distill_cli.recorder.replay import Replay
 from distill_cli.recorder.responses import anthropic_message, openai_completion, response_for
-from distill_cli.serving import VERDICTS_SUFFIX, GateRecord, content_problem, gate_files, latest_gate
+from distill_cli.serving import (
+    VERDICTS_SUFFIX,
+    DemotionInfo,
+    GateRecord,
+    content_problem,
+    gate_files,
+    is_demoted,
+    latest_gate,
+)
 from distill_cli.store import new_id
 from distill_cli.students.base import Answer, Student, load_student, request_input
 

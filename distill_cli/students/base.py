@@ -21,9 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from distill_cli import canonical, schemas
@@ -225,6 +223,9 @@ def _type_key(t: pa.DataType) -> str:
 
 
 def _hash_values(h, array: pa.Array) -> None:
+    import numpy as np  # here, not at the top: the recording proxy imports this module and never hashes
+    import pyarrow.compute as pc
+
     t = array.type
     h.update(np.asarray(array.is_null().to_numpy(zero_copy_only=False), dtype=np.bool_).tobytes())
     if pa.types.is_list(t) or pa.types.is_large_list(t):
