@@ -31,21 +31,8 @@ What drift reads (the router's row contract):
   served_by='teacher'                    the teacher alone (no student, or the student demoted)
 
 Demotion. With `demote`, a drifted run writes the marker `<student file>.demoted`
-(JSON: schema `demotion/1`, student_id, task, demoted_at, reasons, the drift row),
-atomically. The router honours it by asking, before it lets the student answer:
-
-    demotion = is_demoted(student_path, student_id=student.id, verdicts=[...])
-    if demotion is not None:   # the teacher answers every call; demotion.message says why
-
-`is_demoted` costs one stat() when there is no marker, so a long-running proxy may
-ask per call or every few seconds. A marker stops counting (returns None) when:
-  - the student file now holds another student (a rebuilt student has a new id), or
-  - the newest gate of that same student id among `verdicts` (and the file
-    `<student file>.verdicts.parquet`, where the router also looks) passed and is newer
-    than the demotion ("until a new gate passes"; a later failing gate keeps it).
-An unreadable marker counts as a demotion: when in doubt the teacher answers.
-`clear_demotion` removes a marker that no longer counts; `run_drift(verdicts=...)`
-calls it.
+(serving.py: what it holds, what the router asks, what lifts it). A run given
+`verdicts` removes a marker that no longer counts (`clear_demotion`).
 
 This module never prints and never exits; it writes only the drift log (one row per
 run, appended by rewriting to a temporary file and renaming) and the marker.
@@ -87,12 +74,19 @@ from distill_cli.judges import (
     make_judge,
     normalize,
 )
+from distill_cli.serving import (
+    DemotionInfo,
+    clear_demotion,
+    content_problem,
+    gate_files,
+    is_demoted,
+    latest_gate,
+    write_demotion,
+)
 from distill_cli.stats import wilson_bounds, z_one_sided
 from distill_cli.students.base import StudentSpec, in_holdout, read_student_file
 
 RESULT_SCHEMA = "drift-result/1"
-MARKER_SCHEMA = "demotion/1"
-MARKER_SUFFIX = ".demoted"
 CHECKS = ("agreement", "input", "decline", "output")
 
 LIVE_SAMPLE = 50  # student-served inputs re-asked of the teacher with live_teacher and no `sample`
@@ -124,29 +118,6 @@ class Check:
     @property
     def drifted(self) -> bool:
         return self.status == "drifted"
-
-
-@dataclass
-class DemotionInfo:
-    """A demotion marker: the student it names, when and why it was demoted."""
-
-    marker: str
-    student_id: str | None
-    task: str | None
-    demoted_at: str | None  # ISO-8601, UTC
-    reasons: list[str]
-    drift: dict = field(default_factory=dict)  # the drift log row that demoted it
-    damaged: bool = False
-
-    @property
-    def message(self) -> str:
-        if self.damaged:
-            return f"{self.marker}: demotion marker unreadable; the teacher answers until it is removed or a new gate passes"
-        why = "; ".join(self.reasons) or "drift detected"
-        return f"student {self.student_id} demoted at {self.demoted_at} ({why}); the teacher answers until a new gate passes"
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass
@@ -801,128 +772,6 @@ def append_log(path: str | Path, row: dict) -> int:
     return len(rows)
 
 
-# ---- demotion ------------------------------------------------------------------------------------------------------
-
-
-def marker_path(student_path: str | Path) -> Path:
-    """Where a student file's demotion marker lives: `<student file>.demoted`."""
-    return Path(f"{student_path}{MARKER_SUFFIX}")
-
-
-def read_marker(student_path: str | Path) -> DemotionInfo | None:
-    """The demotion marker beside a student file as written (None when there is none); damaged -> damaged=True."""
-    path = marker_path(student_path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None
-    except OSError:
-        return DemotionInfo(str(path), None, None, None, [], damaged=True)
-    try:
-        data = json.loads(text)
-        if data.get(schemas.SCHEMA_KEY) != MARKER_SCHEMA or not data.get("student_id"):
-            raise ValueError("not a demotion marker")
-        return DemotionInfo(str(path), data["student_id"], data.get("task"), data.get("demoted_at"),
-                            list(data.get("reasons") or []), dict(data.get("drift") or {}))
-    except (ValueError, TypeError, AttributeError):
-        return DemotionInfo(str(path), None, None, None, [], damaged=True)
-
-
-def _file_student_id(student_path: str | Path) -> str | None:
-    """The id in a student file's footer, reading nothing else; None when unreadable."""
-    try:
-        meta = pq.read_schema(str(student_path)).metadata or {}
-        return json.loads(meta[schemas.STUDENT_SPEC_KEY.encode()])["id"]
-    except (OSError, KeyError, ValueError, TypeError, pa.ArrowInvalid):
-        return None
-
-
-VERDICTS_SUFFIX = ".verdicts.parquet"  # where the router looks for a student's gate without --verdicts
-
-
-def gate_files(student_path: str | Path, verdicts: Iterable[str | Path]) -> list[Path]:
-    """The verdicts files that speak for a student: those given and `<student file>.verdicts.parquet` if it exists."""
-    found = [Path(v) for v in verdicts]
-    beside = Path(f"{student_path}{VERDICTS_SUFFIX}")
-    if beside not in found and beside.exists():
-        found.append(beside)
-    return found
-
-
-def lifted_by(info: DemotionInfo, verdicts: Iterable[str | Path]) -> str | None:
-    """The verdicts file that lifts a demotion: the newest gate of the demoted student, if it passed after the demotion.
-
-    As the router gates: of the readable verdicts files naming the student's id, the
-    newest (by modification time) decides, so a later failing gate keeps it demoted.
-    """
-    if info.damaged or not info.demoted_at:
-        return None
-    try:
-        demoted = _utc(datetime.fromisoformat(info.demoted_at)).timestamp()
-    except ValueError:
-        return None
-    from distill_cli.gate import read_summary
-
-    gates = []
-    for v in verdicts:
-        try:
-            summary = read_summary(v, "is_demoted")
-            gates.append((os.stat(v).st_mtime, str(v), summary))
-        except (InputError, OSError, ValueError):
-            continue  # an unreadable verdicts file lifts nothing: the teacher keeps answering
-    mine = [g for g in gates if g[2].get("student") == info.student_id]
-    if not mine:
-        return None
-    mtime, path, summary = max(mine, key=lambda g: g[0])
-    return path if summary.get("passed") is True and mtime > demoted else None
-
-
-def is_demoted(
-    student_path: str | Path, *, student_id: str | None = None, verdicts: Iterable[str | Path] = ()
-) -> DemotionInfo | None:
-    """The demotion the router must honour for this student file, or None when the student may serve.
-
-    `student_id`: the loaded student's id (saves reading the file's footer). `verdicts`:
-    gate verdicts files (plus `<student file>.verdicts.parquet` when it exists); when
-    the newest of those naming the student's id passed and is newer than the demotion,
-    the demotion is lifted. A marker naming another student id (the file was rebuilt)
-    does not count. An unreadable marker counts: the teacher answers.
-    """
-    info = read_marker(student_path)
-    if info is None or info.damaged:
-        return info
-    current = student_id or _file_student_id(student_path)
-    if current is not None and current != info.student_id:
-        return None
-    if lifted_by(info, gate_files(student_path, verdicts)):
-        return None
-    return info
-
-
-def clear_demotion(student_path: str | Path, *, student_id: str | None = None, verdicts: Iterable[str | Path] = ()) -> DemotionInfo | None:
-    """Remove the marker when it no longer counts (rebuilt student, or lifted by a passing gate); returns what was removed."""
-    info = read_marker(student_path)
-    if info is None or info.damaged:
-        return None
-    if is_demoted(student_path, student_id=student_id, verdicts=verdicts) is not None:
-        return None
-    marker_path(student_path).unlink(missing_ok=True)
-    return info
-
-
-def write_demotion(student_path: str | Path, spec: StudentSpec, when: datetime, reasons: list[str], row: dict) -> DemotionInfo:
-    """Write the demotion marker beside the student file, atomically."""
-    path = marker_path(student_path)
-    drift_row = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in row.items()}
-    data = {schemas.SCHEMA_KEY: MARKER_SCHEMA, "student_id": spec.id, "task": spec.task, "student_file": Path(student_path).name,
-            "demoted_at": when.isoformat(), "reasons": reasons, "drift": drift_row}
-    try:
-        write_atomically(path, lambda f: f.write(json.dumps(data, indent=2, sort_keys=True).encode()))
-    except OSError as e:
-        raise InputError(f"{path}: cannot write the demotion marker ({e.strerror or e})") from None
-    return DemotionInfo(str(path), spec.id, spec.task, data["demoted_at"], reasons, drift_row)
-
-
 # ---- the drift run -----------------------------------------------------------------------------------------------
 
 
@@ -948,6 +797,14 @@ def _store_tasks(con, stores, where: str, task: str) -> None:
     if task not in {t for t, _ in tasks}:
         listed = ", ".join(f"{t} ({c})" for t, c in tasks[:10])
         raise InputError(f"{where}: no calls of task {task!r}, the task of the student; tasks there: {listed}")
+
+
+def _check_certified(student: str | Path, spec: StudentSpec, verdicts: Iterable[str | Path]) -> None:
+    """InputError when the newest passing gate of this student id certified other content than the file's."""
+    gate = latest_gate(spec.id, gate_files(student, verdicts), "drift --verdicts")
+    problem = content_problem(student, spec.id, spec.digest, gate) if gate and gate.passed else None
+    if problem is not None:
+        raise InputError(problem)
 
 
 def run_drift(
@@ -985,6 +842,7 @@ def run_drift(
     now = datetime.now(timezone.utc) if now is None else _utc(datetime.fromisoformat(now) if isinstance(now, str) else now)
     start = window_start(since, now)
     spec, student_table = read_student_file(student, "drift")
+    _check_certified(student, spec, verdicts)
     if isinstance(stores, (str, Path)):
         stores = [stores]
     stores = [str(s) for s in stores]
@@ -1000,13 +858,13 @@ def run_drift(
     notes: list[str] = []
 
     # Demotion first: a lifted or stale marker goes, a standing one is reported.
-    cleared = clear_demotion(student, student_id=spec.id, verdicts=verdicts)
+    cleared = clear_demotion(student, student_id=spec.id, verdicts=verdicts, digest=spec.digest)
     if cleared is not None:
         if cleared.student_id == spec.id:
             notes.append(f"the demotion of {spec.id} ({cleared.demoted_at}) was lifted by a passing gate; marker removed")
         else:
             notes.append(f"removed a stale demotion marker of an earlier student ({cleared.student_id})")
-    standing = is_demoted(student, student_id=spec.id, verdicts=verdicts)
+    standing = is_demoted(student, student_id=spec.id, verdicts=verdicts, digest=spec.digest)
 
     seed = f"{spec.id}:{now.isoformat()}"  # every sample a run draws: new each run, the same on a replay
     con = store.connect()

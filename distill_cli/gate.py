@@ -219,6 +219,8 @@ class GateSummary:
     spent_usd: float = 0.0
     seconds: float = 0.0
     verdicts_file: str | None = None
+    student_digest: str | None = None  # the content the gate measured (students/base.content_digest): what it certifies
+    student_endpoint: str | None = None  # where an LLM student's calls went
     verdicts: list[Verdict] = field(default_factory=list, repr=False)
 
     @property
@@ -574,6 +576,7 @@ def run_gate(
     judge_cache_dir: str | Path | None = None,
     progress: Callable[[int, int, float], None] | None = None,
     retry: RetryPolicy | None = None,
+    allowed_endpoints: tuple[str, ...] | list[str] = (),
 ) -> GateSummary:
     """Gate a student on the held-out rows of its split in `stores`; write `verdicts` if given.
 
@@ -589,6 +592,7 @@ def run_gate(
 
     `progress(done, total, spent_usd)` is called after each example; `retry` is the
     backoff for provider failures (student and LLM judge), injectable for tests.
+    `allowed_endpoints`: URLs an LLM student may call besides the providers' own (endpoints.py).
     """
     retry = retry or RetryPolicy()
     started = time.perf_counter()
@@ -596,7 +600,9 @@ def run_gate(
     if verdicts is not None:
         check_output(verdicts, "verdicts", "gate")
     student = (
-        student_path_or_obj if isinstance(student_path_or_obj, Student) else load_student(student_path_or_obj, "gate")
+        student_path_or_obj
+        if isinstance(student_path_or_obj, Student)
+        else load_student(student_path_or_obj, "gate", allowed_endpoints=allowed_endpoints)
     )
     if isinstance(stores, (str, Path)):
         stores = [stores]
@@ -649,6 +655,8 @@ def run_gate(
     summary.judge_cost_usd = judge_spent
     summary.student_cost_usd = student_spent
     summary.spent_usd = spend.total
+    summary.student_digest = student.spec.digest
+    summary.student_endpoint = student.endpoint
     if verdicts is not None:
         summary.verdicts_file = str(verdicts)
     summary.seconds = round(time.perf_counter() - started, 3)
@@ -752,13 +760,3 @@ def write_verdicts(path: str | Path, summary: GateSummary) -> Path:
     )
     table = pa.Table.from_pylist([v.row() for v in summary.verdicts], schema=schema)
     return write_atomically(path, lambda f: pq.write_table(table, f, compression="zstd"))
-
-
-def read_summary(path: str | Path, needed_by: str = "this command") -> dict:
-    """The gate summary stored in a verdicts file's footer."""
-    schemas.check_kind(path, schemas.read_kind(path), "verdicts", needed_by)
-    meta = pq.read_schema(str(path)).metadata or {}
-    raw = meta.get(schemas.SUMMARY_KEY.encode())
-    if raw is None:
-        raise InputError(f"{path}: verdicts file has no gate summary")
-    return json.loads(raw)

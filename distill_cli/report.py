@@ -36,6 +36,7 @@ import duckdb
 from distill_cli import remote, schemas, store
 from distill_cli.errors import InputError
 from distill_cli.prices import RATE_COLUMNS_SQL, TOKEN_COLUMNS, rate_values, sql_cost
+from distill_cli.students.base import short_digest
 
 if TYPE_CHECKING:
     from distill_cli.prices import PriceTable
@@ -251,6 +252,7 @@ def build_report(
     gates = [g for g in (_read_gate(con, p) for p in inputs.verdicts) if task is None or g["task"] == task]
     drift = _read_drift(con, inputs.drift, since_at, task)
     students = [s for s in (_read_student(p) for p in inputs.students) if task is None or s["task"] == task]
+    uncovered = _uncovered_students(gates, students)
 
     period = agg.period(since_at)
     tasks = agg.tasks(period["days"])
@@ -283,7 +285,7 @@ def build_report(
     )
     if budget is not None and not report.empty:
         report.budget = _budget(budget, report)
-    report.notes = _notes(report)
+    report.notes = _notes(report) + uncovered
     hint = store.journal_hint(inputs.stores)
     if hint:
         report.notes.append(hint)
@@ -912,11 +914,30 @@ def _latest_by_task(gates: list[dict]) -> dict[str, dict]:
     return latest
 
 
+def _uncovered_students(gates: list[dict], students: list[dict]) -> list[str]:
+    """Mark each passing gate whose student file (given to report) holds other content than it certified; the notes."""
+    by_id = {s["id"]: s for s in students}
+    notes = []
+    for gate in gates:
+        student = by_id.get(gate.get("student"))
+        if student is None or gate.get("passed") is not True:
+            continue
+        certified = gate.get("student_digest")
+        if certified != student["digest"]:
+            gate["changed_since"] = True
+            why = (f"changed since (gate: {short_digest(certified)}, file: {short_digest(student['digest'])})"
+                   if certified else "was gated before content digests")
+            notes.append(f"student {student['id']} ({student['file']}) {why}: its gate in {Path(gate['file']).name} "
+                         "does not cover it; gate it again")
+    return notes
+
+
 def _gate_brief(gate: dict | None) -> dict | None:
     if gate is None:
         return None
     keys = ("passed", "agreement", "lower_bound", "upper_bound", "coverage", "n", "cost_reduction", "decision",
-            "student", "teacher_cost_per_call", "routed_cost_per_call", "file", "created")
+            "student", "teacher_cost_per_call", "routed_cost_per_call", "file", "created", "student_digest",
+            "changed_since")
     return {k: gate.get(k) for k in keys}
 
 
@@ -980,10 +1001,12 @@ def _drift_brief(drift: dict | None) -> dict | None:
 def _read_student(path: Path) -> dict:
     from distill_cli.students import read_student_file
 
-    spec, rows = read_student_file(path, NEEDED_BY)
+    # Read without refusing an edited file: the report names what the file holds and whether a gate covers it.
+    spec, rows = read_student_file(path, NEEDED_BY, verify=False)
     return {
         "file": str(path),
         "id": spec.id,
+        "digest": spec.digest,
         "kind": spec.kind,
         "task": spec.task,
         "teacher_model": spec.teacher_model,
@@ -1070,7 +1093,11 @@ def _recommend(task: dict, gate: dict | None, drift: dict | None, prices) -> Non
     elif gate is not None:
         reduction = _as_reduction(gate.get("cost_reduction"))
         advice.update(kind=_gate_kind(gate), expected_cost_reduction=reduction, source="gate", reason=_gate_reason(gate))
-        if gate.get("passed"):
+        if gate.get("passed") and gate.get("changed_since"):
+            rec = "keep teacher: the gate does not cover the student file"
+            task["_keep"] = "student file changed since its gate"
+            advice["reason"] += "; the student file given changed since this gate: gate it again"
+        elif gate.get("passed"):
             rec = "distilled" if task["student_calls"] else "distill"
             if advice["kind"]:
                 rec += f": {advice['kind']}"

@@ -148,7 +148,7 @@ def test_endpoint_openai_compatible(label_store, tmp_path, fake_provider, monkey
     assert calls[0].header("authorization") == "Bearer sk-local-test-key-0000000000000000"
     assert result.spec.metrics["agreement_answered"] == 1.0
     assert b"sk-local-test-key" not in (tmp_path / "ep.student").read_bytes()
-    student = load_student(tmp_path / "ep.student")
+    student = load_student(tmp_path / "ep.student", allowed_endpoints=[fake_provider.openai_url])
     answer = student.answer({"messages": [{"role": "user", "content": "customer message number 2"}]})
     assert answer.output == "refund" and answer.cost_usd > 0 and answer.model == "gpt-4o-mini"
 
@@ -160,7 +160,9 @@ def test_endpoint_anthropic_compatible_without_demonstrations(label_store, tmp_p
                   model="my-finetune", dev_calls=2)
     call = [r for r in fake_provider.requests if r.path == "/v1/messages"][0]
     assert call.json["model"] == "my-finetune" and "<example>" not in call.json["system"][0]["text"]
-    answer = load_student(tmp_path / "ep.student").answer_text("customer message number 1")
+    answer = load_student(tmp_path / "ep.student", allowed_endpoints=[fake_provider.url]).answer_text(
+        "customer message number 1"
+    )
     assert answer.output == "top_up" and answer.cost_usd is None  # no price known: null, never 0
 
 
@@ -228,8 +230,16 @@ def test_a_student_file_cannot_name_another_secret_for_its_key(label_store, tmp_
     pq.write_table(table.replace_schema_metadata(meta), tmp_path / "evil.student")
     monkeypatch.setenv("GITHUB_TOKEN", "ghp_secret_never_sent")
     before = len(fake_provider.requests)
+    with pytest.raises(InputError, match="student file was changed after it was built"):
+        load_student(tmp_path / "evil.student", allowed_endpoints=[fake_provider.openai_url])
+    # Even a file with no digest to check (as written before digests) cannot name another secret.
+    spec["digest"] = None
+    meta[schemas.STUDENT_SPEC_KEY.encode()] = json.dumps(spec).encode()
+    pq.write_table(table.replace_schema_metadata(meta), tmp_path / "evil.student")
     with pytest.raises(InputError, match="'GITHUB_TOKEN' is not a \\*_API_KEY variable"):
-        load_student(tmp_path / "evil.student").answer_text("customer message number 4")
+        load_student(tmp_path / "evil.student", allowed_endpoints=[fake_provider.openai_url]).answer_text(
+            "customer message number 4"
+        )
     assert all("ghp_secret" not in str(r.headers) for r in fake_provider.requests[before:])
     with pytest.raises(InputError, match="--api-key-env GITHUB_TOKEN: name a \\*_API_KEY variable"):
         build_student(label_store, tmp_path / "x.student", kind="endpoint", base_url=fake_provider.openai_url,

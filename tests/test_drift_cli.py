@@ -12,7 +12,7 @@ from drift_support import SAMPLE_END, STUDENT_ID, other_domain
 from typer.testing import CliRunner
 
 from distill_cli.cli import app
-from distill_cli.drift import is_demoted, marker_path
+from distill_cli.serving import is_demoted, marker_path
 
 runner = CliRunner()
 

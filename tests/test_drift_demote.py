@@ -14,9 +14,10 @@ from drift_support import (  # queries, site: shared fixtures
     write_student,
 )
 
-from distill_cli import drift
-from distill_cli.drift import is_demoted, run_drift
+from distill_cli import serving
+from distill_cli.drift import run_drift
 from distill_cli.gate import run_gate
+from distill_cli.serving import is_demoted
 
 DAY = timedelta(days=1)
 
@@ -30,7 +31,7 @@ def test_demote_writes_the_marker_the_router_honours(site, queries, sample_store
     now = site.day(rng.sample(held, 200), 0, rng, wrong_shadow=0.3)
     assert is_demoted(site.student) is None
     r = run_drift(site.student, site.stores, now=now, log=site.log, demote=True)
-    marker = drift.marker_path(site.student)
+    marker = serving.marker_path(site.student)
     assert marker.name == "intent.student.demoted" and r.demotion.marker == str(marker)
     info = is_demoted(site.student)
     assert info is not None and info.student_id == STUDENT_ID and info.task == "support-intent"
@@ -68,7 +69,7 @@ def test_a_newer_passing_gate_lifts_the_demotion(site, queries, sample_store, tm
     now = site.day(rng.sample(held, 200), 1, rng)
     r = run_drift(site.student, site.stores, now=now, verdicts=[gate_file])
     assert r.status == "ok" and r.cleared is not None
-    assert not drift.marker_path(site.student).exists()
+    assert not serving.marker_path(site.student).exists()
     assert any("lifted by a passing gate" in n for n in r.notes)
 
 
@@ -119,12 +120,12 @@ def test_a_rebuilt_student_is_not_held_by_the_old_marker(site, queries):
     assert is_demoted(site.student) is None
     assert is_demoted(site.student, student_id=STUDENT_ID) is not None  # the router's loaded student is the old one
     r = run_drift(site.student, site.stores, now=now)
-    assert r.cleared.student_id == STUDENT_ID and not drift.marker_path(site.student).exists()
+    assert r.cleared.student_id == STUDENT_ID and not serving.marker_path(site.student).exists()
     assert any("stale demotion marker" in n for n in r.notes)
 
 
 def test_an_unreadable_marker_keeps_the_teacher_answering(site):
-    drift.marker_path(site.student).write_text("{not json")
+    serving.marker_path(site.student).write_text("{not json")
     info = is_demoted(site.student)
     assert info is not None and info.damaged and "unreadable" in info.message
 
@@ -135,7 +136,7 @@ def test_detector_restarts_after_a_demotion(site, queries):
     now = site.day(rng.sample(held, 200), 0, rng, wrong_shadow=0.3)
     r = run_drift(site.student, site.stores, now=now, log=site.log, demote=True)
     assert r.newly_demoted and r.demoted
-    drift.marker_path(site.student).unlink()  # as if a new gate had lifted it
+    serving.marker_path(site.student).unlink()  # as if a new gate had lifted it
     now = site.day(rng.sample(held, 200), 1, rng)
     r = run_drift(site.student, site.stores, now=now, log=site.log)
     assert r.status == "ok" and r.detector_runs == 1

@@ -24,10 +24,10 @@ from distill_cli.gate import (
     cost_reduction,
     decide,
     format_reduction,
-    read_summary,
     routed_cost,
     run_gate,
 )
+from distill_cli.serving import read_summary
 from distill_cli.stats import wilson_bounds
 from distill_cli.students import load_student
 

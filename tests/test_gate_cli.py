@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from distill_cli import canonical
 from distill_cli.cli import app
 from distill_cli.console.gate import MAX_ANNOTATIONS, escape_data, escape_property
-from distill_cli.gate import read_summary
+from distill_cli.serving import read_summary
 from distill_cli.students import cache
 from distill_cli.students.base import write_student_file
 

@@ -20,12 +20,20 @@ import pyarrow.parquet as pq
 import pytest
 from test_record_proxy import ANT_KEY, OAI_KEY, stored
 
-from distill_cli import canonical, drift, schemas
+from distill_cli import canonical, schemas, serving
 from distill_cli.errors import InputError
 from distill_cli.recorder import record_to
 from distill_cli.recorder.router import Route, Router, load_routes
 from distill_cli.students import cache, few_shot
-from distill_cli.students.base import Answer, Student, StudentError, StudentSpec, request_input, write_student_file
+from distill_cli.students.base import (
+    Answer,
+    Student,
+    StudentError,
+    StudentSpec,
+    read_student_file,
+    request_input,
+    write_student_file,
+)
 
 TEACHER = "claude-sonnet-4-6"
 TASK = "support"
@@ -191,7 +199,7 @@ def test_an_llm_student_answers_with_its_real_tokens_and_cost(tmp_path, fake_pro
     path = write_student_file(tmp_path / "llm.student", student_spec, few_shot.rows_for(prompt, []))
     from distill_cli.students import load_student
 
-    student = load_student(path)
+    student = load_student(path, allowed_endpoints=[fake_provider.url])
     with routed(tmp_path, fake_provider, [Route(student, path, None)], shadow_rate=0) as (rec, _):
         msg = ant(rec).messages.create(**ask("my card never came"))
     [student_call] = fake_provider.requests
@@ -316,7 +324,7 @@ def test_no_shadow_at_rate_zero(tmp_path, fake_provider):
 
 
 def demote(student_path: Path, student_id: str = "toy-student", when: datetime | None = None) -> None:
-    drift.write_demotion(student_path, spec(student_id), when or datetime.now(timezone.utc),
+    serving.write_demotion(student_path, spec(student_id), when or datetime.now(timezone.utc),
                          ["agreement 81.0% is confidently below 95.0%"], {"drifted": True})
 
 
@@ -366,11 +374,15 @@ def test_a_running_proxy_notices_a_demotion_within_the_recheck_interval(tmp_path
 # ---------------------------------------------------------------------- gating
 
 
-def write_verdicts(path: Path, student_id: str, *, passed: bool, reason: str | None = None) -> Path:
-    """A verdicts file whose footer holds a gate summary of `student_id`."""
+def write_verdicts(
+    path: Path, student_id: str, *, passed: bool, reason: str | None = None, student: Path | None = None
+) -> Path:
+    """A verdicts file whose footer holds a gate summary of `student_id` (certifying the content of `student`)."""
     summary = {"schema": "gate-summary/1", "student": student_id, "passed": passed,
                "reason": reason or ("9.0x cheaper at 89% coverage" if passed else
                                     "agreement 91.0%, lower bound 89.2% < 95.0% at 95% confidence; the teacher keeps answering")}
+    if student is not None:
+        summary["student_digest"] = read_student_file(student)[0].digest
     schema = schemas.tagged(schemas.VERDICTS_SCHEMA, schemas.VERDICTS, {schemas.SUMMARY_KEY: json.dumps(summary)})
     pq.write_table(schema.empty_table(), path)
     return path
@@ -411,7 +423,7 @@ def test_the_newest_gate_of_the_student_decides_and_the_file_beside_it_counts(tm
     import os
 
     student = write_cache_student(tmp_path / "intent.student")
-    beside = write_verdicts(tmp_path / "intent.student.verdicts.parquet", "cache-student", passed=True)
+    beside = write_verdicts(tmp_path / "intent.student.verdicts.parquet", "cache-student", passed=True, student=student)
     [route] = load_routes([student])
     assert route.gate.verdicts == str(beside) and route.gate.passed
     later_fail = write_verdicts(tmp_path / "rerun.parquet", "cache-student", passed=False)
@@ -426,7 +438,7 @@ def test_gating_errors_name_the_file(tmp_path):
     student = write_cache_student(tmp_path / "intent.student")
     twin = write_cache_student(tmp_path / "twin.student", student_id="twin-student")
     for s, i in ((student, "cache-student"), (twin, "twin-student")):
-        write_verdicts(Path(f"{s}.verdicts.parquet"), i, passed=True)
+        write_verdicts(Path(f"{s}.verdicts.parquet"), i, passed=True, student=s)
     with pytest.raises(InputError) as e:
         load_routes([student, twin])
     assert str(e.value) == f"{student} and {twin} are both students of task {TASK}; give one --student per task"

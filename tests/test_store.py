@@ -45,8 +45,11 @@ def test_rows_roll_into_parts_by_count_and_on_close(tmp_path):
         for i in range(7):
             w.append(row(i))
         # Two full segments roll on the writer's background thread; the open one stays a journal.
+        # A part is renamed into place before its journal segment is removed: wait for both.
         deadline = time.monotonic() + 30
-        while len(list(s.glob("date=*/part-*.parquet"))) < 2 and time.monotonic() < deadline:
+        while time.monotonic() < deadline and (
+            len(list(s.glob("date=*/part-*.parquet"))) < 2 or len(list((s / "_journal").glob("*.jsonl"))) > 1
+        ):
             time.sleep(0.01)
         assert len(list(s.glob("date=*/part-*.parquet"))) == 2
         assert len(list((s / "_journal").glob("*.jsonl"))) == 1

@@ -119,3 +119,18 @@ def load_price_table(path: Path | None):
 def warn_unknown_models(console: Console, prices) -> None:
     for model in sorted(prices.unknown):
         console.print(f"Warning: no price known for model {model!r}; its calls have cost null (not 0). Add it with --prices.")
+
+
+AllowEndpointOption = typer.Option(
+    [], "--allow-endpoint", metavar="URL",
+    help="Let an LLM student call this endpoint (repeatable). Without it a student file may only name a provider's "
+    "API host, one in DISTILL_ALLOWED_ENDPOINTS, or a loopback address it sends no key to.",
+)
+
+
+def endpoint_line(student) -> str | None:
+    """`Student X calls URL (key from VAR)` for a student that calls out; None for a local one."""
+    if student.endpoint is None:
+        return None
+    key = getattr(student, "key_env", None)
+    return f"Student {student.id} calls {student.endpoint}" + (f" (key from {key})" if key else "")

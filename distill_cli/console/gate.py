@@ -12,8 +12,10 @@ import typer
 from rich.table import Table
 
 from distill_cli.console.common import (
+    AllowEndpointOption,
     GateFormat,
     PricesOption,
+    endpoint_line,
     finite,
     load_price_table,
     positive,
@@ -49,13 +51,15 @@ def gate(
     max_spend: float | None = typer.Option(None, "--max-spend", callback=positive, help="Stop (exit 4) before student and judge calls cost more than this many USD."),
     limit: int | None = typer.Option(None, "--limit", min=1, help="Gate only the first N held-out examples (by id)."),
     prices: Path | None = PricesOption,
+    allow_endpoint: List[str] = AllowEndpointOption,
 ) -> None:
     """Gate a student: run it on held-out calls, judge it against the teacher, exit 1 if it agrees too little.
 
     Scores only the rows the student's own train/holdout split holds out. Passes when
     the one-sided lower confidence bound of end-to-end agreement (a declined call
     counts as agreeing: the teacher answers it; an error counts as a disagreement)
-    is at least --min-agreement over at least --min-examples examples.
+    is at least --min-agreement over at least --min-examples examples. The verdicts
+    record the digest of the student file's content: what the gate certifies.
 
     Exit: 0 passed, 1 failed, 3 input error or training-row leak, 4 provider error
     or --max-spend reached, 5 too few held-out examples.
@@ -66,17 +70,23 @@ def gate(
 
       distill gate intent.student runs/ --judge llm --max-spend 2 --format markdown > comment.md
     """
+    from distill_cli.students import load_student
+
     console = stderr_console()
     table = load_price_table(prices)
     bar = _ProgressBar(console) if progress_enabled() else None
     try:
+        the_student = load_student(student, "gate", allowed_endpoints=allow_endpoint)
+        line = endpoint_line(the_student)
+        if line:
+            console.print(line, markup=False)
         if junit is not None:  # before the gate spends anything
             if verdicts is not None and junit.resolve() == verdicts.resolve():
                 raise InputError(f"{junit}: named by both --verdicts and --junit; give each its own file")
             check_output(junit, "junit", "gate --junit")
         with bar or _nothing():
             summary = run_gate(
-                student,
+                the_student,
                 stores,
                 min_agreement=min_agreement,
                 min_examples=min_examples,

@@ -13,8 +13,10 @@ from rich import box
 from rich.table import Table
 
 from distill_cli.console.common import (
+    AllowEndpointOption,
     Format,
     PricesOption,
+    endpoint_line,
     finite,
     load_price_table,
     print_json,
@@ -65,7 +67,8 @@ def record(
         [], "--verdicts", metavar="FILE",
         help="Gate verdicts files to find the students' gates in (besides STUDENT.verdicts.parquet) (repeatable).",
     ),
-    allow_ungated: bool = typer.Option(False, "--allow-ungated", help="Let a student without a passing gate serve (a warning, not an error)."),
+    allow_ungated: bool = typer.Option(False, "--allow-ungated", help="Let a student without a passing gate of its content serve (a warning, not an error)."),
+    allow_endpoint: List[str] = AllowEndpointOption,
     shadow_rate: float = typer.Option(
         DEFAULT_SHADOW_RATE, "--shadow-rate", min=0.0, max=1.0, metavar="R", callback=finite,
         help="Share of student answers also asked of the teacher in the background (shadow rows, for drift).",
@@ -96,7 +99,8 @@ def record(
     `distill record` then exits with the job's own status.
 
     With --student, a student that passed its gate answers its task's calls, and the
-    teacher answers what it declines (exit 3 for an ungated student). With --replay,
+    teacher answers what it declines (exit 3 for an ungated student, or one whose
+    file changed since its gate). With --replay,
     the teacher's answers come from a store instead of the network.
 
     Example:
@@ -145,7 +149,8 @@ def record(
     router = None
     if students or replay is not None:
         router = _router(
-            console, students, verdicts=verdicts, allow_ungated=allow_ungated, shadow_rate=shadow_rate,
+            console, students, verdicts=verdicts, allow_ungated=allow_ungated, allow_endpoint=allow_endpoint,
+            shadow_rate=shadow_rate,
             shadow_seed=shadow_seed, student_timeout_ms=student_timeout, recheck=recheck, replay=replay,
             replay_miss=replay_miss.value, task=task,
         )
@@ -182,8 +187,8 @@ def record(
     raise typer.Exit(status)
 
 
-def _router(console, students, *, verdicts, allow_ungated, shadow_rate, shadow_seed, student_timeout_ms, recheck,
-            replay, replay_miss, task):
+def _router(console, students, *, verdicts, allow_ungated, allow_endpoint, shadow_rate, shadow_seed, student_timeout_ms,
+            recheck, replay, replay_miss, task):
     """The gated students and the replay store, announced on stderr."""
     import random
 
@@ -193,7 +198,8 @@ def _router(console, students, *, verdicts, allow_ungated, shadow_rate, shadow_s
     def warn(message: str) -> None:
         console.print(message, markup=False)
 
-    routes = load_routes(students, verdicts=verdicts, allow_ungated=allow_ungated, warn=warn)
+    routes = load_routes(students, verdicts=verdicts, allow_ungated=allow_ungated, allowed_endpoints=allow_endpoint,
+                         warn=warn)
     replayed = Replay.load(replay, miss=replay_miss) if replay is not None else None
     router = Router(
         routes, replay=replayed, shadow_rate=shadow_rate, rng=random.Random(shadow_seed) if shadow_seed is not None else None,
@@ -203,6 +209,9 @@ def _router(console, students, *, verdicts, allow_ungated, shadow_rate, shadow_s
         gate = f"gate passed in {route.gate.verdicts}" if route.gate else "ungated"
         console.print(f"Student {route.student.id} ({route.student.spec.kind}, {gate}) answers task {route.task}; "
                       f"shadow rate {shadow_rate:g}.", markup=False)
+        line = endpoint_line(route.student)
+        if line:
+            console.print(line, markup=False)
         if task is not None and route.task != task:
             warn(f"Warning: {route.path} is a student of task {route.task}, but every call of this run is task {task} "
                  "(--task): it will answer none of them.")

@@ -9,7 +9,7 @@ It is the proxy's `answer` step (proxy.py). For each recorded call:
   1. the task: `--task`, else header `x-distill-task`, else the request's fingerprint
      (as the row will say); no student for it, or header `x-distill-route: teacher`:
      the teacher answers (`served_by=teacher`);
-  2. a demoted student (drift.py's marker; re-read at most every `recheck_seconds`)
+  2. a demoted student (serving.py's marker; re-read at most every `recheck_seconds`)
      does not answer: the teacher does, and `warn` is told once;
   3. the student answers within `student_timeout` seconds: a confident answer is
      written back as the provider's own response (responses.py) with `model` = the
@@ -23,12 +23,13 @@ It is the proxy's `answer` step (proxy.py). For each recorded call:
 
 "The teacher" is upstream, or a store's recorded answers with `replay` (replay.py).
 
-Gating (`load_routes`): a student serves only with a passing gate for its exact id.
-The verdicts files looked at are those given (`--verdicts`) and
-`<student file>.verdicts.parquet` when it exists; of those naming the student's id,
-the newest file (by modification time) decides: a later failing gate overrides an
-earlier pass. No such file, or a failed gate: InputError (exit 3), unless
-`allow_ungated`.
+Gating (`load_routes`): a student serves only with a passing gate that certified
+the content the file holds now (serving.py). The verdicts files looked at are those
+given (`--verdicts`) and `<student file>.verdicts.parquet` when it exists; of those
+naming the student's id, the newest file (by modification time) decides: a later
+failing gate overrides an earlier pass. No such file, a failed gate, or a file whose
+content changed since its gate: InputError (exit 3), unless `allow_ungated`. An LLM
+student's endpoint must be a provider's or one in `allowed_endpoints` (endpoints.py).
 
 This module never prints (warnings go to `warn`) and never exits.
 """
@@ -38,7 +39,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import math
-import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -46,11 +46,19 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from distill_cli import canonical
-from distill_cli.drift import VERDICTS_SUFFIX, DemotionInfo, gate_files, is_demoted
 from distill_cli.errors import InputError
 from distill_cli.recorder.proxy import Call, Outcome, Proxy
 from distill_cli.recorder.replay import Replay
 from distill_cli.recorder.responses import anthropic_message, openai_completion, response_for
+from distill_cli.serving import (
+    VERDICTS_SUFFIX,
+    DemotionInfo,
+    GateRecord,
+    content_problem,
+    gate_files,
+    is_demoted,
+    latest_gate,
+)
 from distill_cli.store import new_id
 from distill_cli.students.base import Answer, Student, load_student, request_input
 
@@ -60,33 +68,6 @@ DEFAULT_SHADOW_RATE = 0.05
 DEFAULT_STUDENT_TIMEOUT = 5.0  # seconds: an LLM student slower than this costs the job more than it saves
 DEFAULT_RECHECK_SECONDS = 30.0  # how often demotion markers are re-read (a demotion is honoured within a minute)
 NEEDED_BY = "record --student"
-
-
-# ---- gating ------------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class GateRecord:
-    """The gate that decides whether a student may serve."""
-
-    verdicts: str
-    passed: bool
-    reason: str
-
-
-def latest_gate(student_id: str, verdicts: Iterable[Path]) -> GateRecord | None:
-    """The newest gate of `student_id` among `verdicts` (InputError for a file that is not a verdicts file)."""
-    from distill_cli.gate import read_summary
-
-    newest: tuple[float, GateRecord] | None = None
-    for path in verdicts:
-        summary = read_summary(path, "record --verdicts")
-        if summary.get("student") != student_id:
-            continue
-        mtime = os.stat(path).st_mtime
-        if newest is None or mtime >= newest[0]:
-            newest = (mtime, GateRecord(str(path), summary.get("passed") is True, str(summary.get("reason") or "")))
-    return newest[1] if newest else None
 
 
 @dataclass
@@ -135,7 +116,8 @@ class Route:
             "student": self.student.id,
             "file": str(self.path),
             "task": self.task,
-            "gate": dataclasses.asdict(self.gate) if self.gate else None,
+            "gate": {k: v for k, v in dataclasses.asdict(self.gate).items() if k != "mtime"} if self.gate else None,
+            "digest": self.student.spec.digest,
             "demoted": self.demotion.message if self.demotion else None,
             **dataclasses.asdict(self.stats),
         }
@@ -146,17 +128,24 @@ def load_routes(
     *,
     verdicts: Iterable[str | Path] = (),
     allow_ungated: bool = False,
+    allowed_endpoints: tuple[str, ...] | list[str] = (),
     warn: Callable[[str], None] = lambda message: None,
 ) -> list[Route]:
-    """Load the students and check each has a passing gate (InputError, exit 3, otherwise)."""
+    """Load the students and check each has a passing gate of its content (InputError, exit 3, otherwise)."""
     verdicts = [Path(v) for v in verdicts]
     routes: list[Route] = []
     by_task: dict[str, Route] = {}
     for path in map(Path, student_paths):
-        student = load_student(path, NEEDED_BY)
+        student = load_student(path, NEEDED_BY, allowed_endpoints=allowed_endpoints)
         considered = gate_files(path, verdicts)
         gate = latest_gate(student.id, considered)
-        if gate is None or not gate.passed:
+        changed = content_problem(path, student.id, student.spec.digest, gate) if gate and gate.passed else None
+        if changed is not None:
+            if not allow_ungated:
+                raise InputError(f"{changed} (--allow-ungated overrides)")
+            warn(f"Warning: {changed.split('; ')[0]}; serving it anyway (--allow-ungated)")
+            gate = None
+        elif gate is None or not gate.passed:
             if gate is None:
                 beside = f"{path}{VERDICTS_SUFFIX}"
                 where = ", ".join(map(str, considered)) or f"{beside} (not found)"
@@ -238,7 +227,8 @@ class Router:
     def check_demotions(self) -> None:
         """Re-read every student's demotion marker; tell `warn` what changed."""
         for route in self.routes.values():
-            demotion = is_demoted(route.path, student_id=route.student.id, verdicts=route.verdicts)
+            demotion = is_demoted(route.path, student_id=route.student.id, verdicts=route.verdicts,
+                                  digest=route.student.spec.digest)
             if demotion is not None and route.demotion is None:
                 self.warn(f"Warning: {demotion.message}. The teacher answers its calls.")
             elif demotion is None and route.demotion is not None:

@@ -3,12 +3,18 @@
 Every kind implements `answer(request) -> Answer`; the gate, the router and drift
 use nothing else. Kinds register a loader in `LOADERS`; `load_student` reads the
 spec, checks the file's `distill.schema`, and hands the rows to the kind's loader.
+
+A student file carries the digest of its content (`content_digest`: the spec and
+every row), written when it is built and checked whenever it is read, so a file
+edited after it was built is refused. The gate records the digest it certified;
+the router, drift and report compare it with the file they are given.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import secrets
 import time
 from dataclasses import asdict, dataclass, field
@@ -65,13 +71,31 @@ class StudentSpec:
     threshold: float | None = None  # decline below this confidence
     metrics: dict = field(default_factory=dict)  # dev-split metrics
     params: dict = field(default_factory=dict)  # kind-specific settings (never credentials)
+    digest: str | None = None  # "sha256:<hex>" of the content (`content_digest`), set when the file is written
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> StudentSpec:
+        """The spec in a file's footer; ValueError naming the field when one has the wrong type."""
         data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError("the spec is not a JSON object")
+        for name in ("id", "kind", "task"):
+            if not isinstance(data.get(name), str) or not data[name]:
+                raise ValueError(f"spec field {name!r} must be a non-empty string")
+        for name in ("teacher_model", "student_model", "digest"):
+            if data.get(name) is not None and not isinstance(data[name], str):
+                raise ValueError(f"spec field {name!r} must be a string")
+        for name in ("built_from", "split", "metrics", "params"):
+            if not isinstance(data.get(name, {}), dict):
+                raise ValueError(f"spec field {name!r} must be an object")
+        threshold = data.get("threshold")
+        if threshold is not None and (
+            isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold)
+        ):
+            raise ValueError(f"spec field 'threshold' must be a finite number, not {threshold!r}")
         known = {f for f in cls.__dataclass_fields__}
         return cls(**{k: v for k, v in data.items() if k in known})
 
@@ -100,6 +124,14 @@ class Student:
     def request_for(self, text: str) -> dict:
         return {"messages": [{"role": "user", "content": text}]}
 
+    @property
+    def endpoint(self) -> str | None:
+        """The URL this student sends its inputs (and a key) to; None for a local student."""
+        return None
+
+    def authorize(self, allowed: tuple[str, ...] = ()) -> None:
+        """Refuse (InputError) an endpoint the user did not allow; local students have none."""
+
 
 # A loader takes (spec, rows table, path) and returns a Student.
 LOADERS: dict[str, Callable[[StudentSpec, pa.Table, Path], Student]] = {}
@@ -121,14 +153,20 @@ def request_input(request: dict, provider: str = "anthropic") -> str:
 
 
 def write_student_file(path: str | Path, spec: StudentSpec, rows: pa.Table) -> Path:
-    """Write a student file atomically: a temporary name in the same directory, then rename."""
+    """Write a student file atomically, its content digest in the spec (`spec.digest` is set)."""
+    spec.digest = content_digest(spec, rows)
     meta = {schemas.SCHEMA_KEY: schemas.STUDENT, SPEC_KEY: spec.to_json()}
     table = rows.replace_schema_metadata({**(rows.schema.metadata or {}), **{k.encode(): v.encode() for k, v in meta.items()}})
     return write_atomically(path, lambda f: pq.write_table(table, f, compression="zstd"))
 
 
-def read_student_file(path: str | Path, needed_by: str = "this command") -> tuple[StudentSpec, pa.Table]:
-    """The spec and rows of a student file, after checking it is one."""
+def read_student_file(path: str | Path, needed_by: str = "this command", *, verify: bool = True) -> tuple[StudentSpec, pa.Table]:
+    """The spec and rows of a student file, after checking it is one and that its content matches its digest.
+
+    `spec.digest` is the digest of the content read. A file written before content
+    digests has none to check and is read as it is. `verify=False` skips the check
+    (report names a mismatch instead of refusing).
+    """
     p = Path(path)
     if not p.exists():
         raise InputError(f"{path}: no such file")
@@ -137,21 +175,96 @@ def read_student_file(path: str | Path, needed_by: str = "this command") -> tupl
     schemas.check_kind(p, schemas.read_kind(p), "student", needed_by)
     try:
         table = pq.read_table(p)
-        spec = StudentSpec.from_json(table.schema.metadata[SPEC_KEY.encode()].decode())
-    except (KeyError, ValueError, TypeError, pa.ArrowInvalid) as e:
+        raw = json.loads(table.schema.metadata[SPEC_KEY.encode()].decode())
+        spec = StudentSpec.from_json(json.dumps(raw))
+    except (KeyError, ValueError, TypeError, pa.ArrowException) as e:
         raise InputError(f"{path}: student file is damaged ({e})") from None
-    return spec, table
+    rows = table.replace_schema_metadata(None)
+    digest = _digest(raw, rows)
+    if verify and spec.digest is not None and spec.digest != digest:
+        raise InputError(
+            f"{path}: student file was changed after it was built (its content is {short_digest(digest)}, "
+            f"built as {short_digest(spec.digest)}); rebuild it with distill build-student and gate it again"
+        )
+    spec.digest = digest
+    return spec, rows
 
 
-def load_student(path: str | Path, needed_by: str = "this command") -> Student:
-    """Load any kind of student; never executes code from the file."""
+def content_digest(spec: StudentSpec, rows: pa.Table) -> str:
+    """"sha256:<hex>" of a student's content: its spec (less the digest) and every value of every row.
+
+    Computed from values, not file bytes, so it is the same however Parquet encodes
+    them; any change to a setting, a threshold, a weight or a row changes it.
+    """
+    return _digest(json.loads(spec.to_json()), rows)
+
+
+def short_digest(digest: str | None) -> str:
+    return digest[:19] if digest else "no digest"
+
+
+def _digest(spec_data: dict, rows: pa.Table) -> str:
+    h = hashlib.sha256(b"distill student content 1\0")
+    h.update(json.dumps({k: v for k, v in spec_data.items() if k != "digest"}, sort_keys=True).encode())
+    h.update(f"\0{rows.num_rows}\0".encode())
+    for name, column in zip(rows.column_names, rows.columns):
+        h.update(f"{name}\0{_type_key(column.type)}\0".encode())
+        _hash_values(h, column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column)
+    return "sha256:" + h.hexdigest()
+
+
+def _type_key(t: pa.DataType) -> str:
+    # Parquet renames a list's item field ("item" -> "element"): the digest names only what the values are.
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        return f"list<{_type_key(t.value_type)}>"
+    if pa.types.is_large_string(t):
+        return "string"
+    return str(t)
+
+
+def _hash_values(h, array: pa.Array) -> None:
+    import numpy as np  # here, not at the top: the recording proxy imports this module and never hashes
+    import pyarrow.compute as pc
+
+    t = array.type
+    h.update(np.asarray(array.is_null().to_numpy(zero_copy_only=False), dtype=np.bool_).tobytes())
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        h.update(np.asarray(pc.list_value_length(array).fill_null(0).to_numpy(), dtype="<i8").tobytes())
+        _hash_values(h, pc.list_flatten(array))
+    elif pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t):
+        values = array.fill_null(False if pa.types.is_boolean(t) else 0).to_numpy(zero_copy_only=False)
+        h.update(np.ascontiguousarray(values).astype(values.dtype.newbyteorder("<")).tobytes())
+    elif pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t):
+        for value in array.to_pylist():
+            data = b"" if value is None else value.encode() if isinstance(value, str) else value
+            h.update(len(data).to_bytes(8, "little"))
+            h.update(data)
+    else:
+        h.update(json.dumps(array.to_pylist(), default=str).encode())
+
+
+def load_student(
+    path: str | Path, needed_by: str = "this command", *, allowed_endpoints: tuple[str, ...] | list[str] = ()
+) -> Student:
+    """Load any kind of student; never executes code from the file.
+
+    InputError (exit 3) for a file that is not a student, was changed after it was
+    built, or whose rows or settings do not fit its kind; and for an LLM student whose
+    endpoint is neither a provider's API host nor in `allowed_endpoints` (endpoints.py).
+    """
     started = time.perf_counter()
     spec, table = read_student_file(path, needed_by)
     _register_kinds()
     loader = LOADERS.get(spec.kind)
     if loader is None:
         raise InputError(f"{path}: unknown student kind {spec.kind!r}")
-    student = loader(spec, table, Path(path))
+    try:
+        student = loader(spec, table, Path(path))
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, pa.ArrowException) as e:
+        raise InputError(
+            f"{path}: student file is damaged: its rows or settings do not fit kind {spec.kind!r} ({type(e).__name__}: {e})"
+        ) from None
+    student.authorize(tuple(allowed_endpoints))
     student.load_ms = (time.perf_counter() - started) * 1000
     return student
 

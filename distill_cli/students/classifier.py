@@ -538,7 +538,10 @@ def _load(spec: StudentSpec, table: pa.Table, path) -> ClassifierStudent:
 
         encoder = load_encoder(embedding["model"], where=str(path))
     featurizer = Featurizer(blocks, encoder)
-    model = LinearModel(labels, np.ascontiguousarray(weights), intercepts, float(spec.params.get("temperature", 1.0)))
+    temperature = float(spec.params.get("temperature", 1.0))
+    if not np.isfinite(temperature):
+        raise ValueError(f"temperature {temperature} is not a finite number")
+    model = LinearModel(labels, np.ascontiguousarray(weights), intercepts, temperature)
     return ClassifierStudent(spec, featurizer, model)
 
 

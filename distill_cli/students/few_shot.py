@@ -15,7 +15,9 @@ the dev fold by agreement with the teacher (successive halving), stopping before
 `--max-spend` would be exceeded, and keeps the best prompt.
 
 API keys are read from the environment variable named in the spec at call time;
-they are never written to the file, a log line or an error message.
+they are never written to the file, a log line or an error message. The file names
+the endpoint, so before a first call the endpoint must pass endpoints.py's rule:
+a provider's API host or one the user allowed.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from typing import Sequence
 import numpy as np
 import pyarrow as pa
 
-from distill_cli import canonical, stats
+from distill_cli import canonical, endpoints, stats
 from distill_cli.errors import InputError, ProviderError
 from distill_cli.prices import Usage, load_prices, usage_from_anthropic, usage_from_openai
 from distill_cli.students.base import LOADERS, Answer, Student, StudentError, StudentSpec, request_input
@@ -106,8 +108,17 @@ def _loose(text: str) -> str:
 class LLMStudent(Student):
     """A student that asks a model: Anthropic Messages (the SDK) or an OpenAI-compatible chat API (aiohttp)."""
 
-    def __init__(self, spec: StudentSpec, prompt: Prompt, pool: list[tuple[str, str]] | None = None, prices=None) -> None:
+    def __init__(
+        self,
+        spec: StudentSpec,
+        prompt: Prompt,
+        pool: list[tuple[str, str]] | None = None,
+        prices=None,
+        allowed_endpoints: tuple[str, ...] = (),
+    ) -> None:
         super().__init__(spec)
+        self._allowed = tuple(allowed_endpoints)
+        self._authorized = False
         self.prompt = prompt
         self.params = spec.params
         self.model = spec.student_model or self.params.get("model")
@@ -155,11 +166,37 @@ class LLMStudent(Student):
 
     # -- credentials and clients
 
-    def _key(self) -> str | None:
+    @property
+    def key_env(self) -> str | None:
+        """The variable the key is read from (never the key)."""
         name = self.params.get("api_key_env")
         if name and not KEY_ENV_RE.match(name):
             # The spec comes from a file: it must not be able to send, say, GITHUB_TOKEN to its endpoint.
             raise InputError(f"student {self.id}: its key variable {name!r} is not a *_API_KEY variable; refusing to read it")
+        return name or ("ANTHROPIC_API_KEY" if self.api == "anthropic" else None)
+
+    @property
+    def endpoint(self) -> str:
+        """Where the calls go: the file's base URL, else the SDK's variable, else the provider's API host."""
+        if self.api == "openai":
+            return self._base_url() or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
+        return self._base_url() or os.environ.get("ANTHROPIC_BASE_URL") or "https://api.anthropic.com"
+
+    def _sends_key(self) -> bool:
+        name = self.key_env
+        # With no key of its own the Anthropic SDK falls back to ANTHROPIC_API_KEY.
+        return bool((name and os.environ.get(name)) or (self.api == "anthropic" and os.environ.get("ANTHROPIC_API_KEY")))
+
+    def authorize(self, allowed: tuple[str, ...] = ()) -> None:
+        endpoints.check_allowed(self.endpoint, sends_key=self._sends_key(), given=(*self._allowed, *allowed),
+                                who=f"student {self.id}")
+        self._allowed = (*self._allowed, *allowed)
+        self._authorized = True
+
+    def _key(self) -> str | None:
+        if not self._authorized:
+            self.authorize()
+        name = self.key_env
         key = os.environ.get(name) if name else None
         if not key and self.params.get("key_required", True):
             raise StudentError(f"student {self.id}: environment variable {name} (the API key) is not set")
@@ -221,7 +258,7 @@ class LLMStudent(Student):
         headers = {"content-type": "application/json"}
         if key:
             headers["authorization"] = f"Bearer {key}"
-        url = (self._base_url() or "").rstrip("/") + "/chat/completions"
+        url = self.endpoint.rstrip("/") + "/chat/completions"
         try:
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as session:
                 async with session.post(url, json=self.body(text), headers=headers) as response:
@@ -301,6 +338,8 @@ def prompt_from(spec: StudentSpec, table: pa.Table) -> tuple[Prompt, list[tuple[
 
 def _load(spec: StudentSpec, table: pa.Table, path) -> LLMStudent:
     prompt, pool = prompt_from(spec, table)
+    if spec.params.get("api", "anthropic") not in ("anthropic", "openai"):
+        raise ValueError(f"api {spec.params.get('api')!r} is neither anthropic nor openai")
     return LLMStudent(spec, prompt, pool)
 
 
@@ -523,6 +562,7 @@ def build(kind: str, ctx):
         "key_required": key_required,
         "max_tokens": max_tokens,
     }
+    allowed = (ctx.base_url,) if ctx.base_url else ()  # the user named it on the command line
     n_dev = ctx.dev_calls if ctx.dev_calls is not None else DEV_CALLS[kind]
     dev = dev[: max(n_dev, 0)]
     budget = Budget(ctx.max_spend)
@@ -530,7 +570,7 @@ def build(kind: str, ctx):
     def student_for(prompt: Prompt, spec: StudentSpec) -> LLMStudent:
         spec.params = {**params, "variant": prompt.variant, "neighbours": prompt.neighbours, "shots": len(prompt.demos),
                        "classes": len(classes) if classes else None}
-        return LLMStudent(spec, prompt, pool, prices)
+        return LLMStudent(spec, prompt, pool, prices, allowed)
 
     notes: list[str] = []
     settings = {"model": model, "shots": ctx.shots, "base_url": ctx.base_url, "api": params["api"]}
@@ -548,7 +588,7 @@ def build(kind: str, ctx):
     student_for(prompt, spec)  # the spec's params now describe the chosen prompt
     if kind != "optimized":
         ctx.say(f"measuring {model} on {len(dev)} dev examples")
-        measured = asyncio.run(score(LLMStudent(spec, prompt, pool, prices), dev, budget, prices)) if dev else Score()
+        measured = asyncio.run(score(LLMStudent(spec, prompt, pool, prices, allowed), dev, budget, prices)) if dev else Score()
     if budget.refused and measured.n < len(dev):
         notes.append(f"--max-spend ${ctx.max_spend} reached: measured on {measured.n} of {len(dev)} dev examples")
     spec.metrics = {
