@@ -260,8 +260,7 @@ class StoreWriter:
         self._rolling: deque[Future] = deque()
         self._failed: list[BaseException] = []  # rolls that failed: every wait/flush/close raises the first
         self.rows_written = 0
-        prepare_store(self.store)
-        recovery = recover_journals(self.store)
+        recovery = open_for_writing(self.store)
         self.recovered = recovery.rows
         self.quarantined = recovery.quarantined
 
@@ -379,6 +378,13 @@ def _roll_in_child(store: str | Path, journal: Path, segment: str) -> bool:
     except (OSError, ValueError):
         return False
     return done.returncode == 0
+
+
+def open_for_writing(store: str | Path) -> Recovery:
+    """What every writer does first (a recorder, a service, an import): create the store if need be and
+    turn the journals of dead writers into parts, quarantining those that cannot be."""
+    prepare_store(store)
+    return recover_journals(store)
 
 
 def journal_dir(store: str | Path) -> Path:

@@ -125,6 +125,7 @@ def record(
         warn_unknown_models(console, table)
         if output_format == Format.json:
             print_json(result.to_dict())
+        _print_recovery(console, result.recovered, result.quarantined)
         for line, problem in result.skipped[:20]:
             console.print(f"{import_file}: line {line}: {problem}", markup=False)
         tasks = ", ".join(f"{t} ({n})" for t, n in result.tasks.most_common())
