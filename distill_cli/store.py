@@ -633,8 +633,19 @@ def examples_view(con: duckdb.DuckDBPyConnection, paths: Iterable[str | Path], n
     local = [f for f in files if not remote.is_remote(f)]
     sources = []
     if local:
-        file_list = ", ".join("'" + str(f).replace("'", "''") + "'" for f in local)
-        sources.append(f"SELECT {cols} FROM read_parquet([{file_list}], union_by_name = true)")
+        # Rows are unique by id: a part copied into a second store, or imported twice, is counted once.
+        suspects = _parts_sharing_ids(con, local)
+        plain = [f for f in local if str(f) not in suspects]
+        if plain:
+            sources.append(f"SELECT {cols} FROM read_parquet([{_sql_files(plain)}], union_by_name = true)")
+        if suspects:
+            # Of an id in several parts, the rows of the first part (by name) are kept.
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {name}_repeated AS SELECT id, min(filename) AS keep "
+                        f"FROM read_parquet([{_sql_files(suspects)}], filename = true) WHERE id IS NOT NULL "
+                        "GROUP BY id HAVING count(DISTINCT filename) > 1")
+            sources.append(f"SELECT {cols} FROM read_parquet([{_sql_files(suspects)}], union_by_name = true, "
+                           f"filename = true) r WHERE NOT EXISTS "
+                           f"(SELECT 1 FROM {name}_repeated d WHERE d.id = r.id AND d.keep <> r.filename)")
     by_scheme: dict[str, list[str]] = defaultdict(list)
     for f in files:
         if remote.is_remote(f):
@@ -647,5 +658,49 @@ def examples_view(con: duckdb.DuckDBPyConnection, paths: Iterable[str | Path], n
         dataset = pads.dataset(keys, schema=_READ_SCHEMA, format="parquet", filesystem=remote.filesystem(bucket_uri)[0])
         con.register(f"{name}_remote{i}", dataset)
         sources.append(f"SELECT {cols} FROM {name}_remote{i}")
-    con.execute(f"CREATE OR REPLACE VIEW {name} AS " + " UNION ALL ".join(sources))
+    union = " UNION ALL ".join(sources)
+    if by_scheme and con.execute(f"SELECT EXISTS (SELECT id FROM ({union}) WHERE id IS NOT NULL "
+                                 "GROUP BY id HAVING count(*) > 1)").fetchone()[0]:
+        # Remote parts' footers are not at hand here: all their ids are compared, and repeats dropped the slow way.
+        union = (f"SELECT {cols} FROM ({union}) "
+                 "QUALIFY id IS NULL OR row_number() OVER (PARTITION BY id ORDER BY ts, run_id, output) = 1")
+    con.execute(f"CREATE OR REPLACE VIEW {name} AS " + union)
     return len(files)
+
+
+def _sql_files(files: Iterable) -> str:
+    return ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
+
+
+def _parts_sharing_ids(con: duckdb.DuckDBPyConnection, files: list) -> set[str]:
+    """The parts among `files` that may share an id with another, when some id is in two of them; else none.
+
+    Reading every id would cost ~15% of a report, so parts are first sorted by their footers' id ranges:
+    ids are time-ordered ULIDs, and only parts whose ranges overlap (concurrent writers, a copied part)
+    can share one; only their ids are compared. Within a part ids are unique: writers make them so, and
+    an import refuses a file that repeats one.
+    """
+    if len(files) < 2:
+        return set()
+    ranges = con.execute(
+        "SELECT file_name, min(stats_min), max(stats_max), bool_or(stats_min IS NULL OR stats_max IS NULL) "
+        f"FROM parquet_metadata([{_sql_files(files)}]) WHERE path_in_schema = 'id' GROUP BY file_name ORDER BY 2"
+    ).fetchall()
+    suspects = [file for file, _, _, unknown in ranges if unknown]  # no statistics: it may share any id
+    cluster: list[str] = []
+    top = None
+    for file, low, high, unknown in ranges:
+        if unknown:
+            continue
+        if top is not None and low > top:  # a gap: no part after this shares an id with one before
+            suspects += cluster if len(cluster) > 1 else []
+            cluster, top = [], None
+        cluster.append(file)
+        top = high if top is None or high > top else top
+    suspects += cluster if len(cluster) > 1 else []
+    if len(suspects) < 2 or not con.execute(
+        f"SELECT EXISTS (SELECT id FROM read_parquet([{_sql_files(suspects)}]) WHERE id IS NOT NULL "
+        "GROUP BY id HAVING count(*) > 1)"
+    ).fetchone()[0]:
+        return set()
+    return set(suspects)

@@ -55,3 +55,45 @@ def test_an_import_quarantines_a_segment_that_cannot_be_recovered_and_imports(tm
     assert (f"Warning: journal segment {BAD_SEGMENT} could not be turned into parts (ArrowInvalid: Failed to convert "
             f"JSON to int64, couldn't parse:{10**25}); moved to {s / '_quarantine' / BAD_SEGMENT}\n") in result.stderr
     assert "Imported 1 calls" in result.stderr and len(rows(s)) == 1
+
+
+def test_importing_the_same_part_twice_is_refused(tmp_path):
+    from test_import import snapshot
+
+    a, s = tmp_path / "a", tmp_path / "s"
+    runner.invoke(app, ["record", "--store", str(a), "--import", str(write_jsonl(tmp_path / "c.jsonl", [FLAT_LINE] * 3))])
+    part = next(a.glob("date=*/*.parquet"))
+    assert runner.invoke(app, ["record", "--store", str(s), "--import", str(part)]).exit_code == 0
+    before = snapshot(s)
+    result = runner.invoke(app, ["record", "--store", str(s), "--import", str(part)])
+    assert result.exit_code == 3
+    assert result.stderr == f"Error: {part}: 3 of its 3 ids are already in {s} (imported before?); nothing imported\n"
+    assert snapshot(s) == before
+    assert len(rows(s)) == 3
+
+
+def test_a_part_that_repeats_an_id_is_refused(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    a = tmp_path / "a"
+    runner.invoke(app, ["record", "--store", str(a), "--import", str(write_jsonl(tmp_path / "c.jsonl", [FLAT_LINE] * 2))])
+    part = next(a.glob("date=*/*.parquet"))
+    table = pq.read_table(part)
+    doubled = tmp_path / "doubled.parquet"
+    pq.write_table(pa.concat_tables([table, table]), doubled)
+    result = runner.invoke(app, ["record", "--store", str(tmp_path / "s"), "--import", str(doubled)])
+    assert result.exit_code == 3
+    assert result.stderr == f"Error: {doubled}: 2 rows repeat an id or have none; rows are unique by id\n"
+
+
+def test_report_counts_a_copied_part_once(tmp_path):
+    from distill_cli.report import build_report
+
+    a, s = tmp_path / "a", tmp_path / "s"
+    runner.invoke(app, ["record", "--store", str(a), "--import", str(write_jsonl(tmp_path / "c.jsonl", [FLAT_LINE] * 3))])
+    part = next(a.glob("date=*/*.parquet"))
+    runner.invoke(app, ["record", "--store", str(s), "--import", str(part)])
+    (s / part.parent.name / "part-copy.parquet").write_bytes(part.read_bytes())  # around the import's refusal
+    assert build_report([s]).totals["calls"] == 3
+    assert build_report([a, s]).totals["calls"] == 3

@@ -460,3 +460,34 @@ def test_a_segment_that_fails_to_write_for_want_of_disk_stays_in_the_journal(tmp
     with pytest.raises(OSError, match="No space left"):
         store.StoreWriter(s)
     assert store.journaled_rows([s]) == 1 and store.quarantined_segments([s]) == []
+
+
+def test_readers_count_an_id_once_when_parts_are_copied_between_stores(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    with store.StoreWriter(a) as w:
+        for i in range(4):
+            w.append(row(i))
+    with store.StoreWriter(b) as w:
+        w.append(row(9))
+    part = next(a.glob("date=*/*.parquet"))
+    copy = b / part.parent.name / "part-copied-from-a.parquet"
+    copy.parent.mkdir(exist_ok=True)
+    copy.write_bytes(part.read_bytes())
+    assert count([a, b]) == (5, 5)  # the part under two names: its rows once
+    assert count([b]) == (5, 5)
+    assert count([b], "SELECT count(*) FROM examples WHERE input = 'q9'") == (1,)
+
+
+def test_parts_whose_id_ranges_overlap_lose_no_row(tmp_path):
+    """Concurrent writers' parts cover the same id ranges; none of their rows is a repeat."""
+    s = tmp_path / "s"
+    one, two = store.StoreWriter(s, roll_rows=2), store.StoreWriter(s, roll_rows=2)
+    for i in range(10):
+        (one if i % 2 else two).append(row(i))
+    one.close()
+    two.close()
+    assert len(list(s.glob("date=*/*.parquet"))) == 6
+    assert count([s]) == (10, 10)
+    first = sorted(s.glob("date=*/*.parquet"))[0]
+    (first.parent / "part-zz-copy.parquet").write_bytes(first.read_bytes())  # one repeat among overlapping parts
+    assert count([s]) == (10, 10)
