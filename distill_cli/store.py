@@ -635,17 +635,29 @@ def examples_view(con: duckdb.DuckDBPyConnection, paths: Iterable[str | Path], n
     if local:
         # Rows are unique by id: a part copied into a second store, or imported twice, is counted once.
         suspects = _parts_sharing_ids(con, local)
-        plain = [f for f in local if str(f) not in suspects]
-        if plain:
-            sources.append(f"SELECT {cols} FROM read_parquet([{_sql_files(plain)}], union_by_name = true)")
+        plain, partial = [f for f in local if str(f) not in suspects], []
         if suspects:
-            # Of an id in several parts, the rows of the first part (by name) are kept.
+            # Of an id in several parts, the rows of the first part (by name) are kept. A part all of whose rows
+            # are kept elsewhere (a copied part: the usual case) is simply left out; one that shares only some
+            # of its ids is read through a join.
             con.execute(f"CREATE OR REPLACE TEMP TABLE {name}_repeated AS SELECT id, min(filename) AS keep "
                         f"FROM read_parquet([{_sql_files(suspects)}], filename = true) WHERE id IS NOT NULL "
                         "GROUP BY id HAVING count(DISTINCT filename) > 1")
-            sources.append(f"SELECT {cols} FROM read_parquet([{_sql_files(suspects)}], union_by_name = true, "
-                           f"filename = true) r WHERE NOT EXISTS "
-                           f"(SELECT 1 FROM {name}_repeated d WHERE d.id = r.id AND d.keep <> r.filename)")
+            for file, dropped, total in con.execute(
+                f"SELECT filename, count(*) FILTER (WHERE d.keep <> r.filename), count(*) "
+                f"FROM read_parquet([{_sql_files(suspects)}], filename = true) r LEFT JOIN {name}_repeated d "
+                "ON d.id = r.id GROUP BY filename"
+            ).fetchall():
+                if not dropped:
+                    plain.append(file)
+                elif dropped < total:
+                    partial.append(file)
+        if plain:
+            sources.append(f"SELECT {cols} FROM read_parquet([{_sql_files(plain)}], union_by_name = true)")
+        if partial:
+            sources.append(f"SELECT {', '.join('r.' + c for c in cols.split(', '))} FROM read_parquet("
+                           f"[{_sql_files(partial)}], union_by_name = true, filename = true) r "
+                           f"LEFT JOIN {name}_repeated d ON d.id = r.id WHERE d.id IS NULL OR d.keep = r.filename")
     by_scheme: dict[str, list[str]] = defaultdict(list)
     for f in files:
         if remote.is_remote(f):

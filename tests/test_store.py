@@ -491,3 +491,14 @@ def test_parts_whose_id_ranges_overlap_lose_no_row(tmp_path):
     first = sorted(s.glob("date=*/*.parquet"))[0]
     (first.parent / "part-zz-copy.parquet").write_bytes(first.read_bytes())  # one repeat among overlapping parts
     assert count([s]) == (10, 10)
+
+
+def test_a_part_that_shares_only_some_ids_keeps_its_other_rows(tmp_path):
+    s = tmp_path / "s"
+    with store.StoreWriter(s) as w:
+        rows = [w.append(row(i)) for i in range(4)]
+    store.write_parts(s, store.rows_to_table([{**rows[1], "output": "changed"}, rows[2], store.complete_row(row(7))]),
+                      "zz-partial")
+    assert count([s]) == (5, 5)
+    # the first part (by name) holds the repeated ids' rows that count
+    assert count([s], "SELECT count(*) FROM examples WHERE output = 'changed'") == (0,)
