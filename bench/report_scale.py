@@ -1,6 +1,6 @@
 """`distill report --format json` end to end over stores of 100k, 1M and 10M calls.
 
-    python bench/report_scale.py [--sizes 100000,1000000,10000000] [--repeat 3]
+    python bench/report_scale.py [--sizes 100000,1000000,10000000] [--repeat 3] [--copied-parts N]
 
 Stores are generated with DuckDB (realistic examples/1 rows: four tasks, a
 student serving most of one of them with fallbacks and shadow checks, a 6 KB
@@ -8,6 +8,10 @@ system prompt sent uncached, repeated FAQ inputs, high-stakes tags, errors, a
 model with no price), 30 days with 8 parts per day, under bench/out/ (gitignored),
 and reused when present. Each size is timed as a fresh `python -m distill_cli report
 STORE --format json` process (start-up included); peak memory is the child's max RSS.
+
+With --copied-parts N, each store is first given N of its parts a second time under another name
+(as when two stores' parts are copied together): the report must count their calls once, and the
+figure is the cost of finding and dropping the repeats.
 
 Targets on the 2-core machine: <= 1.5 s at 1M rows, <= 5 s at 10M, peak <= 1 GB,
 time growing no worse than linearly.
@@ -170,6 +174,22 @@ def generate(rows: int) -> Path:
     return store
 
 
+def with_copied_parts(store: Path, copies: int) -> Path:
+    """A store of the same parts (hard links) plus `copies` of them again under other names: repeated ids."""
+    out = store.with_name(f"{store.name}-copied{copies}")
+    if (out / ".complete").exists():
+        return out
+    shutil.rmtree(out, ignore_errors=True)
+    parts = sorted(store.rglob("*.parquet"))
+    for part in parts:
+        (out / part.parent.name).mkdir(parents=True, exist_ok=True)
+        os.link(part, out / part.parent.name / part.name)
+    for part in parts[:: max(1, len(parts) // copies)][:copies]:
+        os.link(part, out / part.parent.name / f"copy-{part.name}")
+    (out / ".complete").write_text(str(copies))
+    return out
+
+
 def du(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*.parquet"))
 
@@ -203,12 +223,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="100000,1000000,10000000")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--copied-parts", type=int, default=0, help="add N parts a second time (repeated ids)")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     results = []
     for rows in sizes:
         started = time.perf_counter()
         store = generate(rows)
+        if args.copied_parts:
+            store = with_copied_parts(store, args.copied_parts)
         gen = time.perf_counter() - started
         load = os.getloadavg()[0]
         runs = [run_report(store) for _ in range(args.repeat)]

@@ -22,6 +22,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from distill_cli import calls, canonical, schemas, store
 from distill_cli.errors import InputError
@@ -45,6 +46,8 @@ class ImportResult:
     tasks: Counter = field(default_factory=Counter)
     unknown_models: list[str] = field(default_factory=list)
     run_id: str = ""
+    recovered: int = 0  # rows of a killed recorder's journal turned into parts before the import
+    quarantined: list = field(default_factory=list)  # store.Quarantined: its journal segments that could not be
 
     def to_dict(self) -> dict:
         return {
@@ -56,6 +59,8 @@ class ImportResult:
             "tasks": dict(self.tasks),
             "unknown_models": self.unknown_models,
             "run_id": self.run_id,
+            "recovered": self.recovered,
+            "quarantined": [q.to_dict() for q in self.quarantined],
         }
 
 
@@ -395,7 +400,7 @@ def import_jsonl(
     if not table.num_rows and result.skipped:
         first_line, first_problem = result.skipped[0]
         raise InputError(f"{file}: no importable lines ({len(result.skipped)} bad; line {first_line}: {first_problem})")
-    store.prepare_store(store_path)
+    _open_store(store_path, result)
     store.write_parts(store_path, table, run_id)
     result.imported = table.num_rows
     result.tasks = Counter(dict(zip(*_value_counts(table["task"]))))
@@ -456,11 +461,39 @@ def _import_parquet(store_path, file, result: ImportResult) -> ImportResult:
     table = pq.read_table(file, columns=list(store.COLUMNS)).cast(schemas.EXAMPLES_SCHEMA)
     if table["ts"].null_count:
         raise InputError(f"{file}: {table['ts'].null_count:,} rows have no ts; every call needs its time")
-    store.prepare_store(store_path)
+    ids = table["id"]
+    if ids.null_count or pc.count_distinct(ids).as_py() != table.num_rows:
+        raise InputError(f"{file}: {table.num_rows - pc.count_distinct(ids).as_py():,} rows repeat an id or "
+                         "have none; rows are unique by id")
+    _open_store(store_path, result)
+    already = _ids_already_in(store_path, table)
+    if already:
+        raise InputError(f"{file}: {already:,} of its {table.num_rows:,} ids are already in {store_path} "
+                         "(imported before?); nothing imported")
     store.write_parts(store_path, table, result.run_id)
     result.imported = table.num_rows
     result.tasks = Counter(dict(zip(*_value_counts(table["task"])))) if table.num_rows else Counter()
     return result
+
+
+def _ids_already_in(store_path, table: pa.Table) -> int:
+    """How many of the table's ids the store already has (only parts whose id range meets the table's are read)."""
+    con = store.connect()
+    try:
+        if not store.examples_view(con, [store_path], "record --import"):
+            return 0
+        con.register("incoming", table.select(["id"]))
+        low, high = pc.min_max(table["id"]).values()
+        return con.execute("SELECT count(*) FROM incoming WHERE id IN (SELECT id FROM examples WHERE id BETWEEN ? AND ?)",
+                           [low.as_py(), high.as_py()]).fetchone()[0]
+    finally:
+        con.close()
+
+
+def _open_store(store_path, result: ImportResult) -> None:
+    """Open the store as every writer does: a killed recorder's journal becomes parts first."""
+    recovery = store.open_for_writing(store_path)
+    result.recovered, result.quarantined = recovery.rows, recovery.quarantined
 
 
 def _value_counts(column) -> tuple[list, list]:

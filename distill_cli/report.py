@@ -286,9 +286,9 @@ def build_report(
     if budget is not None and not report.empty:
         report.budget = _budget(budget, report)
     report.notes = _notes(report) + uncovered
-    hint = store.journal_hint(inputs.stores)
-    if hint:
-        report.notes.append(hint)
+    for hint in (store.journal_hint(inputs.stores), store.quarantine_hint(inputs.stores)):
+        if hint:
+            report.notes.append(hint)
     report.tasks = [_public(t) for t in tasks]
     return report
 

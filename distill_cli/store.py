@@ -1,7 +1,9 @@
 """The example store: append-only Parquet parts plus a per-writer journal.
 
 Layout: `STORE/date=YYYY-MM-DD/part-<segment>.parquet`, and `STORE/_journal/<segment>.jsonl`
-for calls not yet in a part. A writer journals every row (flushed per row, so a
+for calls not yet in a part. A dead writer's segment that cannot be turned into parts (a value
+no part can hold) is moved to `STORE/_quarantine/`, which no reader reads, so that one bad
+value never blocks the store. A writer journals every row (flushed per row, so a
 killed process loses nothing it had written), and rolls its journal segment into
 parts every N rows / T seconds and on close. Parts are written to a hidden
 temporary name and renamed into place: readers never see half a file, and any
@@ -12,7 +14,8 @@ lock can be taken belongs to a dead writer; the next writer of the store turns i
 into parts named after the segment, so recovery is idempotent even if it is
 itself interrupted.
 
-This module never deletes or rewrites a part.
+This module never deletes or rewrites a part, and never deletes a journal segment it could
+not turn into parts.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import threading
 import time
 from collections import defaultdict, deque
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
@@ -40,6 +44,7 @@ if TYPE_CHECKING:
     import duckdb
 
 JOURNAL_DIR = "_journal"
+QUARANTINE_DIR = "_quarantine"
 _CROCKFORD = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
@@ -255,9 +260,9 @@ class StoreWriter:
         self._rolling: deque[Future] = deque()
         self._failed: list[BaseException] = []  # rolls that failed: every wait/flush/close raises the first
         self.rows_written = 0
-        self.recovered = 0
-        prepare_store(self.store)
-        self.recovered = recover_journals(self.store)
+        recovery = open_for_writing(self.store)
+        self.recovered = recovery.rows
+        self.quarantined = recovery.quarantined
 
     def append(self, row: dict) -> dict:
         """Journal one row (flushed before returning); returns the completed row."""
@@ -375,6 +380,13 @@ def _roll_in_child(store: str | Path, journal: Path, segment: str) -> bool:
     return done.returncode == 0
 
 
+def open_for_writing(store: str | Path) -> Recovery:
+    """What every writer does first (a recorder, a service, an import): create the store if need be and
+    turn the journals of dead writers into parts, quarantining those that cannot be."""
+    prepare_store(store)
+    return recover_journals(store)
+
+
 def journal_dir(store: str | Path) -> Path:
     """Where a store's journal lives: `STORE/_journal`, or a local folder for a remote store."""
     return remote.journal_dir(store) if remote.is_remote(store) else Path(store) / JOURNAL_DIR
@@ -395,9 +407,11 @@ def prepare_store(store: str | Path) -> None:
 
 
 def is_store_dir(path: Path) -> bool:
-    """A store is an empty directory, or one holding date=*/ partitions or a journal."""
+    """A store is an empty directory, or one holding date=*/ partitions, a journal or a quarantine."""
     entries = [e for e in path.iterdir() if not e.name.startswith(".")]
-    return not entries or any(e.is_dir() and (e.name == JOURNAL_DIR or e.name.startswith("date=")) for e in entries)
+    return not entries or any(
+        e.is_dir() and (e.name in (JOURNAL_DIR, QUARANTINE_DIR) or e.name.startswith("date=")) for e in entries
+    )
 
 
 def journaled_rows(paths: Iterable[str | Path]) -> int:
@@ -440,11 +454,72 @@ def remove_stale_temporaries(store: Path, now: float | None = None) -> int:
     return removed
 
 
-def recover_journals(store: str | Path) -> int:
-    """Turn journals of dead writers into parts; returns the number of rows recovered."""
+@dataclass
+class Quarantined:
+    """A journal segment that could not be turned into parts, and where it was moved."""
+
+    segment: str  # the journal file's name, e.g. `01J....jsonl`
+    path: Path  # where it is now
+    reason: str
+
+    def warning(self) -> str:
+        return f"Warning: journal segment {self.segment} could not be turned into parts ({self.reason}); moved to {self.path}"
+
+    def to_dict(self) -> dict:
+        return {"segment": self.segment, "path": str(self.path), "reason": self.reason}
+
+
+@dataclass
+class Recovery:
+    rows: int = 0  # rows of dead writers' journals now in parts
+    quarantined: list[Quarantined] = field(default_factory=list)
+
+
+def quarantine_dir(store: str | Path) -> Path:
+    """Where segments that could not be recovered go: `STORE/_quarantine`, or beside a remote store's journal."""
+    if remote.is_remote(store):
+        journal = journal_dir(store)
+        return journal.with_name(journal.name + QUARANTINE_DIR)
+    return Path(store) / QUARANTINE_DIR
+
+
+def quarantined_segments(paths: Iterable[str | Path]) -> list[Path]:
+    """The quarantined journal segments of these stores (readers name them: their rows are in no part)."""
+    found: list[Path] = []
+    for path in paths:
+        if not remote.is_remote(path) and not Path(path).is_dir():
+            continue
+        found += sorted(quarantine_dir(path).glob("*.jsonl"))
+    return found
+
+
+def quarantine_hint(paths: Iterable[str | Path]) -> str:
+    """A sentence naming quarantined journal segments, or "" when there are none."""
+    segments = quarantined_segments(paths)
+    if not segments:
+        return ""
+    rows = 0
+    for segment in segments:
+        try:
+            rows += segment.read_bytes().count(b"\n")
+        except OSError:
+            continue
+    where = ", ".join(str(s) for s in segments[:5]) + (f" and {len(segments) - 5} more" if len(segments) > 5 else "")
+    many = len(segments) != 1
+    return (f"{len(segments)} journal segment{'s' if many else ''} ({rows:,} call{'s' if rows != 1 else ''}) could not be "
+            f"turned into parts and {'are' if many else 'is'} quarantined, not counted here: {where}")
+
+
+# A segment's content no part can hold: pyarrow's parse and cast errors (ArrowInvalid is a ValueError), a
+# time too far out for a calendar day. Anything else (a full disk) leaves the segment where it is.
+_UNRECOVERABLE = (ValueError, TypeError, OverflowError, pa.ArrowException)
+
+
+def recover_journals(store: str | Path) -> Recovery:
+    """Turn journals of dead writers into parts; move those that cannot be to the quarantine."""
     if not remote.is_remote(store):
         remove_stale_temporaries(Path(store))
-    recovered = 0
+    recovery = Recovery()
     for path in sorted(journal_dir(store).glob("*.jsonl")):
         try:
             f = open(path, "r+", encoding="utf-8")
@@ -455,12 +530,29 @@ def recover_journals(store: str | Path) -> int:
                 fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 continue  # a live writer owns it
-            table = journal_table(f.buffer.read())
-            if table.num_rows:
-                write_parts(store, table, path.stem)
-                recovered += table.num_rows
+            try:
+                table = journal_table(f.buffer.read())
+                if table.num_rows:
+                    write_parts(store, table, path.stem)
+            except _UNRECOVERABLE as e:
+                recovery.quarantined.append(_quarantine(store, path, e))
+                continue
+            recovery.rows += table.num_rows
             path.unlink(missing_ok=True)
-    return recovered
+    return recovery
+
+
+def _quarantine(store: str | Path, path: Path, error: BaseException) -> Quarantined:
+    """Move a segment (still locked by the caller) into the quarantine, never over another file."""
+    reason = " ".join(f"{type(error).__name__}: {error}".split())[:300]
+    target_dir = quarantine_dir(store)
+    target_dir.mkdir(parents=True, exist_ok=True)
+    target = target_dir / path.name
+    while target.exists():  # never replace: nothing quarantined is ever lost
+        target = target_dir / f"{path.stem}-{secrets.token_hex(2)}{path.suffix}"
+    os.replace(path, target)
+    _fsync_dirs({path.parent, target_dir})
+    return Quarantined(segment=path.name, path=target, reason=reason)
 
 
 _JOURNAL_SCHEMA = schemas.EXAMPLES_SCHEMA.remove_metadata().set(
@@ -541,8 +633,31 @@ def examples_view(con: duckdb.DuckDBPyConnection, paths: Iterable[str | Path], n
     local = [f for f in files if not remote.is_remote(f)]
     sources = []
     if local:
-        file_list = ", ".join("'" + str(f).replace("'", "''") + "'" for f in local)
-        sources.append(f"SELECT {cols} FROM read_parquet([{file_list}], union_by_name = true)")
+        # Rows are unique by id: a part copied into a second store, or imported twice, is counted once.
+        suspects = _parts_sharing_ids(con, local)
+        plain, partial = [f for f in local if str(f) not in suspects], []
+        if suspects:
+            # Of an id in several parts, the rows of the first part (by name) are kept. A part all of whose rows
+            # are kept elsewhere (a copied part: the usual case) is simply left out; one that shares only some
+            # of its ids is read through a join.
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {name}_repeated AS SELECT id, min(filename) AS keep "
+                        f"FROM read_parquet([{_sql_files(suspects)}], filename = true) WHERE id IS NOT NULL "
+                        "GROUP BY id HAVING count(DISTINCT filename) > 1")
+            for file, dropped, total in con.execute(
+                f"SELECT filename, count(*) FILTER (WHERE d.keep <> r.filename), count(*) "
+                f"FROM read_parquet([{_sql_files(suspects)}], filename = true) r LEFT JOIN {name}_repeated d "
+                "ON d.id = r.id GROUP BY filename"
+            ).fetchall():
+                if not dropped:
+                    plain.append(file)
+                elif dropped < total:
+                    partial.append(file)
+        if plain:
+            sources.append(f"SELECT {cols} FROM read_parquet([{_sql_files(plain)}], union_by_name = true)")
+        if partial:
+            sources.append(f"SELECT {', '.join('r.' + c for c in cols.split(', '))} FROM read_parquet("
+                           f"[{_sql_files(partial)}], union_by_name = true, filename = true) r "
+                           f"LEFT JOIN {name}_repeated d ON d.id = r.id WHERE d.id IS NULL OR d.keep = r.filename")
     by_scheme: dict[str, list[str]] = defaultdict(list)
     for f in files:
         if remote.is_remote(f):
@@ -555,5 +670,49 @@ def examples_view(con: duckdb.DuckDBPyConnection, paths: Iterable[str | Path], n
         dataset = pads.dataset(keys, schema=_READ_SCHEMA, format="parquet", filesystem=remote.filesystem(bucket_uri)[0])
         con.register(f"{name}_remote{i}", dataset)
         sources.append(f"SELECT {cols} FROM {name}_remote{i}")
-    con.execute(f"CREATE OR REPLACE VIEW {name} AS " + " UNION ALL ".join(sources))
+    union = " UNION ALL ".join(sources)
+    if by_scheme and con.execute(f"SELECT EXISTS (SELECT id FROM ({union}) WHERE id IS NOT NULL "
+                                 "GROUP BY id HAVING count(*) > 1)").fetchone()[0]:
+        # Remote parts' footers are not at hand here: all their ids are compared, and repeats dropped the slow way.
+        union = (f"SELECT {cols} FROM ({union}) "
+                 "QUALIFY id IS NULL OR row_number() OVER (PARTITION BY id ORDER BY ts, run_id, output) = 1")
+    con.execute(f"CREATE OR REPLACE VIEW {name} AS " + union)
     return len(files)
+
+
+def _sql_files(files: Iterable) -> str:
+    return ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
+
+
+def _parts_sharing_ids(con: duckdb.DuckDBPyConnection, files: list) -> set[str]:
+    """The parts among `files` that may share an id with another, when some id is in two of them; else none.
+
+    Reading every id would cost ~15% of a report, so parts are first sorted by their footers' id ranges:
+    ids are time-ordered ULIDs, and only parts whose ranges overlap (concurrent writers, a copied part)
+    can share one; only their ids are compared. Within a part ids are unique: writers make them so, and
+    an import refuses a file that repeats one.
+    """
+    if len(files) < 2:
+        return set()
+    ranges = con.execute(
+        "SELECT file_name, min(stats_min), max(stats_max), bool_or(stats_min IS NULL OR stats_max IS NULL) "
+        f"FROM parquet_metadata([{_sql_files(files)}]) WHERE path_in_schema = 'id' GROUP BY file_name ORDER BY 2"
+    ).fetchall()
+    suspects = [file for file, _, _, unknown in ranges if unknown]  # no statistics: it may share any id
+    cluster: list[str] = []
+    top = None
+    for file, low, high, unknown in ranges:
+        if unknown:
+            continue
+        if top is not None and low > top:  # a gap: no part after this shares an id with one before
+            suspects += cluster if len(cluster) > 1 else []
+            cluster, top = [], None
+        cluster.append(file)
+        top = high if top is None or high > top else top
+    suspects += cluster if len(cluster) > 1 else []
+    if len(suspects) < 2 or not con.execute(
+        f"SELECT EXISTS (SELECT id FROM read_parquet([{_sql_files(suspects)}]) WHERE id IS NOT NULL "
+        "GROUP BY id HAVING count(*) > 1)"
+    ).fetchone()[0]:
+        return set()
+    return set(suspects)

@@ -241,3 +241,20 @@ def test_format_json_keeps_stdout_for_the_summary(tmp_path):
     assert result.returncode == 0
     assert json.loads(result.stdout)["calls"] == 0  # nothing but the JSON on stdout
     assert "job output line" in result.stderr
+
+
+def test_a_journal_segment_that_cannot_be_recovered_is_quarantined_and_the_job_runs(tmp_path):
+    from test_store import BAD_SEGMENT, write_bad_segment
+
+    s = tmp_path / "store"
+    write_bad_segment(s)
+    result = subprocess.run([*DISTILL, "--store", str(s), "--format", "json", "--", sys.executable, "-c", "print('ran')"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr  # was 70, before the job started
+    moved = s / "_quarantine" / BAD_SEGMENT
+    assert (f"Warning: journal segment {BAD_SEGMENT} could not be turned into parts (ArrowInvalid: Failed to convert "
+            f"JSON to int64, couldn't parse:{10**25}); moved to {moved}\n") in result.stderr
+    assert result.stderr.startswith("ran\n") and moved.exists()
+    assert json.loads(result.stdout)["quarantined"] == [
+        {"segment": BAD_SEGMENT, "path": str(moved), "reason": f"ArrowInvalid: Failed to convert JSON to int64, "
+                                                               f"couldn't parse:{10**25}"}]

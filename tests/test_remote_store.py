@@ -94,3 +94,24 @@ def test_no_credential_in_any_stored_byte(s3_store, tmp_path):
     for path in store.parquet_files(s3_store):
         with fs.open_input_stream(path) as f:
             assert b"testing-secret-never-printed" not in f.read()
+
+
+def test_a_remote_stores_bad_journal_segment_is_quarantined_beside_its_journal(s3_store):
+    from test_store import BAD_SEGMENT
+
+    store.prepare_store(s3_store)
+    good = store.complete_row({"task": "t", "input": "q"})
+    (remote.journal_dir(s3_store) / BAD_SEGMENT).write_text(json.dumps({**good, "input_tokens": 10**25}) + "\n")
+    with store.StoreWriter(s3_store) as w:
+        w.append({"task": "t", "input": "after"})
+    [q] = w.quarantined
+    assert q.path == remote.journal_dir(s3_store).with_name(remote.journal_dir(s3_store).name + "_quarantine") / BAD_SEGMENT
+    assert count([s3_store]) == (1, 1)
+    assert str(q.path) in store.quarantine_hint([s3_store])
+
+
+def test_remote_parts_that_repeat_ids_are_counted_once(s3_store):
+    table = store.rows_to_table([store.complete_row({"task": "t", "input": f"q{i}"}) for i in range(3)])
+    store.write_parts(s3_store, table, "first")
+    store.write_parts(s3_store, table, "copy")
+    assert count([s3_store]) == (3, 3)

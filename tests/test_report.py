@@ -506,3 +506,18 @@ def test_calls_still_in_a_journal_are_named_in_the_notes(tmp_path):
     writer.close()
     r = build_report([s])
     assert r.totals["calls"] == 3 and not any("journal" in n for n in r.notes)
+
+
+def test_quarantined_journal_segments_are_named_in_the_notes(tmp_path):
+    from test_store import BAD_SEGMENT, write_bad_segment
+
+    s = write_store(tmp_path / "s", [call(i=0)])
+    write_bad_segment(s)
+    store.StoreWriter(s).close()
+    result = runner.invoke(app, ["report", str(s)])
+    assert result.exit_code == 0, result.output
+    note = (f"Note: 1 journal segment (3 calls) could not be turned into parts and is quarantined, not counted here: "
+            f"{s / '_quarantine' / BAD_SEGMENT}")
+    assert "".join(note.split()) in "".join(result.output.split())  # rich folds the long path
+    notes = json.loads(runner.invoke(app, ["report", str(s), "--format", "json"]).stdout)["notes"]
+    assert note.removeprefix("Note: ") in notes

@@ -402,3 +402,106 @@ def test_a_process_roll_takes_a_store_path_that_is_not_utf8(tmp_path):
     parts = list(Path(s).glob("date=*/part-*.parquet"))
     assert len(parts) == 2 and list(Path(s, "_journal").glob("*.jsonl")) == []
     assert sum(pq.read_table(open(p, "rb")).num_rows for p in parts) == 2
+
+
+BAD_SEGMENT = "01JBADSEGMENT0000000000000.jsonl"
+
+
+def write_bad_segment(s: Path, good_rows: int = 2) -> Path:
+    """A dead writer's journal segment whose second line no part can hold (a count beyond int64)."""
+    store.prepare_store(s)
+    lines = [store.complete_row(row(i)) for i in range(good_rows)]
+    lines.insert(1, {**store.complete_row(row(99)), "input_tokens": 10**25})
+    path = s / "_journal" / BAD_SEGMENT
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return path
+
+
+def test_a_segment_that_cannot_be_recovered_is_quarantined_and_the_store_stays_writable(tmp_path):
+    s = tmp_path / "s"
+    bad = write_bad_segment(s)
+    content = bad.read_bytes()
+    with store.StoreWriter(s) as w:  # the store was blocked here: ArrowInvalid from journal_table
+        w.append(row(1))
+    [q] = w.quarantined
+    assert q.path == s / "_quarantine" / BAD_SEGMENT and q.path.read_bytes() == content  # moved, not changed
+    assert not bad.exists()
+    assert q.warning() == (
+        f"Warning: journal segment {BAD_SEGMENT} could not be turned into parts (ArrowInvalid: Failed to convert "
+        f"JSON to int64, couldn't parse:{10**25}); moved to {q.path}"
+    )
+    assert count([s]) == (1, 1)  # readers never read the quarantine
+    assert store.quarantine_hint([s]) == (
+        f"1 journal segment (3 calls) could not be turned into parts and is quarantined, not counted here: {q.path}"
+    )
+    with store.StoreWriter(s) as again:  # once is enough
+        assert again.quarantined == [] and again.recovered == 0
+
+
+def test_a_quarantined_segment_never_replaces_another(tmp_path):
+    s = tmp_path / "s"
+    write_bad_segment(s)
+    store.StoreWriter(s).close()
+    write_bad_segment(s, good_rows=5)  # the same name again (a copied journal)
+    [q] = store.StoreWriter(s).quarantined
+    assert q.path != s / "_quarantine" / BAD_SEGMENT
+    assert len(store.quarantined_segments([s])) == 2
+    assert "2 journal segments (9 calls)" in store.quarantine_hint([s])
+
+
+def test_a_segment_that_fails_to_write_for_want_of_disk_stays_in_the_journal(tmp_path, monkeypatch):
+    s = tmp_path / "s"
+    w = store.StoreWriter(s)
+    w.append(row(1))
+    w._journal.close()  # a dead writer's journal
+    w._journal = None
+
+    def disk_full(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(store, "write_parts", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        store.StoreWriter(s)
+    assert store.journaled_rows([s]) == 1 and store.quarantined_segments([s]) == []
+
+
+def test_readers_count_an_id_once_when_parts_are_copied_between_stores(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    with store.StoreWriter(a) as w:
+        for i in range(4):
+            w.append(row(i))
+    with store.StoreWriter(b) as w:
+        w.append(row(9))
+    part = next(a.glob("date=*/*.parquet"))
+    copy = b / part.parent.name / "part-copied-from-a.parquet"
+    copy.parent.mkdir(exist_ok=True)
+    copy.write_bytes(part.read_bytes())
+    assert count([a, b]) == (5, 5)  # the part under two names: its rows once
+    assert count([b]) == (5, 5)
+    assert count([b], "SELECT count(*) FROM examples WHERE input = 'q9'") == (1,)
+
+
+def test_parts_whose_id_ranges_overlap_lose_no_row(tmp_path):
+    """Concurrent writers' parts cover the same id ranges; none of their rows is a repeat."""
+    s = tmp_path / "s"
+    one, two = store.StoreWriter(s, roll_rows=2), store.StoreWriter(s, roll_rows=2)
+    for i in range(10):
+        (one if i % 2 else two).append(row(i))
+    one.close()
+    two.close()
+    assert len(list(s.glob("date=*/*.parquet"))) == 6
+    assert count([s]) == (10, 10)
+    first = sorted(s.glob("date=*/*.parquet"))[0]
+    (first.parent / "part-zz-copy.parquet").write_bytes(first.read_bytes())  # one repeat among overlapping parts
+    assert count([s]) == (10, 10)
+
+
+def test_a_part_that_shares_only_some_ids_keeps_its_other_rows(tmp_path):
+    s = tmp_path / "s"
+    with store.StoreWriter(s) as w:
+        rows = [w.append(row(i)) for i in range(4)]
+    store.write_parts(s, store.rows_to_table([{**rows[1], "output": "changed"}, rows[2], store.complete_row(row(7))]),
+                      "zz-partial")
+    assert count([s]) == (5, 5)
+    # the first part (by name) holds the repeated ids' rows that count
+    assert count([s], "SELECT count(*) FROM examples WHERE output = 'changed'") == (0,)

@@ -130,6 +130,7 @@ def record(
         warn_unknown_models(console, table)
         if output_format == Format.json:
             print_json(result.to_dict())
+        _print_recovery(console, result.recovered, result.quarantined)
         for line, problem in result.skipped[:20]:
             console.print(f"{import_file}: line {line}: {problem}", markup=False)
         tasks = ", ".join(f"{t} ({n})" for t, n in result.tasks.most_common())
@@ -247,9 +248,16 @@ def _announce(console, session) -> None:
     for name, value in session.env().items():
         sys.stdout.write(f"export {name}={value}\n")
     sys.stdout.flush()
-    if session.summary.recovered:
-        console.print(f"Recovered {session.summary.recovered} calls a previous recorder had journaled.")
+    _print_recovery(console, session.summary.recovered, session.summary.quarantined)
     console.print(f"Recording into {session.store} on {session.proxy.url} (stop with SIGTERM or Ctrl-C).", markup=False)
+
+
+def _print_recovery(console, recovered: int, quarantined: list) -> None:
+    """What opening the store did with earlier recorders' journals: rows recovered, segments quarantined."""
+    for q in quarantined:
+        console.print(q.warning(), markup=False, soft_wrap=True)  # one line, however long
+    if recovered:
+        console.print(f"Recovered {recovered} calls a previous recorder had journaled.")
 
 
 def _money(tally) -> str:
@@ -261,8 +269,8 @@ def _money(tally) -> str:
 
 def _print_summary(console, summary, recovery_told: bool = False) -> None:
     """Calls, errors, tokens and cost by task, on stderr."""
-    if summary.recovered and not recovery_told:
-        console.print(f"Recovered {summary.recovered} calls a previous recorder had journaled.")
+    if not recovery_told:
+        _print_recovery(console, summary.recovered, summary.quarantined)
     total = summary.total
     if summary.unrecorded:
         console.print(

@@ -97,6 +97,7 @@ class Recorder:
         self.writer = StoreWriter(self.store, roll_rows=self._roll_rows, roll_seconds=self._roll_seconds, clock=self._clock,
                                   roll_in="process")  # a roll must not take the proxy's core or GIL (roll.py)
         self.summary.recovered += self.writer.recovered
+        self.summary.quarantined += self.writer.quarantined
         try:
             await self.proxy.start()
         except OSError as e:

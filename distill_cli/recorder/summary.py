@@ -51,6 +51,7 @@ class RecordSummary:
     run_id: str
     tasks: dict[str, TaskTally] = field(default_factory=dict)
     recovered: int = 0  # rows of an earlier, killed recorder turned into parts at start
+    quarantined: list = field(default_factory=list)  # store.Quarantined: earlier journal segments moved aside at start
     unrecorded: int = 0  # calls answered but not written (the store failed)
     write_error: str | None = None
     exit_status: int | None = None  # the wrapped job's, when there was one
@@ -78,6 +79,7 @@ class RecordSummary:
             **self.total.to_dict(),
             "tasks": {name: t.to_dict() for name, t in sorted(self.tasks.items())},
             "recovered": self.recovered,
+            "quarantined": [q.to_dict() for q in self.quarantined],
             "unrecorded": self.unrecorded,
             "write_error": self.write_error,
             "exit_status": self.exit_status,
