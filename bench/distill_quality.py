@@ -39,7 +39,7 @@ def measure(mode: str, seed: int, work: Path) -> dict:
 
     from distill_cli import store
     from distill_cli.stats import wilson_lower
-    from distill_cli.students.base import in_holdout, load_student
+    from distill_cli.students import in_holdout, load_student
     from distill_cli.students.build import build_student
 
     store_dir = work / "store"

@@ -92,7 +92,8 @@ def llm(repeat: int, n: int = 1000, delay: float = 0.3, concurrency: int = 32) -
 
     from gate_support import FAKE_KEY, Row, make_rows, write_store
 
-    from distill_cli.students.build import build_student, salt_for
+    from distill_cli.students.build import build_student
+    from distill_cli.students.training import salt_for
 
     server = subprocess.Popen(
         [sys.executable, "-c", FAKE_SERVER.format(tests=str(ROOT / "tests"), delay=delay)],

@@ -37,7 +37,8 @@ from distill_cli.files import check_output, write_atomically
 from distill_cli.judges import FATAL_STATUSES, RETRY_STATUSES, Judge, JudgeError, RetryPolicy, make_judge
 from distill_cli.prices import Usage
 from distill_cli.stats import wilson_bounds
-from distill_cli.students.base import Student, StudentError, in_holdout, load_student
+from distill_cli.students.base import Student, StudentError, in_holdout
+from distill_cli.students.registry import load_student
 
 SUMMARY_SCHEMA = "gate-summary/1"
 TEACHER_SERVED = schemas.TEACHER_SERVED

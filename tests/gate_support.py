@@ -18,7 +18,6 @@ import pyarrow as pa
 from distill_cli import canonical, store
 from distill_cli.errors import ProviderError
 from distill_cli.students.base import (
-    LOADERS,
     Answer,
     Student,
     StudentError,
@@ -27,6 +26,7 @@ from distill_cli.students.base import (
     request_input,
     write_student_file,
 )
+from distill_cli.students.registry import LOADERS
 
 SALT = "5a1t5a1t"
 HOLDOUT = 0.2

@@ -14,8 +14,10 @@ from distill_cli import schemas, store
 from distill_cli.cli import app
 from distill_cli.errors import InputError, NotEnoughData
 from distill_cli.students import classifier, embeddings
-from distill_cli.students.base import in_holdout, load_student
-from distill_cli.students.build import build_student, closed_set, salt_for, select
+from distill_cli.students.base import in_holdout
+from distill_cli.students.build import build_student
+from distill_cli.students.registry import load_student
+from distill_cli.students.training import closed_set, salt_for, select
 
 SAMPLE_INTENTS = 12  # a slice of banking77 keeps each build to a couple of seconds
 

@@ -9,9 +9,11 @@ import pytest
 from test_build_student import make_store, teacher_row
 
 from distill_cli.errors import InputError, ProviderError
-from distill_cli.students.base import StudentError, load_student
-from distill_cli.students.build import build_student, select
+from distill_cli.students.base import StudentError
+from distill_cli.students.build import build_student
 from distill_cli.students.few_shot import cheapest_haiku
+from distill_cli.students.registry import load_student
+from distill_cli.students.training import select
 
 LABELS = ["card_lost", "top_up", "refund"]
 KEY = "sk-ant-test-key-never-stored-0123456789"

@@ -27,8 +27,9 @@ from distill_cli.recorder.router import load_routes
 from distill_cli.report import build_report
 from distill_cli.serving import read_summary
 from distill_cli.students import cache, few_shot
-from distill_cli.students.base import StudentSpec, content_digest, load_student, read_student_file, write_student_file
+from distill_cli.students.base import StudentSpec, content_digest, read_student_file, write_student_file
 from distill_cli.students.build import build_student
+from distill_cli.students.registry import load_student
 
 TEXTS = [f"customer question {i}" for i in range(12)]
 KEY = "sk-ant-certificate-test-key-0000000000"

@@ -216,7 +216,8 @@ def few_shot_responder(rows, wrong: set[str]):
 
 @pytest.fixture
 def few_shot(tmp_path_factory, upstream):
-    from distill_cli.students.build import build_student, salt_for
+    from distill_cli.students.build import build_student
+    from distill_cli.students.training import salt_for
 
     work = tmp_path_factory.mktemp("few-shot")
     rows = make_rows(120, 150, salt=salt_for(0))  # the split build-student will make with seed 0

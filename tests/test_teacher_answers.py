@@ -19,8 +19,8 @@ from gate_support import Row, make_rows, script_for, write_scripted, write_store
 from distill_cli import schemas
 from distill_cli.drift import run_drift
 from distill_cli.gate import run_gate
-from distill_cli.students.build import select
 from distill_cli.students.export import export_training
+from distill_cli.students.training import select
 
 ROOT = Path(__file__).resolve().parent.parent
 CUT = "incomplete: upstream stream cut (ConnectionResetError: connection reset by peer)"

@@ -18,15 +18,10 @@ from distill_cli.console.common import (
     stderr_console,
     warn_unknown_models,
 )
+from distill_cli.students.registry import BUILD_CHOICES
 
-
-class Kind(str, Enum):
-    auto = "auto"
-    cache = "cache"
-    classifier = "classifier"
-    few_shot = "few-shot"
-    optimized = "optimized"
-    endpoint = "endpoint"
+# The choices of --kind: the registry's kinds and auto (member names: few-shot is Kind.few_shot).
+Kind = Enum("Kind", {k.replace("-", "_"): k for k in BUILD_CHOICES}, type=str)
 
 
 class ExportFormat(str, Enum):

@@ -60,7 +60,8 @@ from distill_cli.serving import (
     latest_gate,
 )
 from distill_cli.store import new_id
-from distill_cli.students.base import Answer, Student, load_student, request_input
+from distill_cli.students.base import Answer, Student, request_input
+from distill_cli.students.registry import load_student
 
 ROUTE_HEADER = "x-distill-route"
 ROUTE_VALUES = ("auto", "teacher")

@@ -1,8 +1,8 @@
 """The student interface, the student file format and the train/holdout split.
 
 Every kind implements `answer(request) -> Answer`; the gate, the router and drift
-use nothing else. Kinds register a loader in `LOADERS`; `load_student` reads the
-spec, checks the file's `distill.schema`, and hands the rows to the kind's loader.
+use nothing else. `read_student_file` reads the spec and rows after checking the
+file's `distill.schema`; `registry.load_student` hands them to the kind's loader.
 
 A student file carries the digest of its content (`content_digest`: the spec and
 every row), written when it is built and checked whenever it is read, so a file
@@ -15,11 +15,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import secrets
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -133,18 +130,10 @@ class Student:
         """Refuse (InputError) an endpoint the user did not allow; local students have none."""
 
 
-# A loader takes (spec, rows table, path) and returns a Student.
-LOADERS: dict[str, Callable[[StudentSpec, pa.Table, Path], Student]] = {}
-
-
 def in_holdout(salt: str, example_id: str, holdout: float) -> bool:
     """The split rule: an example is held out when sha256(salt:id), as a fraction of 2^64, is below `holdout`."""
     digest = hashlib.sha256(f"{salt}:{example_id}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64 < holdout
-
-
-def new_salt() -> str:
-    return secrets.token_hex(8)
 
 
 def request_input(request: dict, provider: str = "anthropic") -> str:
@@ -241,35 +230,3 @@ def _hash_values(h, array: pa.Array) -> None:
             h.update(data)
     else:
         h.update(json.dumps(array.to_pylist(), default=str).encode())
-
-
-def load_student(
-    path: str | Path, needed_by: str = "this command", *, allowed_endpoints: tuple[str, ...] | list[str] = ()
-) -> Student:
-    """Load any kind of student; never executes code from the file.
-
-    InputError (exit 3) for a file that is not a student, was changed after it was
-    built, or whose rows or settings do not fit its kind; and for an LLM student whose
-    endpoint is neither a provider's API host nor in `allowed_endpoints` (endpoints.py).
-    """
-    started = time.perf_counter()
-    spec, table = read_student_file(path, needed_by)
-    _register_kinds()
-    loader = LOADERS.get(spec.kind)
-    if loader is None:
-        raise InputError(f"{path}: unknown student kind {spec.kind!r}")
-    try:
-        student = loader(spec, table, Path(path))
-    except (KeyError, TypeError, ValueError, IndexError, AttributeError, pa.ArrowException) as e:
-        raise InputError(
-            f"{path}: student file is damaged: its rows or settings do not fit kind {spec.kind!r} ({type(e).__name__}: {e})"
-        ) from None
-    student.authorize(tuple(allowed_endpoints))
-    student.load_ms = (time.perf_counter() - started) * 1000
-    return student
-
-
-def _register_kinds() -> None:
-    # Kinds register themselves on import; imported lazily so a classifier load never pays for the SDK.
-    from distill_cli.students import cache, classifier, endpoint, few_shot  # noqa: F401
-

@@ -36,7 +36,9 @@ import pyarrow.compute as pc
 from scipy import sparse
 
 from distill_cli import stats
-from distill_cli.students.base import LOADERS, Answer, Student, StudentSpec, request_input
+from distill_cli.errors import InputError
+from distill_cli.students.base import Answer, Student, StudentSpec, request_input
+from distill_cli.students.training import BuildContext, base_spec, expected_reduction
 
 FOLDS = 5
 SVM_C = 1.0
@@ -512,7 +514,67 @@ def rows_for(featurizer: Featurizer, model: LinearModel) -> pa.Table:
     )
 
 
-def _load(spec: StudentSpec, table: pa.Table, path) -> ClassifierStudent:
+def build(ctx: BuildContext):
+    """Train on the closed set of the teacher's outputs, certify a threshold: (spec, rows, spent, notes)."""
+    encoder, notes = None, []
+    if ctx.embeddings not in ("auto", "on", "off"):
+        raise InputError(f"--embeddings must be auto, on or off, not {ctx.embeddings!r}")
+    if ctx.embeddings != "off":
+        from distill_cli.students import embeddings
+
+        encoder = embeddings.default_encoder(required=ctx.embeddings == "on")
+        if encoder is None:
+            notes.append("sentence embeddings off: install distill-cli[embeddings] for a student that answers more")
+    sel = ctx.selection
+    settings = {
+        "min_agreement": ctx.min_agreement, "embeddings": encoder.name if encoder else None,
+        "C": SVM_C, "folds": FOLDS,
+    }
+    spec = base_spec("classifier", sel, settings)
+    ctx.say(f"training on {len(sel.train)} examples" + (f" with {encoder.name} embeddings" if encoder else ""))
+    trained = train(
+        [e.id for e in sel.train], [e.input for e in sel.train], [e.output for e in sel.train], ctx.outputs.classes,
+        salt=sel.salt, min_agreement=ctx.min_agreement, expected_holdout=ctx.expected_holdout,
+        encoder=encoder, progress=ctx.say,
+    )
+    t = trained.threshold
+    spec.threshold = round(t.value, 6)
+    spec.params = {
+        "features": {"word_ngrams": list(WORD_NGRAMS), "char_wb_ngrams": list(CHAR_NGRAMS),
+                     "sublinear_tf": True, "min_df": MIN_DF},
+        "model": "linear SVM (one-vs-rest) on TF-IDF"
+        + (" + multinomial logistic regression on embeddings" if encoder else "")
+        + ", mean of the cross-fitting fold models",
+        "C": SVM_C,
+        "folds": FOLDS,
+        "temperature": trained.model.temperature,
+        "classes": len(ctx.outputs.classes),
+        "embeddings": {"model": encoder.name, "dim": encoder.dim, "scores_weight": trained.embedding_weight,
+                       "logistic_C": DENSE_C} if encoder else None,
+        "certify_probability": CERTIFY_PROBABILITY,
+        "expected_holdout": ctx.expected_holdout,
+    }
+    spec.metrics = {
+        "dev": f"out-of-fold scores of all {trained.n_dev} training rows ({FOLDS} folds by hash of salt and id)",
+        "n_train": trained.n_train,
+        "n_dev": trained.n_dev,
+        "coverage": round(t.coverage, 4),
+        "agreement_answered": None if t.agreement_answered is None else round(t.agreement_answered, 4),
+        "agreement": round(t.agreement, 4),
+        "lower_bound": round(t.lower_bound, 4),
+        "predicted_gate_lower_bound": round(t.predicted_gate_bound, 4),
+        "threshold": round(t.value, 6),
+        "min_agreement": ctx.min_agreement,
+        "student_cost_per_call": 0.0,
+        "expected_cost_reduction": expected_reduction(t.coverage, 0.0, sel.teacher_cost_per_call),
+        "train_seconds": round(trained.seconds, 2),
+    }
+    if t.coverage == 0:
+        notes.append("the classifier cannot be certified at this agreement on this data: it will decline every call")
+    return spec, rows_for(trained.featurizer, trained.model), 0.0, notes
+
+
+def load(spec: StudentSpec, table: pa.Table, path) -> ClassifierStudent:
     part = table["part"]
     is_class = pc.equal(part, "class")
     classes = table.filter(is_class)
@@ -544,5 +606,3 @@ def _load(spec: StudentSpec, table: pa.Table, path) -> ClassifierStudent:
     model = LinearModel(labels, np.ascontiguousarray(weights), intercepts, temperature)
     return ClassifierStudent(spec, featurizer, model)
 
-
-LOADERS["classifier"] = _load

@@ -22,7 +22,7 @@ from typing import Iterable
 
 from distill_cli.errors import InputError
 from distill_cli.files import check_output, write_atomically
-from distill_cli.students.build import select, system_of
+from distill_cli.students.training import select, system_of
 
 FORMATS = ("openai", "anthropic", "hf")
 

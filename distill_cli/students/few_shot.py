@@ -1,4 +1,4 @@
-"""LLM students: `few-shot`, `optimized` and (with endpoint.py) `endpoint`.
+"""LLM students: `few-shot`, `optimized`, and the builder and student endpoint.py's `endpoint` kind uses.
 
 A cheaper model is prompted with the teacher's instructions and demonstrations
 of the teacher's answers. The static part (instructions + demonstrations) is one
@@ -38,7 +38,8 @@ import pyarrow as pa
 from distill_cli import canonical, endpoints, stats
 from distill_cli.errors import InputError, ProviderError
 from distill_cli.prices import Usage, load_prices, usage_from_anthropic, usage_from_openai
-from distill_cli.students.base import LOADERS, Answer, Student, StudentError, StudentSpec, request_input
+from distill_cli.students.base import Answer, Student, StudentError, StudentSpec, request_input
+from distill_cli.students.training import BuildContext, base_spec, expected_reduction
 
 DEFAULT_OPEN_SHOTS = 16
 MAX_CLOSED_SHOTS = 200
@@ -336,15 +337,12 @@ def prompt_from(spec: StudentSpec, table: pa.Table) -> tuple[Prompt, list[tuple[
     return prompt, pool
 
 
-def _load(spec: StudentSpec, table: pa.Table, path) -> LLMStudent:
+def load(spec: StudentSpec, table: pa.Table, path) -> LLMStudent:
     prompt, pool = prompt_from(spec, table)
     if spec.params.get("api", "anthropic") not in ("anthropic", "openai"):
         raise ValueError(f"api {spec.params.get('api')!r} is neither anthropic nor openai")
     return LLMStudent(spec, prompt, pool)
 
-
-LOADERS["few-shot"] = _load
-LOADERS["optimized"] = _load
 
 
 # ---- choosing demonstrations -----------------------------------------------------------------------------------
@@ -443,8 +441,6 @@ class Score:
         return (self.agreeing + self.n - self.answered - self.errors) / self.n if self.n else 0.0
 
     def metrics(self, teacher_cost: float | None) -> dict:
-        from distill_cli.students.build import expected_reduction
-
         coverage = self.answered / self.n if self.n else 0.0
         k = self.agreeing + self.n - self.answered - self.errors
         cost_per_call = self.cost / self.n if self.n else None
@@ -514,15 +510,16 @@ async def score(student: LLMStudent, examples: Sequence, budget: Budget, prices)
 KEY_ENV_RE = re.compile(r"^[A-Z][A-Z0-9_]*_API_KEY$")
 
 
-def api_key_env(kind: str, ctx) -> str:
+def api_key_env(ctx: BuildContext, default: str) -> str:
+    """The variable named by --api-key-env (a *_API_KEY one), else `default`."""
     if ctx.api_key_env:
         if not KEY_ENV_RE.match(ctx.api_key_env):
             raise InputError(f"--api-key-env {ctx.api_key_env}: name a *_API_KEY variable (e.g. VLLM_API_KEY)")
         return ctx.api_key_env
-    return "OPENAI_API_KEY" if kind == "endpoint" and ctx.endpoint_api == "openai" else "ANTHROPIC_API_KEY"
+    return default
 
 
-def _split(ctx):
+def _split(ctx: BuildContext):
     """Demonstrations come from folds 1..4 of the training split; fold 0 is the dev set they are scored on."""
     from distill_cli.students.classifier import fold_of
 
@@ -533,14 +530,22 @@ def _split(ctx):
     return dev, rest
 
 
-def build(kind: str, ctx):
-    """few-shot | optimized | endpoint: (spec, rows, spent, notes)."""
-    from distill_cli.students.build import base_spec
+def build(ctx: BuildContext):
+    """few-shot | optimized: a Claude model through the Messages API: (spec, rows, spent, notes)."""
+    return build_llm(ctx, api="anthropic", default_key_env="ANTHROPIC_API_KEY", key_required=True, default_shots=None)
 
+
+def build_llm(ctx: BuildContext, *, api: str, default_key_env: str, key_required: bool, default_shots: int | None):
+    """An LLM student of kind `ctx.kind` asking `api` (anthropic | openai).
+
+    Its key is in --api-key-env, else `default_key_env`; `key_required` False lets it
+    call without one. `default_shots`: demonstrations when --shots is not given
+    (None: one per output, or 16).
+    """
+    kind = ctx.kind
     sel, prices = ctx.selection, ctx.prices
     model = ctx.model or cheapest_haiku(prices)
-    env = api_key_env(kind, ctx)
-    key_required = not (kind == "endpoint" and ctx.endpoint_api == "openai" and not ctx.api_key_env)
+    env = api_key_env(ctx, default_key_env)
     if key_required and not os.environ.get(env):
         raise ProviderError(
             f"--kind {kind} calls {model} and needs an API key: set {env}"
@@ -555,7 +560,7 @@ def build(kind: str, ctx):
     max_tokens = min(max(16, 2 * max_out + 16), 4096)
     pool = [(e.input, e.output) for e in rng.sample(rest, min(len(rest), POOL_SIZE))]
     params = {
-        "api": ctx.endpoint_api if kind == "endpoint" else "anthropic",
+        "api": api,
         "model": model,
         "base_url": ctx.base_url,
         "api_key_env": env,
@@ -580,7 +585,7 @@ def build(kind: str, ctx):
         prompt, search, measured = asyncio.run(_search(ctx, sel, classes, rest, dev, max_tokens, budget, student_for, spec))
         notes += search.pop("notes")
     else:
-        shots = ctx.shots if ctx.shots is not None else (0 if kind == "endpoint" else None)
+        shots = ctx.shots if ctx.shots is not None else default_shots
         demos = choose_demos(rest, classes, shots, rng) if shots != 0 else []
         variant = "label" if classes else "examples"
         prompt = Prompt(sel.system, variant, demos, classes, max(ctx.neighbours, 0), max_tokens)

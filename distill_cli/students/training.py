@@ -1,0 +1,267 @@
+"""What every kind's builder starts from: the teacher's answers for one task, split, and the spec they share.
+
+Selection: the task's rows the teacher answered (`served_by` teacher, fallback or
+shadow) with status 200 and an output. Split: an example is held out when
+sha256(salt:id) falls below `holdout` (`base.in_holdout`); the salt comes from
+`seed`, so the same store and seed give the same split, the same student and the
+same predictions, and the salt is stored in the spec for `gate` to recompute.
+Holdout rows are counted, never read further.
+
+Kind modules (cache.py, classifier.py, few_shot.py, endpoint.py) import this
+module; it imports none of them. It never writes a file and never prints.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+from distill_cli import canonical, schemas, store
+from distill_cli.errors import InputError, NotEnoughData
+from distill_cli.students.base import StudentSpec, in_holdout
+
+MIN_TRAINING = 100
+MIN_HOLDOUT = 100  # the gate's default --min-examples: the threshold is certified for at least this many
+
+# The closed-set rule: outputs are normalised (surrounding whitespace dropped, inner runs collapsed);
+# those seen at least CLOSED_SET_MIN_COUNT times are the candidate classes; the outputs form a closed set
+# when there are at most CLOSED_SET_MAX of them and they cover at least CLOSED_SET_COVERAGE of the rows.
+CLOSED_SET_MAX = 200
+CLOSED_SET_COVERAGE = 0.98
+CLOSED_SET_MIN_COUNT = 3
+
+SPLIT_RULE = "held out when int(sha256(f'{salt}:{id}')[:8 bytes]) / 2**64 < holdout"
+
+
+@dataclass
+class Example:
+    id: str
+    input: str
+    output: str
+    request_json: str
+    cost_usd: float | None
+    output_tokens: int
+
+    def request(self) -> dict:
+        try:
+            return json.loads(self.request_json or "{}")
+        except ValueError:
+            return {}
+
+
+@dataclass
+class Selection:
+    """The task's teacher answers, split: `train` in id order; the holdout only counted."""
+
+    task: str
+    stores: list[str]
+    teacher_model: str | None
+    provider: str
+    salt: str
+    seed: int
+    holdout: float
+    train: list[Example]
+    n_holdout: int
+    teacher_cost_per_call: float | None
+    newest: str | None
+
+    @property
+    def split(self) -> dict:
+        return {"salt": self.salt, "holdout": self.holdout, "seed": self.seed, "rule": SPLIT_RULE}
+
+    @property
+    def system(self) -> str:
+        """The teacher's instructions: the most common system prompt of the training requests."""
+        systems = Counter(system_of(e.request(), self.provider) for e in self.train[:500])
+        return systems.most_common(1)[0][0] if systems else ""
+
+
+@dataclass
+class ClosedSet:
+    closed: bool
+    classes: list[str]  # the raw output that stands for each normalised one (its most frequent spelling)
+    distinct: int  # distinct normalised outputs
+    coverage: float  # share of rows whose output is one of `classes`
+    why: str
+
+
+
+def salt_for(seed: int) -> str:
+    """The split salt of a seed: the same seed always splits a store the same way."""
+    return hashlib.sha256(f"distill-split:{seed}".encode()).hexdigest()[:16]
+
+
+def normalise(output: str) -> str:
+    return " ".join(output.split())
+
+
+def system_of(request: dict, provider: str) -> str:
+    return canonical.openai_system(request) if provider == "openai" else canonical.anthropic_system(request)
+
+
+# ---- selection -------------------------------------------------------------------------------------------------
+
+
+def select(stores: Iterable[str | Path], *, task: str | None, holdout: float, seed: int) -> Selection:
+    """The teacher's answers for one task, split into train and holdout; raises on anything unusable."""
+    if not 0 < holdout < 1:
+        raise InputError(f"--holdout must be between 0 and 1 (exclusive), not {holdout}")
+    stores = [str(s) for s in stores]
+    where = ", ".join(stores)
+    con = store.connect()
+    store.examples_view(con, stores, "build-student")
+    teacher = schemas.teacher_answer_sql()
+    all_tasks = con.execute("SELECT task, count(*) FROM examples GROUP BY task ORDER BY 2 DESC, 1").fetchall()
+    if not all_tasks:
+        hint = store.journal_hint(stores)
+        raise NotEnoughData(f"{where}: no calls recorded yet; collecting (0/{MIN_TRAINING})" + (f"; {hint}" if hint else ""))
+    tasks = dict(con.execute(f"SELECT task, count(*) FROM examples WHERE {teacher} GROUP BY task").fetchall())
+    listed = ", ".join(f"{t} ({tasks.get(t, 0)} teacher answers)" for t, _ in all_tasks[:20])
+    if task is None:
+        if len(all_tasks) > 1:
+            raise InputError(f"{where} holds several tasks; choose one with --task: {listed}")
+        task = all_tasks[0][0]
+    elif task not in {t for t, _ in all_tasks}:
+        raise InputError(f"{where}: no calls of task {task!r}; tasks there: {listed}")
+    rows = con.execute(
+        f"SELECT id, input, output, request_json, cost_usd, output_tokens, model, provider, ts "
+        f"FROM examples WHERE task = ? AND {teacher} ORDER BY id",
+        [task],
+    ).fetchall()
+    salt = salt_for(seed)
+    train, n_holdout, seen = [], 0, set()
+    models, providers, costs, newest = Counter(), Counter(), [], None
+    for id_, text, output, request_json, cost, out_tokens, model, provider, ts in rows:
+        if id_ in seen:  # the same row in two stores given together
+            continue
+        seen.add(id_)
+        models[model] += 1
+        providers[provider] += 1
+        if cost is not None:
+            costs.append(cost)
+        newest = ts if newest is None or (ts is not None and ts > newest) else newest
+        if in_holdout(salt, id_, holdout):
+            n_holdout += 1
+        else:
+            train.append(Example(id_, text or "", output, request_json or "", cost, int(out_tokens or 0)))
+    if len(train) < MIN_TRAINING:
+        raise NotEnoughData(
+            f"{where}: collecting ({len(train)}/{MIN_TRAINING}): task {task!r} has {len(train)} teacher answers "
+            f"outside the {holdout:.0%} holdout; a student needs at least {MIN_TRAINING}"
+        )
+    if not any(e.input.strip() for e in train):
+        raise InputError(
+            f"{where}: every input of task {task!r} is empty (no user text in the requests); nothing to learn from"
+        )
+    outputs = {e.output for e in train}
+    if len(outputs) == 1:
+        raise NotEnoughData(
+            f"{where}: every one of the {len(train)} teacher answers of task {task!r} is the same "
+            f"({next(iter(outputs))[:60]!r}); nothing to learn yet: record calls with different answers"
+        )
+    provider = providers.most_common(1)[0][0]
+    return Selection(
+        task=task, stores=stores, teacher_model=models.most_common(1)[0][0] if models else None,
+        provider=provider if provider in ("anthropic", "openai") else "anthropic",
+        salt=salt, seed=seed, holdout=holdout, train=train, n_holdout=n_holdout,
+        teacher_cost_per_call=sum(costs) / len(costs) if costs else None,
+        newest=newest.isoformat() if hasattr(newest, "isoformat") else None,
+    )
+
+
+def closed_set(outputs: Sequence[str]) -> ClosedSet:
+    """Whether outputs form a small closed set (labels, routes, yes/no): the rule is at the top of this module."""
+    counts = Counter(normalise(o) for o in outputs)
+    spelling: dict[str, Counter] = {}
+    for o in outputs:
+        spelling.setdefault(normalise(o), Counter())[o] += 1
+    frequent = [(norm, c) for norm, c in counts.most_common() if c >= CLOSED_SET_MIN_COUNT]
+    covered = sum(c for _, c in frequent) / max(len(outputs), 1)
+    # Each class answers with its most frequent spelling; on a tie, one without surrounding whitespace.
+    classes = sorted(min(spelling[norm].items(), key=lambda kv: (-kv[1], kv[0] != kv[0].strip(), kv[0]))[0] for norm, _ in frequent)
+    closed = 2 <= len(frequent) <= CLOSED_SET_MAX and covered >= CLOSED_SET_COVERAGE
+    if closed:
+        why = (
+            f"the teacher's outputs form a closed set: {len(frequent)} distinct answers cover {covered:.1%} of "
+            f"{len(outputs)} training rows (rule: <= {CLOSED_SET_MAX} answers seen >= {CLOSED_SET_MIN_COUNT} times "
+            f"covering >= {CLOSED_SET_COVERAGE:.0%})"
+        )
+    else:
+        why = (
+            f"the teacher's outputs are open-ended: {len(counts)} distinct answers, the {len(frequent)} seen "
+            f">= {CLOSED_SET_MIN_COUNT} times cover {covered:.1%} of {len(outputs)} training rows (a closed set needs "
+            f"<= {CLOSED_SET_MAX} covering >= {CLOSED_SET_COVERAGE:.0%})"
+        )
+    return ClosedSet(closed, classes, len(counts), covered, why)
+
+
+# ---- building --------------------------------------------------------------------------------------------------
+
+
+def student_id(kind: str, selection: Selection, settings: dict) -> str:
+    """Deterministic: the same store, seed and settings give the same id."""
+    h = hashlib.sha256()
+    h.update(canonical.dumps([kind, selection.task, selection.salt, selection.holdout, settings]).encode())
+    for e in selection.train:
+        h.update(f"{e.id}\0{e.output}\0".encode())
+    return f"{selection.task}-{kind}-{h.hexdigest()[:10]}"
+
+
+def base_spec(kind: str, selection: Selection, settings: dict) -> StudentSpec:
+    return StudentSpec(
+        id=student_id(kind, selection, settings),
+        kind=kind,
+        task=selection.task,
+        teacher_model=selection.teacher_model,
+        provider=selection.provider,
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        built_from={
+            "stores": selection.stores,
+            "teacher_rows": len(selection.train) + selection.n_holdout,
+            "train": len(selection.train),
+            "holdout": selection.n_holdout,
+            "newest": selection.newest,
+            "teacher_cost_per_call": selection.teacher_cost_per_call,
+        },
+        split=selection.split,
+    )
+
+
+def expected_reduction(coverage: float, student_cost: float, teacher_cost: float | None) -> float | None:
+    """Teacher cost / routed cost, routed = student cost + (1 - coverage) x teacher cost (as `gate.routed_cost`)."""
+    if not teacher_cost:
+        return None
+    routed = student_cost + (1 - coverage) * teacher_cost
+    return round(teacher_cost / routed, 2) if routed > 0 else None
+
+
+
+@dataclass
+class BuildContext:
+    """Everything a kind's `build(ctx)` needs: the options of `build_student` and the selection they apply to."""
+
+    kind: str
+    selection: Selection
+    outputs: ClosedSet
+    out: Path
+    min_agreement: float
+    model: str | None
+    max_spend: float | None
+    embeddings: str
+    base_url: str | None
+    api_key_env: str | None
+    endpoint_api: str
+    shots: int | None
+    neighbours: int
+    dev_calls: int | None
+    prices: object
+    say: Callable[[str], None]
+
+    @property
+    def expected_holdout(self) -> int:
+        return max(self.selection.n_holdout, MIN_HOLDOUT)
