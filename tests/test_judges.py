@@ -43,6 +43,30 @@ def test_exact():
     assert not d.agree and 0 < d.score < 1
 
 
+def _words(seed: int, n: int) -> str:
+    import random
+
+    vocabulary = ("refund card account order package delivery courier storm warehouse tracking voucher receipt bank "
+                  "email business days tomorrow noon door driver sorry wait price shipping amount arrived reply").split()
+    rng = random.Random(seed)
+    return " ".join(rng.choice(vocabulary) for _ in range(n))
+
+
+def test_long_unrelated_texts_score_as_low_as_short_ones():
+    """Above 4,000 characters together difflib scored with quick_ratio, a bound that ignores order: 0.97 here."""
+    from difflib import SequenceMatcher
+
+    teacher, student = _words(1, 400), _words(2, 400)  # about 2,800 characters each, the same words, unrelated
+    assert len(teacher) + len(student) > 4000
+    assert SequenceMatcher(None, teacher, student, autojunk=False).quick_ratio() > 0.95  # what it scored before
+    far = ExactJudge().judge(teacher, student)
+    assert not far.agree and far.score < 0.6
+    short = ExactJudge().judge(teacher[:1000], student[:1000])
+    assert abs(far.score - short.score) < 0.1  # no jump at a length threshold
+    near = ExactJudge().judge(teacher, teacher.replace("refund", "return", 1))
+    assert near.score > 0.99 > far.score  # the worst disagreement sorts first
+
+
 @pytest.mark.parametrize(
     "teacher, student",
     [
