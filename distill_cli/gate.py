@@ -46,7 +46,6 @@ TEACHER_SERVED = schemas.TEACHER_SERVED
 # could happen by chance less often than this; otherwise it is just too little data (exit 5).
 LEAK_CHANCE = 0.001
 
-DECISIONS = ("no_change", "collecting", "fallback_teacher", "distilled")
 T = TypeVar("T")
 # A student that could not answer any of its first this many examples cannot run here: stop (exit 4).
 BREAKER = 10

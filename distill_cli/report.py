@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 SCHEMA = "report/1"
 NEEDED_BY = "report"
 
-MIN_EXAMPLES = 100  # the seed's "collecting (n/100)"
+MIN_EXAMPLES = 100  # below this a task is "collecting (n/100)"
 CLOSED_SET_MAX_OUTPUTS = 200  # a classifier needs few distinct outputs ...
 CLOSED_SET_COVERAGE = 0.98  # ... that cover nearly every call ...
 CLOSED_SET_MIN_REPEATS = 5  # ... each seen this many times on average (all-unique outputs are no set)
@@ -1079,7 +1079,7 @@ def _student_estimate(task: dict, kind: str, prices) -> tuple[float | None, str]
 
 
 def _recommend(task: dict, gate: dict | None, drift: dict | None, prices) -> None:
-    """The seed's "when to distill", with the evidence: sets recommendation, advice and decision inputs."""
+    """When to distill, with the evidence: sets recommendation, advice and decision inputs."""
     n = task["examples"]
     advice: dict = {"kind": None, "expected_cost_reduction": None, "source": None, "reason": ""}
     task["_keep"] = None  # why the teacher must keep answering, if it must
@@ -1147,18 +1147,17 @@ def _gate_kind(gate: dict) -> str | None:
     return kind if isinstance(kind, str) else None
 
 
-# ---- budget: the seed's optimize_for_budget per task -----------------------------------------------------------
+# ---- budget: a decision per task within its share of the budget --------------------------------------------------
 
 
 def _budget(budget: Budget, report: Report) -> dict:
-    """Whether the spend rate fits `budget`, per task and in total, and the seed's decision per task.
+    """Whether the spend rate fits `budget`, per task and in total, and a decision per task.
 
     Each task's target is its share of the budget in proportion to its teacher-only
-    cost, so the targets add up to the budget. Decision (the seed's
-    optimize_for_budget): `no_change` when the teacher-only cost is within the
-    target, `collecting` below 100 examples, `fallback_teacher` when the task must
-    stay on the teacher (no passing gate, high-stakes, drifted), `distilled` when
-    a gate passed, with its cost reduction.
+    cost, so the targets add up to the budget. Decision: `no_change` when the
+    teacher-only cost is within the target, `collecting` below 100 examples,
+    `fallback_teacher` when the task must stay on the teacher (no passing gate,
+    high-stakes, drifted), `distilled` when a gate passed, with its cost reduction.
     """
     scale = budget.amount
     factor = 1.0 if budget.per == "day" else MONTH_DAYS  # per-day rates -> the budget's period

@@ -1,8 +1,9 @@
 """Every Parquet schema distill writes, each tagged with its `distill.schema` version.
 
 A file's kind is read from its footer (`distill.schema` = `<kind>/<version>`), never
-guessed from its name or columns. A version bump adds an entry to `UPGRADES` so
-old files keep reading.
+guessed from its name or columns. Every kind is at version 1; a file of an older
+version than this distill writes is refused, so a version bump that must keep old
+files readable brings the code that upgrades them.
 """
 
 from __future__ import annotations
@@ -31,10 +32,6 @@ KIND_NAMES = {
     "drift": "a drift log",
     "student": "a student file",
 }
-
-# (kind, old version) -> function upgrading an Arrow table to the next version.
-# Empty while every kind is at version 1; a bump adds its step here.
-UPGRADES: dict[tuple[str, int], object] = {}
 
 # Example rows whose output is the teacher's own answer: what students learn from and are judged against.
 TEACHER_SERVED = ("teacher", "fallback", "shadow")
@@ -206,7 +203,7 @@ def check_kind(path: str | Path, tag: str | None, wanted: str, needed_by: str) -
         raise InputError(
             f"{name}: {tag} is newer than this distill understands ({kind}/{CURRENT[kind]}); upgrade distill-cli"
         )
-    if int(version) < CURRENT[kind] and (kind, int(version)) not in UPGRADES:
+    if int(version) < CURRENT[kind]:
         raise InputError(f"{name}: {tag} has no upgrade path to {kind}/{CURRENT[kind]}")
 
 

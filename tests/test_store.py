@@ -505,3 +505,17 @@ def test_a_part_that_shares_only_some_ids_keeps_its_other_rows(tmp_path):
     assert count([s]) == (5, 5)
     # the first part (by name) holds the repeated ids' rows that count
     assert count([s], "SELECT count(*) FROM examples WHERE output = 'changed'") == (0,)
+
+
+@pytest.mark.parametrize(
+    "tag, message",
+    [
+        ("examples/0", "runs.parquet: examples/0 has no upgrade path to examples/1"),
+        ("examples/2", "runs.parquet: examples/2 is newer than this distill understands (examples/1); upgrade distill-cli"),
+        ("verdicts/1", "runs.parquet is a verdicts file; gate needs an example store"),
+    ],
+)
+def test_a_file_of_another_version_or_kind_is_refused_by_name(tag, message):
+    with pytest.raises(InputError) as e:
+        schemas.check_kind("runs.parquet", tag, "examples", "gate")
+    assert str(e.value) == message
