@@ -1,4 +1,4 @@
-"""LLM students: `few-shot`, `optimized`, and the builder and student endpoint.py's `endpoint` kind uses.
+"""LLM students: the `few-shot` and `optimized` kinds, and the LLM student and builder endpoint.py uses.
 
 A cheaper model is prompted with the teacher's instructions and demonstrations
 of the teacher's answers. The static part (instructions + demonstrations) is one
