@@ -240,7 +240,6 @@ def expected_reduction(coverage: float, student_cost: float, teacher_cost: float
     return round(teacher_cost / routed, 2) if routed > 0 else None
 
 
-
 @dataclass
 class BuildContext:
     """Everything a kind's `build(ctx)` needs: the options of `build_student` and the selection they apply to."""
