@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from distill_cli.prices import USAGE_FIELDS
+
 
 @dataclass
 class TaskTally:
@@ -23,12 +25,17 @@ class TaskTally:
         self.calls += 1
         if row.get("error") or (row.get("status") or 0) >= 400 or row.get("status") is None:
             self.errors += 1
+        # A null count is unknown (the provider's was no token count): it adds nothing, and the call has no cost.
+        count = {c: row[c] or 0 for c in USAGE_FIELDS}
         self.input_tokens += (
-            row["input_tokens"] + row["cache_read_tokens"] + row["cache_write_5m_tokens"] + row["cache_write_1h_tokens"]
+            count["input_tokens"] + count["cache_read_tokens"] + count["cache_write_5m_tokens"]
+            + count["cache_write_1h_tokens"]
         )
-        self.output_tokens += row["output_tokens"]
+        self.output_tokens += count["output_tokens"]
         if row.get("cost_usd") is not None:
             self.cost_usd += row["cost_usd"]
+        elif any(row[c] is None for c in USAGE_FIELDS):
+            self.unpriced += 1  # its model may well have a price: the counts were what could not be priced
         elif row.get("status") == 200 and (row["input_tokens"] or row["output_tokens"]):
             self.unpriced += 1
             self.unpriced_models.add(row.get("model") or "?")
