@@ -58,7 +58,7 @@ class Usage:
         if not self.problems:
             return None
         what = "a token count" if len(self.problems) == 1 else "token counts"
-        return f"{', '.join(self.problems)}: not {what} (a whole number from 0 to 2**53-1); left null, the call unpriced"
+        return f"{', '.join(self.problems)}: not {what} (a whole number from 0 to 2**53-1)"
 
     def columns(self) -> dict[str, int | None]:
         """The row's count columns: null for an unknown count."""

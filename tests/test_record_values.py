@@ -20,7 +20,7 @@ from distill_cli.recorder import record_to
 
 MODEL = "claude-haiku-4-5"
 REQUEST = {"model": MODEL, "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]}
-RANGE = "(a whole number from 0 to 2**53-1); left null, the call unpriced"
+RANGE = "(a whole number from 0 to 2**53-1)"
 
 
 def message(input_tokens) -> dict:
