@@ -44,13 +44,14 @@ class _Canned(http.server.BaseHTTPRequestHandler):
 
 @contextmanager
 def upstream(body: bytes):
-    """A provider on 127.0.0.1 that answers every POST with 200 and `body`, as it is."""
+    """A provider on 127.0.0.1 (`.url`) that answers every POST with 200 and `.body`, as it is."""
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Canned)
     server.body = body
+    server.url = f"http://127.0.0.1:{server.server_address[1]}"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
+        yield server
     finally:
         server.shutdown()
         server.server_close()
@@ -77,7 +78,7 @@ def stored(path: Path) -> list[dict]:
 
 
 def record_one(tmp_path: Path, body: bytes):
-    with upstream(body) as url, record_to(tmp_path / "store", anthropic_upstream=url, set_env=False) as rec:
+    with upstream(body) as provider, record_to(tmp_path / "store", anthropic_upstream=provider.url, set_env=False) as rec:
         status, answer = post(rec)
     return rec, status, answer
 
@@ -86,8 +87,8 @@ def record_one(tmp_path: Path, body: bytes):
 
 
 def test_sdk_call_with_a_count_of_10_to_the_25_is_recorded_with_the_count_null(tmp_path):
-    with upstream(json.dumps(message(10**25)).encode()) as url, \
-            record_to(tmp_path / "store", anthropic_upstream=url, set_env=False) as rec:
+    with upstream(json.dumps(message(10**25)).encode()) as provider, \
+            record_to(tmp_path / "store", anthropic_upstream=provider.url, set_env=False) as rec:
         client = anthropic.Anthropic(base_url=rec.anthropic_base_url, api_key="sk-ant-test", max_retries=0)
         reply = client.messages.create(**REQUEST)
     assert reply.content[0].text == "ok" and reply.usage.input_tokens == 10**25  # the job gets what upstream said
