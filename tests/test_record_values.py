@@ -174,3 +174,41 @@ def test_every_answer_is_one_row_and_an_unreadable_one_says_so(tmp_path, body, e
     assert row["status"] == 200 and row["error"] == error
     if error is None:  # odd but readable: a model id or stop reason that is no string is left out, not a crash
         assert row["model"] == MODEL and row["stop_reason"] is None
+
+
+def test_report_never_reprices_a_call_whose_counts_are_unknown(tmp_path):
+    from distill_cli.report import build_report
+
+    for count in (10**25, 12):
+        with upstream(json.dumps(message(count)).encode()) as provider, \
+                record_to(tmp_path / "store", anthropic_upstream=provider.url, set_env=False) as rec:
+            post(rec)
+    recorded = build_report([tmp_path / "store"]).totals
+    repriced = build_report([tmp_path / "store"], prices=load_prices()).totals
+    price = load_prices().lookup(MODEL)
+    for totals in (recorded, repriced):  # the bad call's cost is unknown either way, not the cost of its other counts
+        assert totals["unknown_cost_calls"] == 1 and totals["calls"] == 2
+        assert totals["cost_usd"] == pytest.approx((12 * price.input + 3 * price.output) / 1e6)
+
+
+def test_record_cli_says_which_calls_had_counts_that_are_no_token_counts(tmp_path):
+    import subprocess
+    import sys
+
+    job = tmp_path / "job.py"
+    job.write_text(
+        "import json, os, urllib.request\n"
+        f"body = json.dumps({REQUEST!r}).encode()\n"
+        "req = urllib.request.Request(os.environ['ANTHROPIC_BASE_URL'] + '/v1/messages', data=body,\n"
+        "    headers={'x-api-key': 'k', 'anthropic-version': '2023-06-01', 'content-type': 'application/json'})\n"
+        "print(json.loads(urllib.request.urlopen(req).read())['content'][0]['text'])\n"
+    )
+    with upstream(json.dumps(message(float("nan"))).encode()) as provider:
+        result = subprocess.run([sys.executable, "-m", "distill_cli", "record", "--store", str(tmp_path / "store"),
+                                 "--anthropic-upstream", provider.url, "--", sys.executable, str(job)],
+                                capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and result.stdout == "ok\n", result.stderr
+    assert "answered but not recorded" not in result.stderr
+    assert ("Warning: 1 calls had usage counts that are no token counts; those counts and the calls' cost are null "
+            "(each row's metadata usage_error says which).") in result.stderr.replace("\n", " ")
+    assert len(stored(tmp_path / "store")) == 1

@@ -20,6 +20,7 @@ class TaskTally:
     cost_usd: float = 0.0  # over priced calls only
     unpriced: int = 0  # answered calls whose model has no price
     unpriced_models: set[str] = field(default_factory=set)
+    unknown_counts: int = 0  # calls whose usage held a count that is no token count (null in the row, unpriced)
 
     def add(self, row: dict) -> None:
         self.calls += 1
@@ -36,6 +37,7 @@ class TaskTally:
             self.cost_usd += row["cost_usd"]
         elif any(row[c] is None for c in USAGE_FIELDS):
             self.unpriced += 1  # its model may well have a price: the counts were what could not be priced
+            self.unknown_counts += 1
         elif row.get("status") == 200 and (row["input_tokens"] or row["output_tokens"]):
             self.unpriced += 1
             self.unpriced_models.add(row.get("model") or "?")
@@ -49,6 +51,7 @@ class TaskTally:
             "cost_usd": self.cost_usd if self.calls > self.unpriced else None,
             "unpriced_calls": self.unpriced,
             "unpriced_models": sorted(self.unpriced_models),
+            "unknown_count_calls": self.unknown_counts,
         }
 
 
@@ -76,6 +79,7 @@ class RecordSummary:
             total.cost_usd += t.cost_usd
             total.unpriced += t.unpriced
             total.unpriced_models |= t.unpriced_models
+            total.unknown_counts += t.unknown_counts
         return total
 
     def to_dict(self) -> dict:
