@@ -33,7 +33,7 @@ class _Canned(http.server.BaseHTTPRequestHandler):
         self.rfile.read(int(self.headers.get("content-length") or 0))
         body = self.server.body
         self.send_response(200)
-        self.send_header("content-type", "application/json")
+        self.send_header("content-type", "text/event-stream" if body.startswith(b"event:") else "application/json")
         self.send_header("content-length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -145,6 +145,27 @@ def test_usage_counts_worked_out_from_a_bad_one_are_unknown_too():
     assert u.problem == f'usage.cache_creation_input_tokens is 2.5, usage.output_tokens is "x": not token counts {RANGE}'
     assert usage_from_anthropic("lots").unknown == set(Usage().columns())
     assert usage_from_anthropic({"input_tokens": None}) == Usage()  # a missing or null count is 0, as before
+
+
+def test_a_stream_whose_usage_is_no_token_count_is_recorded_with_the_count_null(tmp_path):
+    start = {**message(None), "content": [], "usage": {"input_tokens": 10**25, "output_tokens": 1}}
+    events = [
+        {"type": "message_start", "message": start},
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "ok"}},
+        {"type": "content_block_stop", "index": 0},
+        {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": float("nan")}},
+        {"type": "message_stop"},
+    ]
+    body = b"".join(f"event: {e['type']}\ndata: {json.dumps(e)}\n\n".encode() for e in events)
+    with upstream(body) as provider, record_to(tmp_path / "store", anthropic_upstream=provider.url, set_env=False) as rec:
+        status, answer = post(rec, {**REQUEST, "stream": True})
+    assert (status, answer) == (200, body) and rec.summary.unrecorded == 0
+    [row] = stored(tmp_path / "store")
+    assert (row["error"], row["output"], row["input_tokens"], row["output_tokens"], row["cost_usd"]) == (
+        None, "ok", None, None, None)
+    assert json.loads(row["metadata"])["usage_error"] == (
+        f"usage.input_tokens is 10000000000000000000000000, usage.output_tokens is NaN: not token counts {RANGE}")
 
 
 # ---------------------------------------------------------------------- answers the proxy cannot read
