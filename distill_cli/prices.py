@@ -62,7 +62,12 @@ class Usage:
 
     def columns(self) -> dict[str, int | None]:
         """The row's count columns: null for an unknown count."""
-        return {name: None if name in self.unknown else getattr(self, name) for name in USAGE_FIELDS}
+        counts = {"input_tokens": self.input_tokens, "output_tokens": self.output_tokens,
+                  "cache_read_tokens": self.cache_read_tokens, "cache_write_5m_tokens": self.cache_write_5m_tokens,
+                  "cache_write_1h_tokens": self.cache_write_1h_tokens}
+        for name in self.unknown:
+            counts[name] = None
+        return counts
 
 
 def _plain(usage: Any) -> Mapping:
@@ -95,6 +100,8 @@ class _Counts:
         value = mapping.get(key)
         if value is None:  # a missing count is 0, as providers leave out what did not happen
             return 0
+        if type(value) is int and 0 <= value <= MAX_TOKENS:  # nearly every count: first
+            return value
         if isinstance(value, bool):
             pass
         elif isinstance(value, int) and 0 <= value <= MAX_TOKENS:
@@ -105,6 +112,8 @@ class _Counts:
         return None
 
     def usage(self, **counts: int | None) -> Usage:
+        if not self.problems:
+            return Usage(**counts)
         return Usage(**{k: v or 0 for k, v in counts.items()}, problems=tuple(self.problems),
                      unknown=frozenset(k for k, v in counts.items() if v is None))
 
