@@ -9,17 +9,30 @@ from __future__ import annotations
 import json
 
 from distill_cli import canonical
-from distill_cli.prices import PriceTable, Usage, usage_from_anthropic, usage_from_openai
+from distill_cli.prices import USAGE_FIELDS, PriceTable, Usage, usage_from_anthropic, usage_from_openai
+
+# The metadata key that says why a row's token counts are null: the answer itself was fine, so `error` stays
+# empty (the row still teaches and judges), but its counts were no token counts and it has no cost.
+USAGE_ERROR_KEY = "usage_error"
 
 
-def _usage_columns(usage: Usage) -> dict:
-    return {
-        "input_tokens": usage.input_tokens,
-        "output_tokens": usage.output_tokens,
-        "cache_read_tokens": usage.cache_read_tokens,
-        "cache_write_5m_tokens": usage.cache_write_5m_tokens,
-        "cache_write_1h_tokens": usage.cache_write_1h_tokens,
-    }
+def usage_error(row: dict) -> str | None:
+    """Why a row made here has null counts (`USAGE_ERROR_KEY` in its metadata), or None."""
+    if not any(row.get(c) is None for c in USAGE_FIELDS):
+        return None
+    try:
+        return json.loads(row.get("metadata") or "{}").get(USAGE_ERROR_KEY)
+    except (ValueError, AttributeError):
+        return None
+
+
+def _with_usage_error(metadata: str | None, problem: str) -> str:
+    """The row's metadata JSON with the reason its counts are null added."""
+    try:
+        tags = json.loads(metadata) if metadata else {}
+    except ValueError:
+        tags = {}
+    return metadata_json(tags if isinstance(tags, dict) else {}, {USAGE_ERROR_KEY: problem})
 
 
 def _error_text(body: dict | None) -> str | None:
@@ -44,27 +57,68 @@ def _clean(body: dict | None) -> tuple[dict | None, str | None]:
     return body, text
 
 
-def _row(provider: str, request: dict, answer: dict | None, response: dict | None, usage: Usage, *, output,
-         stop_reason, prices: PriceTable, priced: bool, status: int, error: str | None, task: str | None,
+def _text(value) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _read_answer(read, answer: dict | None) -> tuple[str | None, str | None, str | None]:
+    """(output, stop reason, None) of an answer, or (None, None, why) when its shape cannot be read."""
+    if answer is None:
+        return None, None, None
+    try:
+        output, stop_reason = read(answer)
+    except (AttributeError, TypeError, KeyError, IndexError, ValueError, RecursionError) as e:
+        return None, None, canonical.mask_secrets(f"unreadable answer: {type(e).__name__}: {e}")[:300]
+    return _text(output), _text(stop_reason), None
+
+
+def _anthropic_answer(message: dict) -> tuple:
+    return canonical.anthropic_output(message), message.get("stop_reason")
+
+
+def _openai_answer(completion: dict) -> tuple:
+    choices = completion.get("choices") or [{}]
+    return canonical.openai_output(completion), choices[0].get("finish_reason")
+
+
+def _from_request(read, request: dict, default):
+    """A column worked out from the job's request; `default` for a request of a shape upstream will refuse anyway."""
+    try:
+        return read(request)
+    except (AttributeError, TypeError, KeyError, IndexError, ValueError, RecursionError):
+        return default
+
+
+def _row(provider: str, request: dict, answer: dict | None, response: dict | None, usage: Usage, *, read,
+         prices: PriceTable, priced: bool, status: int, error: str | None, task: str | None,
          endpoint: str, columns: dict, request_json: str, response_json: str | None) -> dict:
     """The columns every provider's row has, from what that provider's body gave."""
-    model = (answer or {}).get("model") or request.get("model")
+    output, stop_reason, unreadable = _read_answer(read, answer)
+    model = _text((answer or {}).get("model")) or _text(request.get("model"))
+    if usage.problem is not None:
+        columns = {**columns, "metadata": _with_usage_error(columns.get("metadata"), usage.problem)}
+    error = error or _error_text(response) or unreadable
+    if error is None and status == 200 and answer is None:  # an OK status is no answer by itself
+        kind = "chat completion" if provider == "openai" else "message"
+        error = f"unreadable answer: {'no body' if response is None else f'a JSON object that is no {kind}'}"
+    read_input = canonical.openai_input if provider == "openai" else canonical.anthropic_input
     return {
-        "task": task or canonical.task_fingerprint(request, provider),
+        "task": task or _from_request(lambda r: canonical.task_fingerprint(r, provider), request, "task"),
         "provider": provider,
         "endpoint": endpoint,
         "model": model,
         "served_by": "teacher",
-        "input": canonical.openai_input(request) if provider == "openai" else canonical.anthropic_input(request),
+        "input": _from_request(read_input, request, None),
         "output": output,
         "request_json": request_json,
         "response_json": response_json,
         "status": status,
-        "error": error or _error_text(response),
+        "error": error,
         "stream": bool(request.get("stream")),
         "stop_reason": stop_reason,
-        **_usage_columns(usage),
-        "cost_usd": prices.cost(model, usage) if priced else None,
+        **usage.columns(),
+        # None when a count is unknown or the model has no price
+        "cost_usd": prices.cost(model, usage) if priced and model else None,
         "price_version": prices.version,
         "input_hash": canonical.input_hash(request),
         **columns,
@@ -88,9 +142,8 @@ def anthropic_row(
     message = response if response and response.get("type") == "message" else None
     return _row(
         "anthropic", request, message, response, usage_from_anthropic((message or {}).get("usage")),
-        output=canonical.anthropic_output(message), stop_reason=(message or {}).get("stop_reason"),
-        prices=prices, priced=message is not None, status=status, error=error, task=task, endpoint=endpoint,
-        columns=columns, request_json=request_json, response_json=response_json,
+        read=_anthropic_answer, prices=prices, priced=message is not None, status=status, error=error, task=task,
+        endpoint=endpoint, columns=columns, request_json=request_json, response_json=response_json,
     )
 
 
@@ -109,12 +162,11 @@ def openai_row(
     request, request_json = _clean(request)
     response, response_json = _clean(response)
     completion = response if response and response.get("choices") is not None else None
-    choices = (completion or {}).get("choices") or [{}]
     return _row(
         "openai", request, completion, response, usage_from_openai((completion or {}).get("usage")),
-        output=canonical.openai_output(completion), stop_reason=choices[0].get("finish_reason"),
-        prices=prices, priced=bool(completion and completion.get("usage")), status=status, error=error, task=task,
-        endpoint=endpoint, columns=columns, request_json=request_json, response_json=response_json,
+        read=_openai_answer, prices=prices, priced=bool(completion and completion.get("usage")), status=status,
+        error=error, task=task, endpoint=endpoint, columns=columns, request_json=request_json,
+        response_json=response_json,
     )
 
 

@@ -27,6 +27,7 @@ import pyarrow.compute as pc
 from distill_cli import calls, canonical, schemas, store
 from distill_cli.errors import InputError
 from distill_cli.prices import (
+    MAX_TOKENS,
     RATE_COLUMNS_SQL,
     PriceTable,
     Usage,
@@ -117,10 +118,14 @@ class _Lines:
             raise BadLine("usage must be a JSON object")
         if raw_usage is not None and ("prompt_tokens" in raw_usage or "completion_tokens" in raw_usage):
             usage = usage_from_openai(raw_usage)
-        elif raw_usage is not None and raw_usage.keys() <= _PLAIN_USAGE and all(type(v) is int for v in raw_usage.values()):
+        elif raw_usage is not None and raw_usage.keys() <= _PLAIN_USAGE and all(
+            type(v) is int and 0 <= v <= MAX_TOKENS for v in raw_usage.values()
+        ):
             usage = Usage(raw_usage.get("input_tokens", 0), raw_usage.get("output_tokens", 0))
         else:
             usage = usage_from_anthropic(raw_usage)
+        if usage.problem is not None:
+            raise BadLine(usage.problem)
         provider = self.provider_of(model)
         metadata = calls.metadata_json(meta) if meta else "{}"  # before any column grows: this may raise
         text = canonical.mask_secrets(text)
@@ -151,8 +156,8 @@ class _Lines:
         if not isinstance(response, dict):
             raise BadLine("response must be a response body object")
         status = obj.get("status", 200)
-        if not isinstance(status, int) or isinstance(status, bool):
-            raise BadLine("status must be an integer")
+        if not isinstance(status, int) or isinstance(status, bool) or not 100 <= status <= 599:
+            raise BadLine("status must be an HTTP status code (an integer from 100 to 599)")
         common = {"source": "import", "run_id": self.run_id, "status": status, "task": task, "prices": self.prices}
         is_openai = "choices" in response or (isinstance(response.get("error"), dict) and response.get("type") != "error")
         if response.get("type") in ("message", "error") and not is_openai:
@@ -163,6 +168,8 @@ class _Lines:
             raise BadLine("response is neither a Messages API message nor a chat completion")
         if row["error"] and status == 200:
             raise BadLine("response is an error body but status is 200; give the line a \"status\"")
+        if calls.usage_error(row) is not None:
+            raise BadLine(calls.usage_error(row))
         row["ts"] = ts
         row["metadata"] = calls.metadata_json(meta)
         try:
@@ -236,7 +243,8 @@ WITH raw AS (
         AND (j.task IS NULL OR json_type(j.task) = 'VARCHAR')
         AND (j.ts IS NULL OR (json_type(j.ts) = 'VARCHAR' AND regexp_full_match(ts_text, '{ts_re}')
                               AND TRY_CAST(ts_text AS TIMESTAMPTZ) IS NOT NULL))
-        AND (j.usage IS NULL OR regexp_full_match(j.usage::VARCHAR, '{usage_re}'))
+        AND (j.usage IS NULL OR (regexp_full_match(j.usage::VARCHAR, '{usage_re}')
+                                 AND COALESCE(input_tokens, 0) <= {max_tokens} AND COALESCE(output_tokens, 0) <= {max_tokens}))
         -- metadata reaches Python as DuckDB writes it back: numbers that DuckDB reads differently (inf, nan,
         -- integers beyond 64 bits) must not be in it
         AND (j.metadata IS NULL OR (json_type(j.metadata) = 'OBJECT'
@@ -253,7 +261,7 @@ SELECT fast,
        0 AS cache_read_tokens, 0 AS cache_write_5m_tokens, 0 AS cache_write_1h_tokens,
        j.metadata::VARCHAR AS metadata_text
 FROM checked
-""".format(keys=list(_FAST_KEYS), ts_re=_FAST_TS, usage_re=_PLAIN_USAGE_RE,
+""".format(keys=list(_FAST_KEYS), ts_re=_FAST_TS, usage_re=_PLAIN_USAGE_RE, max_tokens=MAX_TOKENS,
            in_count=_PLAIN_COUNT.format(k="input_tokens"), out_count=_PLAIN_COUNT.format(k="output_tokens"))
 
 # The canonical request and its hash, as `canonical.user_request` spells them (a test holds the two equal).

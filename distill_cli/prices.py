@@ -28,6 +28,12 @@ PRICE_FIELDS = ("input", "output", "cache_read", "cache_write_5m", "cache_write_
 _DATE_SUFFIX = re.compile(r"-(?:\d{8}|\d{4}-\d{2}-\d{2})$")
 
 
+# The largest token count distill keeps. Counts are int64 in the store and are summed and priced as doubles,
+# which hold every whole number below 2**53 exactly; no call comes near it, so a count beyond it is garbage.
+MAX_TOKENS = 2**53 - 1
+USAGE_FIELDS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_5m_tokens", "cache_write_1h_tokens")
+
+
 @dataclass(frozen=True)
 class Usage:
     """Token counts of one call, in Anthropic's terms."""
@@ -37,11 +43,32 @@ class Usage:
     cache_read_tokens: int = 0
     cache_write_5m_tokens: int = 0  # for OpenAI: the 30-minute (default) cache write
     cache_write_1h_tokens: int = 0  # for OpenAI: the 12-hour cache write
+    # What the usage record gave that is no token count (negative, fractional, too large, not a number), e.g.
+    # "usage.input_tokens is 1e+25". The counts it made unknown are 0 above, null in a row, and the call has no cost.
+    problems: tuple[str, ...] = ()
+    unknown: frozenset[str] = frozenset()
 
     @property
     def prompt_tokens(self) -> int:
         """Every token of the prompt, cached or not: what long-context thresholds are measured on."""
         return self.input_tokens + self.cache_read_tokens + self.cache_write_5m_tokens + self.cache_write_1h_tokens
+
+    @property
+    def problem(self) -> str | None:
+        """Why some counts are unknown, in one line; None when every count is known."""
+        if not self.problems:
+            return None
+        what = "a token count" if len(self.problems) == 1 else "token counts"
+        return f"{', '.join(self.problems)}: not {what} (a whole number from 0 to 2**53-1)"
+
+    def columns(self) -> dict[str, int | None]:
+        """The row's count columns: null for an unknown count."""
+        counts = {"input_tokens": self.input_tokens, "output_tokens": self.output_tokens,
+                  "cache_read_tokens": self.cache_read_tokens, "cache_write_5m_tokens": self.cache_write_5m_tokens,
+                  "cache_write_1h_tokens": self.cache_write_1h_tokens}
+        for name in self.unknown:
+            counts[name] = None
+        return counts
 
 
 def _plain(usage: Any) -> Mapping:
@@ -53,28 +80,72 @@ def _plain(usage: Any) -> Mapping:
     return usage if isinstance(usage, Mapping) else {}
 
 
-def _count(mapping: Mapping, key: str) -> int:
-    value = mapping.get(key)
-    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0
+def _shown(value: Any) -> str:
+    """A count as the message names it: JSON spelling, short."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 128:
+        return f"a {value.bit_length()}-bit integer"
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+class _Counts:
+    """Reads the counts of one usage record, noting each that is not a token count (which reads as None)."""
+
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+
+    def get(self, mapping: Mapping, key: str, where: str = "usage") -> int | None:
+        value = mapping.get(key)
+        if value is None:  # a missing count is 0, as providers leave out what did not happen
+            return 0
+        if type(value) is int and 0 <= value <= MAX_TOKENS:  # nearly every count: first
+            return value
+        if isinstance(value, bool):
+            pass
+        elif isinstance(value, int) and 0 <= value <= MAX_TOKENS:
+            return value
+        elif isinstance(value, float) and value.is_integer() and 0 <= value <= MAX_TOKENS:
+            return int(value)
+        self.problems.append(f"{where}.{key} is {_shown(value)}")
+        return None
+
+    def usage(self, **counts: int | None) -> Usage:
+        if not self.problems:
+            return Usage(**counts)
+        return Usage(**{k: v or 0 for k, v in counts.items()}, problems=tuple(self.problems),
+                     unknown=frozenset(k for k, v in counts.items() if v is None))
+
+
+def _not_an_object(usage: Any) -> Usage | None:
+    """The Usage of a usage record that is there but no object: every count unknown."""
+    if usage is None or hasattr(usage, "model_dump") or isinstance(usage, Mapping):
+        return None
+    return Usage(problems=(f"usage is {_shown(usage)}",), unknown=frozenset(USAGE_FIELDS))
 
 
 def usage_from_anthropic(usage: Mapping | None) -> Usage:
-    """A Messages API `usage` object as a `Usage`; None or missing fields count as 0."""
-    u = _plain(usage)
-    created = _count(u, "cache_creation_input_tokens")
+    """A Messages API `usage` object as a `Usage`; None or missing fields count as 0, bad ones are unknown."""
+    bad = _not_an_object(usage)
+    if bad is not None:
+        return bad
+    u, count = _plain(usage), _Counts()
+    created = count.get(u, "cache_creation_input_tokens")
     breakdown = u.get("cache_creation")
     if isinstance(breakdown, Mapping) and (
         "ephemeral_5m_input_tokens" in breakdown or "ephemeral_1h_input_tokens" in breakdown
     ):
-        write_5m = _count(breakdown, "ephemeral_5m_input_tokens")
-        write_1h = _count(breakdown, "ephemeral_1h_input_tokens")
+        write_5m = count.get(breakdown, "ephemeral_5m_input_tokens", "usage.cache_creation")
+        write_1h = count.get(breakdown, "ephemeral_1h_input_tokens", "usage.cache_creation")
     else:
         # Before the TTL breakdown existed every cache write was a 5-minute one.
         write_5m, write_1h = created, 0
-    return Usage(
-        input_tokens=_count(u, "input_tokens"),
-        output_tokens=_count(u, "output_tokens"),
-        cache_read_tokens=_count(u, "cache_read_input_tokens"),
+    return count.usage(
+        input_tokens=count.get(u, "input_tokens"),
+        output_tokens=count.get(u, "output_tokens"),
+        cache_read_tokens=count.get(u, "cache_read_input_tokens"),
         cache_write_5m_tokens=write_5m,
         cache_write_1h_tokens=write_1h,
     )
@@ -103,25 +174,32 @@ def usage_from_openai(usage: Mapping | None) -> Usage:
     OpenAI's prompt count includes cached and cache-written tokens; they are
     taken out of `input_tokens` so each token is priced once.
     """
-    u = _plain(usage)
+    bad = _not_an_object(usage)
+    if bad is not None:
+        return bad
+    u, count = _plain(usage), _Counts()
     if "prompt_tokens" in u or "completion_tokens" in u:  # Chat Completions
-        prompt, output = _count(u, "prompt_tokens"), _count(u, "completion_tokens")
-        details = _plain(u.get("prompt_tokens_details"))
+        prompt, output = count.get(u, "prompt_tokens"), count.get(u, "completion_tokens")
+        where = "usage.prompt_tokens_details"
     else:  # Responses API
-        prompt, output = _count(u, "input_tokens"), _count(u, "output_tokens")
-        details = _plain(u.get("input_tokens_details"))
-    cached = _count(details, "cached_tokens")
-    written = _count(details, "cache_write_tokens")
+        prompt, output = count.get(u, "input_tokens"), count.get(u, "output_tokens")
+        where = "usage.input_tokens_details"
+    details = _plain(u.get(where[len("usage."):]))
+    cached = count.get(details, "cached_tokens", where)
+    written = count.get(details, "cache_write_tokens", where)
     ttl = _plain(details.get("cache_write_tokens_details"))
     if ttl:
-        write_long = _count(ttl, "ttl_12h_tokens")
-        write_short = _count(ttl, "ttl_30m_tokens")
-        written = max(written, write_short + write_long)
+        write_long = count.get(ttl, "ttl_12h_tokens", where + ".cache_write_tokens_details")
+        write_short = count.get(ttl, "ttl_30m_tokens", where + ".cache_write_tokens_details")
+        known = None not in (written, write_short, write_long)
+        written = max(written, write_short + write_long) if known else None
     else:
         # Chat Completions gives only the total; the 30-minute write is the default retention.
         write_short, write_long = written, 0
-    return Usage(
-        input_tokens=max(prompt - cached - written, 0),
+    # The uncached input is what is left of the prompt: unknown if any count it is worked out from is.
+    known = None not in (prompt, cached, written)
+    return count.usage(
+        input_tokens=max(prompt - cached - written, 0) if known else None,
         output_tokens=output,
         cache_read_tokens=cached,
         cache_write_5m_tokens=write_short,
@@ -197,7 +275,10 @@ class PriceTable:
         return in_force[-1] if in_force else entries[0]
 
     def cost(self, model: str, usage: Usage, *, batch: bool = False, at: date | datetime | str | None = None) -> float | None:
-        """USD for one call, or None (never 0) when the model has no price; such models land in `.unknown`."""
+        """USD for one call, or None (never 0) when the model has no price (such models land in `.unknown`)
+        or the usage has an unknown count."""
+        if usage.unknown:
+            return None
         price = self.lookup(model, at=at)
         if price is None:
             self.unknown.add(model)

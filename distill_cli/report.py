@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Iterable
 import duckdb
 
 from distill_cli import remote, schemas, store
+from distill_cli.calls import USAGE_ERROR_KEY
 from distill_cli.errors import InputError
 from distill_cli.prices import RATE_COLUMNS_SQL, TOKEN_COLUMNS, rate_values, sql_cost
 from distill_cli.students.base import short_digest
@@ -322,10 +323,13 @@ def _calls_view(con, since: datetime | None, task: str | None, reprice) -> None:
     if task is not None:
         where.append(f"task = {_sql_str(task)}")
     where_sql = ("WHERE " + " AND ".join(where)) if where else ""
-    # Counts may be missing in files from elsewhere (union_by_name): they count as 0.
+    # Counts may be missing in files from elsewhere (union_by_name): they count as 0. A count nulled because the
+    # provider's was no token count (metadata usage_error, calls.py) is unknown: such a call is never repriced.
     tokens = ", ".join(f"COALESCE({c}, 0) AS {c}" for c in TOKEN_COLUMNS)
+    unknown = " OR ".join(f"{c} IS NULL" for c in TOKEN_COLUMNS)
     base = f"""SELECT * REPLACE ({tokens}, COALESCE(served_by, 'teacher') AS served_by, COALESCE(stream, false) AS stream),
-                      epoch_us(ts) // {_HOUR_US} AS hour, epoch_us(ts) // {24 * _HOUR_US} AS day, {_OK} AS ok
+                      epoch_us(ts) // {_HOUR_US} AS hour, epoch_us(ts) // {24 * _HOUR_US} AS day, {_OK} AS ok,
+                      COALESCE(({unknown}) AND metadata LIKE '%"{USAGE_ERROR_KEY}"%', false) AS counts_unknown
                FROM examples {where_sql}"""
     # A failed call the provider did not bill (an error and no tokens) costs nothing; it is not "unknown".
     unbilled = f"(NOT e.ok AND {' + '.join('e.' + c for c in TOKEN_COLUMNS)} = 0)"
@@ -334,6 +338,7 @@ def _calls_view(con, since: datetime | None, task: str | None, reprice) -> None:
     else:
         _rates_table(con, reprice, base)
         cost = f"""CASE
+                 WHEN e.counts_unknown THEN NULL
                  WHEN r.model IS NULL THEN
                    -- a local student's cost is its own (0 for a classifier), not the price table's
                    CASE WHEN e.served_by = 'student' THEN e.cost_usd WHEN {unbilled} THEN 0.0 END

@@ -128,13 +128,14 @@ def to_micros(ts) -> int:
 
 
 def complete_row(row: dict) -> dict:
-    """`row` with every examples/1 column present: id and ts filled in, counts 0, the rest null."""
+    """`row` with every examples/1 column present: id and ts filled in, missing counts 0, the rest null."""
     out = {c: row.get(c) for c in COLUMNS}
     if not out["id"]:
         out["id"] = new_id()
     out["ts"] = to_micros(out["ts"] if out["ts"] is not None else time.time())
     for c in _INT_COLUMNS:
-        out[c] = int(out[c] or 0)
+        # A count the row leaves out is 0; one it gives as null is unknown (calls.py: not a token count).
+        out[c] = int(out[c]) if out[c] is not None else (None if c in row else 0)
     if out["metadata"] is None:
         out["metadata"] = "{}"
     elif not isinstance(out["metadata"], str):

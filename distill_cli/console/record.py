@@ -276,6 +276,9 @@ def _print_summary(console, summary, recovery_told: bool = False) -> None:
         console.print(
             f"Warning: {summary.unrecorded} calls were answered but not recorded: {summary.write_error}", markup=False
         )
+    if total.unknown_counts:
+        console.print(f"Warning: {total.unknown_counts} calls had usage counts that are no token counts; those counts "
+                      "and the calls' cost are null (each row's metadata usage_error says which).", markup=False)
     if not total.calls:
         console.print(f"No calls recorded into {summary.store}.", markup=False)
         return

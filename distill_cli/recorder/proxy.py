@@ -207,18 +207,27 @@ def _describe(exc: BaseException) -> str:
     return canonical.mask_secrets(f"{type(exc).__name__}: {text}")
 
 
-def _decode_body(body: bytes, encoding: str) -> dict | None:
-    """A JSON response body (decompressing a copy if upstream compressed it anyway), or None."""
+def _decode_body(body: bytes, encoding: str) -> tuple[dict | None, str | None]:
+    """(a JSON response body, None), decompressing a copy if upstream compressed it anyway; or (None, why the
+    proxy could not read it). An empty body is no answer but nothing unreadable either."""
     encoding = encoding.lower().strip()
     try:
         if encoding in ("gzip", "deflate"):
             body = zlib.decompress(body, 47)  # 47: zlib or gzip header, detected
         elif encoding not in ("", "identity"):
-            return None
+            return None, f"unreadable answer: content-encoding {encoding!r}"
+        if not body.strip():
+            return None, None
         parsed = json.loads(body)
-    except (ValueError, zlib.error):
-        return None
-    return parsed if isinstance(parsed, dict) else None
+    except zlib.error as e:
+        return None, f"unreadable answer: not {encoding} ({e})"
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError, an integer too long to read
+        return None, f"unreadable answer: not JSON ({str(e).splitlines()[0][:200]})"
+    except RecursionError:
+        return None, "unreadable answer: JSON nested too deeply"
+    if not isinstance(parsed, dict):
+        return None, f"unreadable answer: JSON {type(parsed).__name__}, not an object"
+    return parsed, None
 
 
 class Proxy:
@@ -427,10 +436,12 @@ class Proxy:
         response = web.Response(
             body=body, status=upstream.status, reason=upstream.reason, headers=job_headers(upstream.headers)
         )
+        parsed, unreadable = _decode_body(body, upstream.headers.get("content-encoding", ""))
         return Outcome(
             response=response,
             status=upstream.status,
-            body=_decode_body(body, upstream.headers.get("content-encoding", "")),
+            body=parsed,
+            error=unreadable,  # the job gets the bytes as they came; the row says the proxy could not read them
             latency_ms=(self._clock() - call.started) * 1000,
         )
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from distill_cli.prices import USAGE_FIELDS
+
 
 @dataclass
 class TaskTally:
@@ -18,17 +20,24 @@ class TaskTally:
     cost_usd: float = 0.0  # over priced calls only
     unpriced: int = 0  # answered calls whose model has no price
     unpriced_models: set[str] = field(default_factory=set)
+    unknown_counts: int = 0  # calls whose usage held a count that is no token count (null in the row, unpriced)
 
     def add(self, row: dict) -> None:
         self.calls += 1
         if row.get("error") or (row.get("status") or 0) >= 400 or row.get("status") is None:
             self.errors += 1
+        # A null count is unknown (the provider's was no token count): it adds nothing, and the call has no cost.
+        count = {c: row[c] or 0 for c in USAGE_FIELDS}
         self.input_tokens += (
-            row["input_tokens"] + row["cache_read_tokens"] + row["cache_write_5m_tokens"] + row["cache_write_1h_tokens"]
+            count["input_tokens"] + count["cache_read_tokens"] + count["cache_write_5m_tokens"]
+            + count["cache_write_1h_tokens"]
         )
-        self.output_tokens += row["output_tokens"]
+        self.output_tokens += count["output_tokens"]
         if row.get("cost_usd") is not None:
             self.cost_usd += row["cost_usd"]
+        elif any(row[c] is None for c in USAGE_FIELDS):
+            self.unpriced += 1  # its model may well have a price: the counts were what could not be priced
+            self.unknown_counts += 1
         elif row.get("status") == 200 and (row["input_tokens"] or row["output_tokens"]):
             self.unpriced += 1
             self.unpriced_models.add(row.get("model") or "?")
@@ -42,6 +51,7 @@ class TaskTally:
             "cost_usd": self.cost_usd if self.calls > self.unpriced else None,
             "unpriced_calls": self.unpriced,
             "unpriced_models": sorted(self.unpriced_models),
+            "unknown_count_calls": self.unknown_counts,
         }
 
 
@@ -70,6 +80,7 @@ class RecordSummary:
             total.cost_usd += t.cost_usd
             total.unpriced += t.unpriced
             total.unpriced_models |= t.unpriced_models
+            total.unknown_counts += t.unknown_counts
         return total
 
     def to_dict(self) -> dict:
