@@ -439,15 +439,17 @@ async def _ask(student: Student, request: dict, retry: RetryPolicy):
     try:
         return await retrying(lambda: student.answer_async(request), retry, failure=_student_failure)
     except Stopped as stopped:
-        error, reason, attempts, status = stopped.error, stopped.reason, stopped.attempts, stopped.failure.status
+        error, reason, attempts, wait = stopped.error, stopped.reason, stopped.attempts, stopped.wait
     except StudentError as e:
         if getattr(e, "stopped", None) is None:
             raise
-        error, reason, attempts, status = e, e.stopped, e.attempts, getattr(e, "status", None)
+        error, reason, attempts, wait = e, e.stopped, e.attempts, getattr(e, "wait", None)
     if reason is Stop.FATAL:
-        raise ProviderError(f"{error} ({FATAL_STATUSES[status]}; the gate stopped)") from None
-    if reason in (Stop.EXHAUSTED, Stop.TOO_LONG):
+        raise ProviderError(f"{error} ({FATAL_STATUSES[error.status]}; the gate stopped)") from None
+    if reason is Stop.EXHAUSTED:
         raise ProviderError(f"{error} (still failing after {attempts} attempts; the gate stopped)") from None
+    if reason is Stop.TOO_LONG:
+        raise ProviderError(f"{error} (asked to retry after {wait:.0f} s; the gate stopped)") from None
     raise error
 
 

@@ -161,7 +161,7 @@ async def post_json(url: str, body: dict, *, key: str | None, timeout: float = 1
             if response.status != 200:
                 error = payload.get("error") if isinstance(payload, dict) else None
                 detail = error.get("message") if isinstance(error, dict) else str(payload)[:200]
-                raise HTTPFailure(response.status, dict(response.headers), canonical.mask_secrets(str(detail)))
+                raise HTTPFailure(response.status, response.headers.copy(), canonical.mask_secrets(str(detail)))
     return payload
 
 

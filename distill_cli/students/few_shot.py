@@ -310,6 +310,7 @@ def _with_status(error: StudentError, status: int | None, stopped: providers.Sto
     error.headers = stopped.failure.headers if stopped else {}
     error.stopped = stopped.reason if stopped else None
     error.attempts = stopped.attempts if stopped else 1
+    error.wait = stopped.wait if stopped else None  # the wait asked for, when it was too long to sleep through
     return error
 
 
