@@ -264,7 +264,7 @@ class RetryPolicy:
     one policy decides: a `retry-after` of 0 is honoured as 0 (the SDKs fall back to
     their own backoff), a wait longer than `max_wait` is not slept through but
     reported, `x-should-retry` overrides the status (except that a refused key or a
-    missing model is never retried), and the sleep is injectable so tests take no time.
+    missing model is never retried), and the sleeps are injectable so tests take no time.
     """
 
     attempts: int = 5
@@ -272,6 +272,7 @@ class RetryPolicy:
     max_delay: float = 8.0
     max_wait: float = 60.0
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    blocking_sleep: Callable[[float], None] = time.sleep  # for a blocking call (`retrying_sync`)
 
     def backoff(self, attempt: int) -> float:
         return min(self.max_delay, self.base_delay * 2**attempt) * (0.75 + 0.25 * random.random())
@@ -327,8 +328,8 @@ async def retrying(
             await policy.sleep(wait)
 
 
-def retrying_sync(call: Callable[[], T], policy: RetryPolicy, *, sleep: Callable[[float], None] = time.sleep) -> T:
-    """`retrying` for a blocking call (the sync SDK client); `sleep` blocks."""
+def retrying_sync(call: Callable[[], T], policy: RetryPolicy) -> T:
+    """`retrying` for a blocking call (the sync SDK client), waiting with `policy.blocking_sleep`."""
     attempts = 0
     while True:
         try:
@@ -341,7 +342,7 @@ def retrying_sync(call: Callable[[], T], policy: RetryPolicy, *, sleep: Callable
             wait, stop = policy.decide(found, attempts)
             if stop is not None:
                 raise Stopped(e, found, stop, attempts, wait) from e
-            sleep(wait)
+            policy.blocking_sleep(wait)
 
 
 async def call_with_retries(

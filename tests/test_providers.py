@@ -194,11 +194,11 @@ def test_the_gate_honours_retry_after_for_any_student(tmp_path, upstream):
 
 def test_one_request_per_attempt_for_the_student(upstream):
     upstream.responder = lambda body, provider: "label_1"
-    sleeps = Sleeps()
-    student = llm_student(upstream.url, retry=RetryPolicy(attempts=4, sleep=sleeps))
+    sleeps, blocking = Sleeps(), []
+    student = llm_student(upstream.url, retry=RetryPolicy(attempts=4, sleep=sleeps, blocking_sleep=blocking.append))
     upstream.fail_next(529, n=3)
     assert student.answer_text("ticket").output == "label_1"  # the sync client too: SDK retries off
-    assert len(messages(upstream)) == 4
+    assert len(messages(upstream)) == 4 and len(blocking) == 3 and sleeps.waits == []
     upstream.reset()
     upstream.fail_next(529, n=100, retry_after="0")
     with pytest.raises(StudentError, match="529") as e:
