@@ -75,8 +75,9 @@ def read_key(api: str, key_env: str | None = None, *, who: str, environ: Mapping
 class Clients:
     """SDK clients for one API, endpoint and key: one async client per running event loop, one sync client.
 
-    `key` is called whenever a client is made, so a key is read when it is needed
-    and never kept by this object. The SDKs' retries are off: `RetryPolicy` retries.
+    `key` is called whenever a client is made, so a key is read when a call needs
+    it (after any endpoint check) and only the SDK client holds it. The SDKs'
+    retries are off: `RetryPolicy` retries.
     """
 
     def __init__(
