@@ -45,7 +45,6 @@ import fcntl
 import hashlib
 import json
 import math
-import os
 import random
 import re
 import time
@@ -69,11 +68,10 @@ from distill_cli.judges import (
     Judge,
     JudgeError,
     LLMJudge,
-    RetryPolicy,
-    call_with_retries,
     make_judge,
     normalize,
 )
+from distill_cli.providers import Clients, RetryPolicy, call_with_retries, key_env_for, read_key
 from distill_cli.serving import (
     DemotionInfo,
     clear_demotion,
@@ -593,30 +591,28 @@ class Teacher:
     """The student's teacher, asked again about recorded requests through the provider's SDK.
 
     The SDK reads ANTHROPIC_BASE_URL / OPENAI_BASE_URL, so a proxy or a fake server
-    sits in between as it would for the job. Retries follow `RetryPolicy`.
+    sits in between as it would for the job. Key, client and retries come from providers.py; the
+    answer and its price are read as calls.py reads a recorded teacher row.
     """
 
-    def __init__(self, model: str, provider: str, prices, *, retry: RetryPolicy | None = None, timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        model: str,
+        provider: str,
+        prices,
+        *,
+        retry: RetryPolicy | None = None,
+        timeout: float = 60.0,
+        key_env: str | None = None,
+    ) -> None:
         self.model, self.provider, self.prices = model, provider, prices
         self.retry = retry or RetryPolicy()
         self.timeout = timeout
-        key_env = "OPENAI_API_KEY" if provider == "openai" else "ANTHROPIC_API_KEY"
-        self._api_key = os.environ.get(key_env) or (os.environ.get("ANTHROPIC_AUTH_TOKEN") if provider != "openai" else None)
+        self._api_key = read_key(provider, key_env, who=f"live teacher {model}")
         if not self._api_key:
-            raise ProviderError(f"--live-teacher asks the teacher ({model}) and needs an API key: set {key_env}")
-        self._client = None
-
-    def _async_client(self):
-        if self._client is None:
-            if self.provider == "openai":
-                import openai
-
-                self._client = openai.AsyncOpenAI(api_key=self._api_key, max_retries=0, timeout=self.timeout)
-            else:
-                import anthropic
-
-                self._client = anthropic.AsyncAnthropic(api_key=self._api_key, max_retries=0, timeout=self.timeout)
-        return self._client
+            raise ProviderError(f"--live-teacher asks the teacher ({model}) and needs an API key: "
+                                f"set {key_env or key_env_for(provider)}")
+        self._clients = Clients(provider, lambda: self._api_key, timeout=timeout, who=f"live teacher {model}")
 
     def request_for(self, request_json: str) -> dict:
         request = json.loads(request_json)
@@ -630,19 +626,20 @@ class Teacher:
         """The teacher's answer text and what the call cost (None when the model has no known price)."""
         from distill_cli import calls
 
-        client = self._async_client()
+        client = self._clients.async_client()
+        what = f"live teacher {self.model}"
         if self.provider == "openai":
-            reply = await call_with_retries(lambda: client.chat.completions.create(**request), self.retry, what=f"live teacher {self.model}")
+            reply = await call_with_retries(lambda: client.chat.completions.create(**request), self.retry, what=what,
+                                            rejected=JudgeError)
             row = calls.openai_row(request, reply.model_dump(), prices=self.prices)
         else:
-            reply = await call_with_retries(lambda: client.messages.create(**request), self.retry, what=f"live teacher {self.model}")
+            reply = await call_with_retries(lambda: client.messages.create(**request), self.retry, what=what,
+                                            rejected=JudgeError)
             row = calls.anthropic_row(request, reply.model_dump(), prices=self.prices)
         return row["output"], row["cost_usd"]
 
     async def aclose(self) -> None:
-        if self._client is not None:
-            client, self._client = self._client, None
-            await client.close()
+        await self._clients.aclose()
 
 
 @dataclass

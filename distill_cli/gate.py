@@ -34,8 +34,9 @@ import pyarrow.parquet as pq
 from distill_cli import schemas, store
 from distill_cli.errors import InputError, NotEnoughData, ProviderError
 from distill_cli.files import check_output, write_atomically
-from distill_cli.judges import FATAL_STATUSES, RETRY_STATUSES, Judge, JudgeError, RetryPolicy, make_judge
+from distill_cli.judges import Judge, JudgeError, make_judge
 from distill_cli.prices import Usage
+from distill_cli.providers import FATAL_STATUSES, Failure, RetryPolicy, Stop, Stopped, retrying
 from distill_cli.stats import wilson_bounds
 from distill_cli.students.base import Student, StudentError, in_holdout
 from distill_cli.students.registry import load_student
@@ -428,26 +429,36 @@ async def run_capped(
 
 
 async def _ask(student: Student, request: dict, retry: RetryPolicy):
-    """The student's answer, retrying a StudentError that carries a transient HTTP status.
+    """The student's answer, retrying a StudentError that carries a transient HTTP status under `retry`.
 
-    LLM kinds retry inside their SDK clients first; this covers what those retries
-    leave. A refused key or a missing model (401/403/404), or a transient failure
-    still there after `retry.attempts`, is a ProviderError: the gate cannot go on.
+    LLM kinds retry under the same policy themselves (their SDKs never do), so an
+    error they already stopped on is not retried again. A refused key or a missing
+    model (401/403/404), or a transient failure still there after the retries, is
+    a ProviderError: the gate cannot go on.
     """
-    attempt = 0
-    while True:
-        try:
-            return await student.answer_async(request)
-        except StudentError as e:
-            status = getattr(e, "status", None)
-            if status in FATAL_STATUSES:
-                raise ProviderError(f"{e} ({FATAL_STATUSES[status]}; the gate stopped)") from None
-            if not isinstance(status, int) or not (status in RETRY_STATUSES or status >= 500):
-                raise
-            attempt += 1
-            if attempt >= retry.attempts:
-                raise ProviderError(f"{e} (still failing after {attempt} attempts; the gate stopped)") from None
-            await retry.sleep(retry.backoff(attempt - 1))
+    try:
+        return await retrying(lambda: student.answer_async(request), retry, failure=_student_failure)
+    except Stopped as stopped:
+        error, reason, attempts, wait = stopped.error, stopped.reason, stopped.attempts, stopped.wait
+    except StudentError as e:
+        if getattr(e, "stopped", None) is None:
+            raise
+        error, reason, attempts, wait = e, e.stopped, e.attempts, getattr(e, "wait", None)
+    if reason is Stop.FATAL:
+        raise ProviderError(f"{error} ({FATAL_STATUSES[error.status]}; the gate stopped)") from None
+    if reason is Stop.EXHAUSTED:
+        raise ProviderError(f"{error} (still failing after {attempts} attempts; the gate stopped)") from None
+    if reason is Stop.TOO_LONG:
+        raise ProviderError(f"{error} (asked to retry after {wait:.0f} s; the gate stopped)") from None
+    raise error
+
+
+def _student_failure(e: BaseException) -> Failure | None:
+    """What the policy judges: a StudentError with an HTTP status the student did not retry itself."""
+    status = getattr(e, "status", None) if isinstance(e, StudentError) else None
+    if not isinstance(status, int) or getattr(e, "stopped", None) is not None:
+        return None
+    return Failure(status, getattr(e, "headers", None) or {}, str(e))
 
 
 async def _score(example: Example, student: Student, judge: Judge, task: str, retry: RetryPolicy) -> Verdict:

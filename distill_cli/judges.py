@@ -27,19 +27,17 @@ import hashlib
 import json
 import math
 import os
-import random
 import re
 import secrets
-import time
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Awaitable, Callable
 
 from rapidfuzz.distance import Indel
 
 from distill_cli import canonical
 from distill_cli.errors import DistillError, InputError, ProviderError
+from distill_cli.providers import Clients, RetryPolicy, call_with_retries, cost_of, key_env_for, read_key, usage_of
 
 JUDGES = ("exact", "normalized", "json", "numeric", "llm")
 
@@ -339,103 +337,6 @@ def make_judge(
     raise InputError(f"unknown judge {name!r}; choose one of auto, {', '.join(JUDGES)}")
 
 
-# ---- retries ---------------------------------------------------------------------------------------------------
-
-RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
-FATAL_STATUSES = {401: "authentication refused", 403: "permission denied", 404: "model or endpoint not found"}
-
-
-@dataclass
-class RetryPolicy:
-    """Exponential backoff with jitter that honours `retry-after` (and `retry-after-ms`).
-
-    The provider SDKs' own retries are switched off (`max_retries=0`) so that this
-    one policy decides: a `retry-after` of 0 is honoured as 0 (the SDKs fall back to
-    their own backoff), a wait longer than `max_wait` is not slept through but
-    reported, and the sleep is injectable so tests take no time.
-    """
-
-    attempts: int = 5
-    base_delay: float = 0.5
-    max_delay: float = 8.0
-    max_wait: float = 60.0
-    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
-
-    def backoff(self, attempt: int) -> float:
-        return min(self.max_delay, self.base_delay * 2**attempt) * (0.75 + 0.25 * random.random())
-
-
-def retry_after_seconds(headers) -> float | None:
-    """Seconds the provider asked us to wait (`retry-after-ms`, `retry-after` as seconds or an HTTP date)."""
-    if headers is None:
-        return None
-    ms = headers.get("retry-after-ms")
-    if ms:
-        try:
-            return max(0.0, float(ms) / 1000)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        from email.utils import parsedate_to_datetime
-
-        try:
-            return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-        except (TypeError, ValueError):
-            return None
-
-
-async def call_with_retries(call: Callable[[], Awaitable], policy: RetryPolicy, *, what: str):
-    """Await `call()`, retrying transient provider failures under `policy`.
-
-    Raises ProviderError when retries cannot cure it (auth refused, unreachable,
-    still failing after `policy.attempts`), JudgeError for a request the provider
-    rejects outright (400, 413, 422: specific to this input).
-    """
-    attempt = 0
-    while True:
-        try:
-            return await call()
-        except Exception as e:  # noqa: BLE001 - classified below; anything unknown is re-raised
-            status, headers, message = _provider_failure(e)
-            if status is None and headers is None and message is None:
-                raise
-            if status in FATAL_STATUSES:
-                raise ProviderError(f"{what}: {FATAL_STATUSES[status]} (HTTP {status}): {message}") from None
-            retryable = status is None or status in RETRY_STATUSES or status >= 500
-            if not retryable:
-                raise JudgeError(f"{what}: HTTP {status}: {message}") from None
-            attempt += 1
-            problem = f"HTTP {status}: {message}" if status else f"unreachable: {message}"
-            if attempt >= policy.attempts:
-                raise ProviderError(f"{what}: {problem} (gave up after {attempt} attempts)") from None
-            wait = retry_after_seconds(headers)
-            if wait is not None and wait > policy.max_wait:
-                raise ProviderError(f"{what}: {problem}; asked to retry after {wait:.0f} s, more than {policy.max_wait:.0f} s") from None
-            await policy.sleep(policy.backoff(attempt - 1) if wait is None else wait)
-
-
-def _provider_failure(e: Exception) -> tuple[int | None, object, str | None]:
-    """(status, headers, message) of an anthropic/openai SDK error; all None for anything else."""
-    response = getattr(e, "response", None)
-    status = getattr(e, "status_code", None)
-    if isinstance(status, int) and response is not None:
-        body = getattr(e, "body", None)
-        message = None
-        if isinstance(body, dict):
-            inner = body.get("error") if isinstance(body.get("error"), dict) else body
-            message = inner.get("message")
-        return status, response.headers, canonical.mask_secrets(str(message or e))
-    module = type(e).__module__.split(".")[0]
-    if module in ("anthropic", "openai") and type(e).__name__ in ("APIConnectionError", "APITimeoutError"):
-        return None, {}, canonical.mask_secrets(str(e) or type(e).__name__)
-    return None, None, None
-
-
 # ---- the LLM judge ---------------------------------------------------------------------------------------------
 
 RUBRIC = """You compare two answers to the same request and decide whether they are the same answer.
@@ -497,6 +398,7 @@ class LLMJudge(Judge):
         retry: RetryPolicy | None = None,
         base_url: str | None = None,
         api_key: str | None = None,
+        key_env: str | None = None,
         timeout: float = 60.0,
         max_tokens: int = 100,
     ) -> None:
@@ -511,14 +413,11 @@ class LLMJudge(Judge):
         self.base_url = base_url
         self.timeout = timeout
         self.max_tokens = max_tokens
-        key_env = "ANTHROPIC_API_KEY" if self.provider == "anthropic" else "OPENAI_API_KEY"
-        self._api_key = api_key or os.environ.get(key_env) or (
-            os.environ.get("ANTHROPIC_AUTH_TOKEN") if self.provider == "anthropic" else None
-        )
+        self._api_key = api_key or read_key(self.provider, key_env, who=f"llm judge {model}")
         if not self._api_key:
-            raise ProviderError(f"the llm judge ({model}) needs an API key: set {key_env}")
-        self._client = None
-        self._client_loop = None
+            raise ProviderError(f"the llm judge ({model}) needs an API key: set {key_env or key_env_for(self.provider)}")
+        self._clients = Clients(self.provider, lambda: self._api_key, base_url=base_url, timeout=timeout,
+                                who=f"the llm judge for {model}")
         # What this judge did, for the gate's summary.
         self.calls = 0
         self.cache_hits = 0
@@ -556,30 +455,9 @@ class LLMJudge(Judge):
 
     # -- asking the model ------------------------------------------------------------------------------------
 
-    def _async_client(self):
-        loop = asyncio.get_running_loop()
-        if self._client is None or self._client_loop is not loop:
-            if self.provider == "anthropic":
-                import anthropic
-
-                self._client = anthropic.AsyncAnthropic(
-                    api_key=self._api_key, base_url=self.base_url, max_retries=0, timeout=self.timeout
-                )
-            else:
-                try:
-                    import openai
-                except ImportError:
-                    raise InputError(f"the llm judge for {self.model} needs the openai package: pip install openai") from None
-                self._client = openai.AsyncOpenAI(
-                    api_key=self._api_key, base_url=self.base_url, max_retries=0, timeout=self.timeout
-                )
-            self._client_loop = loop
-        return self._client
-
     async def _ask(self, prompt: str) -> tuple[str, float | None]:
-        from distill_cli.prices import usage_from_anthropic, usage_from_openai
-
-        client = self._async_client()
+        """One request (the SDK does not retry it): the verdict text and what it cost."""
+        client = self._clients.async_client()
         if self.provider == "anthropic":
             # No temperature: the Messages API (2026-10-21 on, SDK 2.x) refuses sampling parameters outright.
             reply = await client.messages.create(
@@ -587,7 +465,6 @@ class LLMJudge(Judge):
                 messages=[{"role": "user", "content": prompt}],
             )
             text = "".join(b.text for b in reply.content if getattr(b, "type", "") == "text")
-            usage = usage_from_anthropic(reply.usage)
         else:
             sampling = {} if self.model.startswith(_NO_TEMPERATURE) else {"temperature": 0}
             reply = await client.chat.completions.create(
@@ -596,8 +473,7 @@ class LLMJudge(Judge):
                 **sampling,
             )
             text = reply.choices[0].message.content or "" if reply.choices else ""
-            usage = usage_from_openai(reply.usage)
-        return text, self.prices.cost(self.model, usage)
+        return text, cost_of(self.prices, self.model, usage_of(self.provider, reply.usage))
 
     async def judge_async(self, teacher_output, student_output, input=""):
         if teacher_output == student_output:
@@ -608,7 +484,8 @@ class LLMJudge(Judge):
             self.cache_hits += 1
             return hit
         prompt = judge_prompt(teacher_output, student_output, input)
-        text, cost = await call_with_retries(lambda: self._ask(prompt), self.retry, what=f"llm judge {self.model}")
+        text, cost = await call_with_retries(lambda: self._ask(prompt), self.retry, what=f"llm judge {self.model}",
+                                             rejected=JudgeError)
         self.calls += 1
         self.cost_usd += cost or 0.0
         same, why = parse_verdict(text)  # an unparseable reply raises and is never cached
@@ -626,6 +503,4 @@ class LLMJudge(Judge):
         return asyncio.run(once())
 
     async def aclose(self) -> None:
-        if self._client is not None:
-            client, self._client, self._client_loop = self._client, None, None
-            await client.close()
+        await self._clients.aclose()

@@ -18,8 +18,9 @@ Steering:
   * ``responder(request_json, provider)`` returns the answer text (``str``), a
     tool call (``{"tool": name, "input": {...}, "text": optional preamble}``) or
     ``None`` for the default (``"echo: " + last user text``). It may be async.
-  * ``fail_next(status, n, retry_after=, body=, path_prefix=)``: the next n
-    matching requests get that error in the provider's real error shape.
+  * ``fail_next(status, n, retry_after=, body=, path_prefix=, headers=)``: the
+    next n matching requests get that error in the provider's real error shape
+    (with extra response headers, e.g. ``x-should-retry``).
   * ``cut_next(after_events, n)``: the next n streaming responses drop the
     connection after that many SSE events (no message_stop / [DONE]).
   * ``delay`` (seconds before each answer) and ``event_delay`` (seconds between
@@ -138,6 +139,7 @@ class _Failure:
     retry_after: str | None
     body: dict | None
     path_prefix: str
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 def _dumps(obj: Any) -> str:
@@ -268,10 +270,11 @@ class FakeProvider:
         retry_after: str | None = None,
         body: dict | None = None,
         path_prefix: str = "/",
+        headers: dict[str, str] | None = None,
     ) -> None:
         """The next `n` requests whose path starts with `path_prefix` get error `status`."""
         with self._lock:
-            self._failures.append(_Failure(status, n, retry_after, body, path_prefix))
+            self._failures.append(_Failure(status, n, retry_after, body, path_prefix, dict(headers or {})))
 
     def cut_next(self, after_events: int, n: int = 1) -> None:
         """The next `n` streaming responses close the connection after `after_events` SSE events."""
@@ -345,9 +348,10 @@ class FakeProvider:
         etype: str | None = None,
         code: str | None = None,
         param: str | None = None,
+        extra_headers: dict[str, str] | None = None,
     ) -> web.Response:
         message = message or DEFAULT_MESSAGES.get(status, f"Error {status}")
-        headers: dict[str, str] = {}
+        headers: dict[str, str] = dict(extra_headers or {})
         if retry_after is not None:
             headers["retry-after"] = str(retry_after)
         if provider == "anthropic":
@@ -419,7 +423,8 @@ class FakeProvider:
             return self._error(provider, int(headers["x-fake-status"]), retry_after=headers.get("x-fake-retry-after"))
         failure = self._take_failure(request.path)
         if failure is not None:
-            return self._error(provider, failure.status, retry_after=failure.retry_after, body=failure.body)
+            return self._error(provider, failure.status, retry_after=failure.retry_after, body=failure.body,
+                               extra_headers=failure.headers)
 
         if self.require_auth and not _has_credentials(headers, provider):
             if provider == "anthropic":

@@ -188,6 +188,7 @@ class LLMTestStudent(Student):
         except anthropic.APIStatusError as e:
             error = StudentError(f"HTTP {e.status_code}")
             error.status = e.status_code  # as the few-shot kind does: the gate retries transient ones
+            error.headers = e.response.headers  # and honours their retry-after and x-should-retry
             raise error from None
         text = "".join(b.text for b in reply.content if b.type == "text")
         cost = self.prices.cost(self.spec.student_model, usage_from_anthropic(reply.usage))

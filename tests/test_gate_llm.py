@@ -20,8 +20,8 @@ from typer.testing import CliRunner
 from distill_cli.cli import app
 from distill_cli.errors import ProviderError
 from distill_cli.gate import SpendCapReached, run_gate
-from distill_cli.judges import RetryPolicy
 from distill_cli.prices import Usage, load_prices
+from distill_cli.providers import RetryPolicy
 
 pytestmark = pytest.mark.filterwarnings("ignore:The model .* is deprecated:DeprecationWarning")
 

@@ -18,16 +18,15 @@ from distill_cli.judges import (
     LLMJudge,
     NormalizedJudge,
     NumericJudge,
-    RetryPolicy,
     choose_judge,
     judge_cache_dir,
     make_judge,
     normalize,
     parse_number,
     parse_verdict,
-    retry_after_seconds,
 )
 from distill_cli.prices import load_prices, usage_from_anthropic
+from distill_cli.providers import RetryPolicy, retry_after_seconds
 
 KEY = "sk-ant-test-fake-key-000000"
 pytestmark = pytest.mark.filterwarnings("ignore:The model .* is deprecated:DeprecationWarning")

@@ -14,8 +14,10 @@ probability for free text, and the gate judges it.
 the dev fold by agreement with the teacher (successive halving), stopping before
 `--max-spend` would be exceeded, and keeps the best prompt.
 
-API keys are read from the environment variable named in the spec at call time;
-they are never written to the file, a log line or an error message. The file names
+API keys are read from the environment variable named in the spec at call time
+(providers.py: a `*_API_KEY` variable); they are never written to the file, a log
+line or an error message. Each answer retries under providers.py's one policy,
+one request per attempt (no SDK retries underneath). The file names
 the endpoint, so before a first call the endpoint must pass endpoints.py's rule:
 a provider's API host or one the user allowed.
 """
@@ -26,7 +28,6 @@ import asyncio
 import math
 import os
 import random
-import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -35,9 +36,10 @@ from typing import Sequence
 import numpy as np
 import pyarrow as pa
 
-from distill_cli import canonical, endpoints, stats
+from distill_cli import canonical, endpoints, providers, stats
 from distill_cli.errors import InputError, ProviderError
-from distill_cli.prices import Usage, load_prices, usage_from_anthropic, usage_from_openai
+from distill_cli.prices import Usage, load_prices
+from distill_cli.providers import KEY_ENV_RE, RetryPolicy
 from distill_cli.students.base import Answer, Student, StudentError, StudentSpec, request_input
 from distill_cli.students.training import BuildContext, base_spec, expected_reduction
 
@@ -46,6 +48,7 @@ MAX_CLOSED_SHOTS = 200
 POOL_SIZE = 2000  # training examples kept for nearest-neighbour demonstrations
 DEV_CALLS = {"few-shot": 20, "optimized": 64, "endpoint": 20}
 CONCURRENCY = 4
+STUDENT_ATTEMPTS = 3  # requests for one answer, retries included
 
 VARIANTS = {
     "examples": "Below are examples of this task answered correctly. Answer the next input the same way: "
@@ -116,6 +119,7 @@ class LLMStudent(Student):
         pool: list[tuple[str, str]] | None = None,
         prices=None,
         allowed_endpoints: tuple[str, ...] = (),
+        retry: RetryPolicy | None = None,
     ) -> None:
         super().__init__(spec)
         self._allowed = tuple(allowed_endpoints)
@@ -131,8 +135,9 @@ class LLMStudent(Student):
         self._loose = {_loose(c): c for c in prompt.classes or []}
         self._index = None
         self._lock = threading.Lock()
-        self._sync_client = None
-        self._async_clients: dict[int, object] = {}
+        # As many requests as the SDK's own two retries used to make; the gate does not retry on top.
+        self.retry = retry or RetryPolicy(attempts=STUDENT_ATTEMPTS)
+        self._clients = providers.Clients("anthropic", self._key, base_url=self._base_url(), who=f"student {self.id}")
 
     # -- building a request
 
@@ -171,10 +176,10 @@ class LLMStudent(Student):
     def key_env(self) -> str | None:
         """The variable the key is read from (never the key)."""
         name = self.params.get("api_key_env")
-        if name and not KEY_ENV_RE.match(name):
+        if name:
             # The spec comes from a file: it must not be able to send, say, GITHUB_TOKEN to its endpoint.
-            raise InputError(f"student {self.id}: its key variable {name!r} is not a *_API_KEY variable; refusing to read it")
-        return name or ("ANTHROPIC_API_KEY" if self.api == "anthropic" else None)
+            return providers.check_key_env(name, who=f"student {self.id}")
+        return "ANTHROPIC_API_KEY" if self.api == "anthropic" else None
 
     @property
     def endpoint(self) -> str:
@@ -198,7 +203,7 @@ class LLMStudent(Student):
         if not self._authorized:
             self.authorize()
         name = self.key_env
-        key = os.environ.get(name) if name else None
+        key = providers.read_key(self.api, name, who=f"student {self.id}") if name else None
         if not key and self.params.get("key_required", True):
             raise StudentError(f"student {self.id}: environment variable {name} (the API key) is not set")
         return key
@@ -206,21 +211,7 @@ class LLMStudent(Student):
     def _base_url(self) -> str | None:
         return self.params.get("base_url") or None
 
-    def _anthropic(self, asynchronous: bool):
-        import anthropic
-
-        if not asynchronous:
-            if self._sync_client is None:
-                self._sync_client = anthropic.Anthropic(api_key=self._key(), base_url=self._base_url(), max_retries=2)
-            return self._sync_client
-        loop_id = id(asyncio.get_running_loop())
-        client = self._async_clients.get(loop_id)
-        if client is None:
-            client = anthropic.AsyncAnthropic(api_key=self._key(), base_url=self._base_url(), max_retries=2)
-            self._async_clients = {loop_id: client}  # one loop at a time: drop clients of finished loops
-        return client
-
-    # -- answering
+    # -- answering: one request per attempt, retried under `self.retry`
 
     def answer(self, request: dict) -> Answer:
         if self.api == "openai":
@@ -229,8 +220,11 @@ class LLMStudent(Student):
 
         text = request_input(request, self.spec.provider)
         started = time.perf_counter()
+        body = self.body(text)
         try:
-            message = self._anthropic(False).messages.create(**self.body(text))
+            message = providers.retrying_sync(lambda: self._clients.sync_client().messages.create(**body), self.retry)
+        except providers.Stopped as stopped:
+            raise _student_error(self, stopped.error, stopped) from None
         except anthropic.APIError as e:
             raise _student_error(self, e) from None
         return self._from_anthropic(message, started)
@@ -242,44 +236,41 @@ class LLMStudent(Student):
             return await self._openai(text, started)
         import anthropic
 
+        body = self.body(text)
         try:
-            message = await self._anthropic(True).messages.create(**self.body(text))
+            message = await providers.retrying(lambda: self._clients.async_client().messages.create(**body), self.retry)
+        except providers.Stopped as stopped:
+            raise _student_error(self, stopped.error, stopped) from None
         except anthropic.APIError as e:
             raise _student_error(self, e) from None
         return self._from_anthropic(message, started)
 
+    async def aclose(self) -> None:
+        await self._clients.aclose()
+
     def _from_anthropic(self, message, started: float) -> Answer:
         text = "".join(getattr(b, "text", "") for b in message.content if getattr(b, "type", "") == "text")
-        return self._interpret(text, usage_from_anthropic(message.usage), started)
+        return self._interpret(text, providers.usage_of("anthropic", message.usage), started)
 
     async def _openai(self, text: str, started: float) -> Answer:
         import aiohttp
 
         key = self._key()
-        headers = {"content-type": "application/json"}
-        if key:
-            headers["authorization"] = f"Bearer {key}"
         url = self.endpoint.rstrip("/") + "/chat/completions"
+        body = self.body(text)
         try:
-            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as session:
-                async with session.post(url, json=self.body(text), headers=headers) as response:
-                    payload = await response.json(content_type=None)
-                    status = response.status
+            payload = await providers.retrying(lambda: providers.post_json(url, body, key=key), self.retry)
+        except providers.Stopped as stopped:
+            raise _endpoint_error(self, url, stopped.error, stopped) from None
         except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as e:
-            raise StudentError(f"student {self.id}: {url}: {type(e).__name__}: {canonical.mask_secrets(str(e))}") from None
-        if status != 200:
-            error = (payload or {}).get("error") if isinstance(payload, dict) else None
-            detail = error.get("message") if isinstance(error, dict) else str(payload)[:200]
-            exc = StudentError(f"student {self.id}: {url} answered {status}: {canonical.mask_secrets(str(detail))}")
-            exc.status = status
-            raise exc
+            raise _endpoint_error(self, url, e) from None
         output = canonical.openai_output(payload) or ""
-        return self._interpret(output, usage_from_openai(payload.get("usage")), started)
+        return self._interpret(output, providers.usage_of("openai", payload.get("usage")), started)
 
     def _interpret(self, text: str, usage: Usage, started: float) -> Answer:
         if self.prices is None:
             self.prices = load_prices()
-        cost = self.prices.cost(self.model, usage) if self.model else None
+        cost = providers.cost_of(self.prices, self.model, usage)
         common = dict(
             cost_usd=cost, input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
             cache_read_tokens=usage.cache_read_tokens, cache_write_5m_tokens=usage.cache_write_5m_tokens,
@@ -298,12 +289,29 @@ class LLMStudent(Student):
         )
 
 
-def _student_error(student: LLMStudent, e) -> StudentError:
+def _student_error(student: LLMStudent, e, stopped: providers.Stopped | None = None) -> StudentError:
     status = getattr(e, "status_code", None)
     where = f"{student.model} at {student._base_url()}" if student._base_url() else student.model
     message = canonical.mask_secrets(getattr(e, "message", None) or str(e))
-    error = StudentError(f"student {student.id}: {where}: {status or type(e).__name__}: {message}")
+    return _with_status(StudentError(f"student {student.id}: {where}: {status or type(e).__name__}: {message}"), status, stopped)
+
+
+def _endpoint_error(student: LLMStudent, url: str, e, stopped: providers.Stopped | None = None) -> StudentError:
+    if isinstance(e, providers.HTTPFailure):
+        error = StudentError(f"student {student.id}: {url} answered {e.status_code}: {e.message}")
+        return _with_status(error, e.status_code, stopped)
+    error = StudentError(f"student {student.id}: {url}: {type(e).__name__}: {canonical.mask_secrets(str(e))}")
+    return _with_status(error, None, stopped)
+
+
+def _with_status(error: StudentError, status: int | None, stopped: providers.Stopped | None) -> StudentError:
+    """The HTTP status for the caller, and whether this student's retry policy already stopped (the gate must not
+    retry on top of it: one policy, one request per attempt)."""
     error.status = status
+    error.headers = stopped.failure.headers if stopped else {}
+    error.stopped = stopped.reason if stopped else None
+    error.attempts = stopped.attempts if stopped else 1
+    error.wait = stopped.wait if stopped else None  # the wait asked for, when it was too long to sleep through
     return error
 
 
@@ -504,10 +512,6 @@ async def score(student: LLMStudent, examples: Sequence, budget: Budget, prices)
 
 
 # ---- building --------------------------------------------------------------------------------------------------
-
-
-# Variables a student file may name for its key: a file must not be able to read any other secret.
-KEY_ENV_RE = re.compile(r"^[A-Z][A-Z0-9_]*_API_KEY$")
 
 
 def api_key_env(ctx: BuildContext, default: str) -> str:
