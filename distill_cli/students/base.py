@@ -224,9 +224,13 @@ def _hash_values(h, array: pa.Array) -> None:
         values = array.fill_null(False if pa.types.is_boolean(t) else 0).to_numpy(zero_copy_only=False)
         h.update(np.ascontiguousarray(values).astype(values.dtype.newbyteorder("<")).tobytes())
     elif pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t):
-        for value in array.to_pylist():
-            data = b"" if value is None else value.encode() if isinstance(value, str) else value
-            h.update(len(data).to_bytes(8, "little"))
-            h.update(data)
+        # The lengths, then the bytes, read off the array's buffers (a Python loop costs 10x on a classifier's terms).
+        filled = array.fill_null(b"" if pa.types.is_binary(t) or pa.types.is_large_binary(t) else "")
+        width = 8 if pa.types.is_large_string(t) or pa.types.is_large_binary(t) else 4
+        _, offsets, data = filled.buffers()
+        bounds = np.frombuffer(offsets, dtype=f"<i{width}", count=len(filled) + 1, offset=filled.offset * width)
+        h.update(np.diff(bounds).astype("<i8").tobytes())
+        if data is not None:
+            h.update(memoryview(data)[bounds[0] : bounds[-1]])
     else:
         h.update(json.dumps(array.to_pylist(), default=str).encode())
