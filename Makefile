@@ -43,8 +43,9 @@ demo: $(BIN)/distill  ## the whole pipeline on the sample data: build, gate, rou
 test: $(BIN)/distill  ## run the test suite
 	$(BIN)/python -m pytest
 
-lint: $(BIN)/distill  ## ruff
+lint: $(BIN)/distill  ## ruff, and the import contracts in pyproject.toml (import-linter)
 	$(BIN)/ruff check distill_cli tests bench samples
+	$(BIN)/lint-imports
 
 bench: $(BIN)/distill  ## run the benchmarks under bench/ (figures go in docs/benchmarks.md)
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

@@ -22,3 +22,14 @@ def test_record_without_a_student_loads_nothing_analytic():
     assert "distill_cli.serving" in loaded and "distill_cli.recorder.router" in loaded
     assert [m for m in loaded if m.startswith(ANALYTIC)] == []
     assert [m for m in loaded if m.split(".")[0] in ("duckdb", "sklearn", "scipy", "anthropic", "openai")] == []
+
+
+def test_the_import_contracts_hold():
+    """pyproject.toml's import-linter contracts: the recorder imports nothing analytic, the library no CLI, no cycles."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    result = subprocess.run([str(Path(sys.executable).parent / "lint-imports"), "--no-cache"], cwd=root,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "0 broken" in result.stdout
