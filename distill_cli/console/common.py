@@ -1,4 +1,7 @@
-"""What every command shares: the error boundary, consoles, output formats, shared options."""
+"""What every command shares: the error boundary, consoles, output formats, shared options, rendering pieces.
+
+`record` imports this module: it must never import the analytics (gate, drift, judges, report).
+"""
 
 from __future__ import annotations
 
@@ -65,6 +68,42 @@ def stdout_console(width: int | None = None) -> Console:
 
 def progress_enabled() -> bool:
     return sys.stderr.isatty()
+
+
+class ProgressBar:
+    """A rich progress bar on stderr labelled `label`: done of total, dollars spent, time; gone when it ends.
+
+    Its `update(done, total, spent)` is the `progress` callback of `run_gate` and `run_drift`.
+    """
+
+    def __init__(self, console: Console, label: str) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.label = label
+        self.progress = Progress(
+            TextColumn(label, markup=False), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[spent]}"),
+            TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=True,
+        )
+        self.task = None
+
+    def __enter__(self):
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.progress.__exit__(*exc)
+
+    def update(self, done: int, total: int, spent: float) -> None:
+        if self.task is None:
+            self.task = self.progress.add_task(self.label, total=total, spent="")
+        self.progress.update(self.task, completed=done, spent=f"${spent:.4f}" if spent else "")
 
 
 def print_json(obj) -> None:
@@ -134,3 +173,30 @@ def endpoint_line(student) -> str | None:
         return None
     key = getattr(student, "key_env", None)
     return f"Student {student.id} calls {student.endpoint}" + (f" (key from {key})" if key else "")
+
+
+# ---- rendering pieces ------------------------------------------------------------------------------------------
+
+
+def cut(text: str | None, limit: int) -> str:
+    """`text` on one line (whitespace runs become one space), cut to `limit` characters with an ellipsis."""
+    text = " ".join((text or "").split())
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+def money(value: float | None) -> str:
+    """Dollars without trailing zeros ($0.0042, $0); `unknown` for None, never a made-up $0."""
+    return "unknown" if value is None else f"${value:.6f}".rstrip("0").rstrip(".") if value else "$0"
+
+
+# ---- GitHub Actions --------------------------------------------------------------------------------------------
+
+
+def escape_data(text: str) -> str:
+    """A workflow command's message: %, CR and LF escaped (GitHub's rules)."""
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def escape_property(text: str) -> str:
+    """A workflow command's property value: as data, plus : and ,."""
+    return escape_data(text).replace(":", "%3A").replace(",", "%2C")
