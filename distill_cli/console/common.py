@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 import typer
 from rich.console import Console
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from distill_cli.errors import DistillError, ExitStatus
 
@@ -55,6 +55,20 @@ class DistillGroup(TyperGroup):
                 traceback.print_exc()
             click.echo(f"Error: internal error ({type(e).__name__}: {e}); rerun with --debug for the traceback", err=True)
             raise typer.Exit(int(ExitStatus.INTERNAL)) from None
+
+
+class DistillCommand(TyperCommand):
+    """A command whose help gives a repeated argument no `<list[str]>` type: its name (`stores...`) says it."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            if param.param_type_name == "argument" and param.nargs != 1:
+                param.display_type_rich = _no_type  # typer's hook for the help's type column
+
+
+def _no_type(ctx: click.Context) -> None:
+    return None
 
 
 def stderr_console() -> Console:

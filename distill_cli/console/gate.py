@@ -45,7 +45,7 @@ def gate(
     min_examples: int = typer.Option(100, "--min-examples", min=1, help="Fewer held-out examples than this: exit 5 (collecting)."),
     confidence: float = typer.Option(0.95, "--confidence", min=0.5, max=0.9999, callback=finite, help="Confidence of the one-sided Wilson bounds."),
     judge: JudgeName = typer.Option(JudgeName.auto, "--judge", help="How answers are compared; auto picks from the teacher's outputs and says which."),
-    judge_model: str | None = typer.Option(None, "--judge-model", help="Model of the llm judge (default: the teacher's)."),
+    judge_model: str | None = typer.Option(None, "--judge-model", metavar="MODEL", help="Model of the llm judge (default: the teacher's)."),
     verdicts: Path | None = typer.Option(None, "--verdicts", dir_okay=False, help="Write one row per example here (verdicts/1 Parquet)."),
     junit: Path | None = typer.Option(None, "--junit", dir_okay=False, help="Write a JUnit XML report here (a testcase per example)."),
     output_format: GateFormat = typer.Option(GateFormat.table, "--format", help="table, json (the summary on stdout) or markdown (a PR comment)."),

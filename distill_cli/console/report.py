@@ -40,10 +40,10 @@ def report(
         help="Example stores (directories, files or s3:// URIs), verdicts files, drift logs and student files, in any order.",
         show_default=False,
     ),
-    since: str | None = typer.Option(None, "--since", help="Only calls since then: 7d, 24h, 2w, or a date (2026-11-01)."),
-    task: str | None = typer.Option(None, "--task", help="Only this task."),
+    since: str | None = typer.Option(None, "--since", metavar="WHEN", help="Only calls since then: 7d, 24h, 2w, or a date (2026-11-01)."),
+    task: str | None = typer.Option(None, "--task", metavar="TASK", help="Only this task."),
     by: By = typer.Option(By.task, "--by", help="The main table's rows: task, model or day (the table --format csv prints)."),
-    budget: str | None = typer.Option(None, "--budget", help="A spending limit to check against: 50/day or 1000/month (USD)."),
+    budget: str | None = typer.Option(None, "--budget", metavar="USD/PERIOD", help="A spending limit to check against: 50/day or 1000/month (USD)."),
     output_format: ReportFormat = typer.Option(ReportFormat.table, "--format", help="table, json, csv or markdown."),
     prices: Path | None = PricesOption,
 ) -> None:
