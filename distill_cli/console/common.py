@@ -71,13 +71,33 @@ def _no_type(ctx: click.Context) -> None:
     return None
 
 
+# Columns of output that is not a terminal (a pipe, a file, a CI log) when COLUMNS is not set: rich's own
+# default, 80, splits headers mid-sentence and table headers inside words, and a log viewer scrolls anyway.
+PIPE_WIDTH = 160
+
+
+def output_width(stream, pipe_width: int = PIPE_WIDTH) -> int | None:
+    """The width to render for `stream`: None (rich's choice) on a terminal or with COLUMNS set, else `pipe_width`."""
+    if os.environ.get("COLUMNS", "").strip().isdigit():
+        return None  # rich reads COLUMNS itself
+    try:
+        if stream.isatty():
+            return None
+    except (AttributeError, ValueError):  # a closed or unusual stream
+        pass
+    return pipe_width
+
+
 def stderr_console() -> Console:
     """Messages and progress: stderr, colour off with NO_COLOR or when not a terminal."""
-    return Console(stderr=True, no_color="NO_COLOR" in os.environ or None, highlight=False, soft_wrap=True)
+    return Console(stderr=True, no_color="NO_COLOR" in os.environ or None, highlight=False, soft_wrap=True,
+                   width=output_width(sys.stderr))
 
 
-def stdout_console(width: int | None = None) -> Console:
-    return Console(no_color="NO_COLOR" in os.environ or None, highlight=False, width=width)
+def stdout_console(width: int | None = None, pipe_width: int = PIPE_WIDTH) -> Console:
+    """Data: stdout, `width` columns if given, else the terminal's, COLUMNS, or `pipe_width` when not a terminal."""
+    return Console(no_color="NO_COLOR" in os.environ or None, highlight=False,
+                   width=width if width is not None else output_width(sys.stdout, pipe_width))
 
 
 def progress_enabled() -> bool:

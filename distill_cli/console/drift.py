@@ -165,7 +165,8 @@ def _spent(r: DriftResult) -> str:
 
 def render_table(r: DriftResult, console=None) -> None:
     out = console or stdout_console()
-    out.print(f"distill drift: {r.student} ({r.student_kind}) on {r.task}: {r.status.upper()}", markup=False)
+    # One line however narrow the output, as the gate's.
+    out.print(f"distill drift: {r.student} ({r.student_kind}) on {r.task}: {r.status.upper()}", markup=False, soft_wrap=True)
     grid = Table(show_header=False, box=None, padding=(0, 2, 0, 2))
     grid.add_column(style="bold")
     grid.add_column()

@@ -187,7 +187,8 @@ def _lines(s: GateSummary) -> list[tuple[str, str]]:
 
 def render_table(s: GateSummary, console=None) -> None:
     out = console or stdout_console()
-    out.print(f"distill gate: {s.student} ({s.student_kind}) on {s.task}: {verdict_word(s)}", markup=False)
+    # One line however narrow the output: CI logs and `grep PASSED` read it whole.
+    out.print(f"distill gate: {s.student} ({s.student_kind}) on {s.task}: {verdict_word(s)}", markup=False, soft_wrap=True)
     grid = Table(show_header=False, box=None, padding=(0, 2, 0, 2))
     grid.add_column(style="bold")
     grid.add_column(overflow="fold")
