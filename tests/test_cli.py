@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
+import pytest
 import typer.main
 from typer.testing import CliRunner
 
@@ -21,6 +23,35 @@ def test_every_command_has_an_example_in_its_help():
         assert "Example:" in (command.help or ""), f"{name} --help has no Example: block"
         result = runner.invoke(app, [name, "--help"])
         assert result.exit_code == 0 and "Example:" in result.output
+
+
+COMMANDS = sorted(typer.main.get_command(app).commands)
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_every_help_has_an_example_an_exit_line_and_plain_metavars(name):
+    """What `distill CMD --help` prints: rich markup must not eat `[embeddings]`, and no `<str>` or `<list[...]>`."""
+    command = typer.main.get_command(app).commands[name]
+    result = runner.invoke(app, [name, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "Example:" in out
+    assert re.search(r"^\s*Exit: \S", out, re.M), f"{name} --help has no Exit: line"
+    assert "<str>" not in out and "<list[" not in out, f"{name} --help shows a type where a metavar belongs"
+    sources = [command.help or ""] + [getattr(param, "help", None) or "" for param in command.params]
+    if any("[embeddings]" in text.replace("\\[", "[") for text in sources):
+        assert "[embeddings]" in out, f"{name} --help lost [embeddings] to rich markup"
+
+
+def test_build_student_help_names_the_embeddings_extra():
+    out = runner.invoke(app, ["build-student", "--help"], env={"COLUMNS": "200"}).output
+    assert "(the [embeddings] extra" in out
+
+
+def test_gate_and_drift_offer_the_same_judges():
+    choice = "<auto|exact|normalized|json|numeric|llm>"
+    for name in ("gate", "drift"):
+        assert choice in runner.invoke(app, [name, "--help"], env={"COLUMNS": "200"}).output
 
 
 def test_version():

@@ -110,7 +110,8 @@ def test_live_teacher_without_a_key_exits_4(site, queries):
     assert not site.log.exists()
 
 
-@pytest.mark.parametrize("args", [["--max-spend", "0"], ["--min-agreement", "1.5"], ["--sample", "0"], ["--now", "yesterday"]])
+@pytest.mark.parametrize("args", [["--max-spend", "0"], ["--min-agreement", "1.5"], ["--sample", "0"], ["--now", "yesterday"],
+                                  ["--judge", "vibes"]])  # --judge is the gate's choice, not a string exit 3 refuses
 def test_bad_options_exit_2(site, args):
     result = runner.invoke(app, ["drift", str(site.student), str(site.traffic), *args])
     assert result.exit_code == 2

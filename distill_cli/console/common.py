@@ -1,4 +1,7 @@
-"""What every command shares: the error boundary, consoles, output formats, shared options."""
+"""What every command shares: the error boundary, consoles, output formats, shared options, rendering pieces.
+
+`record` imports this module: it must never import the analytics (gate, drift, judges, report).
+"""
 
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ from pathlib import Path
 import click
 import typer
 from rich.console import Console
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from distill_cli.errors import DistillError, ExitStatus
 
@@ -54,17 +57,87 @@ class DistillGroup(TyperGroup):
             raise typer.Exit(int(ExitStatus.INTERNAL)) from None
 
 
+class DistillCommand(TyperCommand):
+    """A command whose help gives a repeated argument no `<list[str]>` type: its name (`stores...`) says it."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            if param.param_type_name == "argument" and param.nargs != 1:
+                param.display_type_rich = _no_type  # typer's hook for the help's type column
+
+
+def _no_type(ctx: click.Context) -> None:
+    return None
+
+
+# Columns of output that is not a terminal (a pipe, a file, a CI log) when COLUMNS is not set: rich's own
+# default, 80, splits headers mid-sentence and table headers inside words, and a log viewer scrolls anyway.
+PIPE_WIDTH = 160
+
+
+def output_width(stream, pipe_width: int = PIPE_WIDTH) -> int | None:
+    """The width to render for `stream`: None (rich's choice) on a terminal or with COLUMNS set, else `pipe_width`."""
+    if os.environ.get("COLUMNS", "").strip().isdigit():
+        return None  # rich reads COLUMNS itself
+    try:
+        if stream.isatty():
+            return None
+    except (AttributeError, ValueError):  # a closed or unusual stream
+        pass
+    return pipe_width
+
+
 def stderr_console() -> Console:
     """Messages and progress: stderr, colour off with NO_COLOR or when not a terminal."""
-    return Console(stderr=True, no_color="NO_COLOR" in os.environ or None, highlight=False, soft_wrap=True)
+    return Console(stderr=True, no_color="NO_COLOR" in os.environ or None, highlight=False, soft_wrap=True,
+                   width=output_width(sys.stderr))
 
 
-def stdout_console(width: int | None = None) -> Console:
-    return Console(no_color="NO_COLOR" in os.environ or None, highlight=False, width=width)
+def stdout_console(width: int | None = None, pipe_width: int = PIPE_WIDTH) -> Console:
+    """Data: stdout, `width` columns if given, else the terminal's, COLUMNS, or `pipe_width` when not a terminal."""
+    return Console(no_color="NO_COLOR" in os.environ or None, highlight=False,
+                   width=width if width is not None else output_width(sys.stdout, pipe_width))
 
 
 def progress_enabled() -> bool:
     return sys.stderr.isatty()
+
+
+class ProgressBar:
+    """A rich progress bar on stderr labelled `label`: done of total, dollars spent, time; gone when it ends.
+
+    Its `update(done, total, spent)` is the `progress` callback of `run_gate` and `run_drift`.
+    """
+
+    def __init__(self, console: Console, label: str) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.label = label
+        self.progress = Progress(
+            TextColumn(label, markup=False), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[spent]}"),
+            TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=True,
+        )
+        self.task = None
+
+    def __enter__(self):
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.progress.__exit__(*exc)
+
+    def update(self, done: int, total: int, spent: float) -> None:
+        if self.task is None:
+            self.task = self.progress.add_task(self.label, total=total, spent="")
+        self.progress.update(self.task, completed=done, spent=f"${spent:.4f}" if spent else "")
 
 
 def print_json(obj) -> None:
@@ -134,3 +207,30 @@ def endpoint_line(student) -> str | None:
         return None
     key = getattr(student, "key_env", None)
     return f"Student {student.id} calls {student.endpoint}" + (f" (key from {key})" if key else "")
+
+
+# ---- rendering pieces ------------------------------------------------------------------------------------------
+
+
+def cut(text: str | None, limit: int) -> str:
+    """`text` on one line (whitespace runs become one space), cut to `limit` characters with an ellipsis."""
+    text = " ".join((text or "").split())
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+def money(value: float | None) -> str:
+    """Dollars without trailing zeros ($0.0042, $0); `unknown` for None, never a made-up $0."""
+    return "unknown" if value is None else f"${value:.6f}".rstrip("0").rstrip(".") if value else "$0"
+
+
+# ---- GitHub Actions --------------------------------------------------------------------------------------------
+
+
+def escape_data(text: str) -> str:
+    """A workflow command's message: %, CR and LF escaped (GitHub's rules)."""
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def escape_property(text: str) -> str:
+    """A workflow command's property value: as data, plus : and ,."""
+    return escape_data(text).replace(":", "%3A").replace(",", "%2C")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from contextlib import nullcontext
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import List
@@ -13,8 +14,13 @@ from rich.table import Table
 from distill_cli.console.common import (
     Format,
     PricesOption,
+    ProgressBar,
+    cut,
+    escape_data,
+    escape_property,
     finite,
     load_price_table,
+    money,
     positive,
     print_json,
     progress_enabled,
@@ -22,7 +28,7 @@ from distill_cli.console.common import (
     stdout_console,
     warn_unknown_models,
 )
-from distill_cli.console.gate import _cut, _money, _nothing, _ProgressBar, escape_data, escape_property
+from distill_cli.console.judging import JudgeName
 from distill_cli.drift import DriftResult, run_drift, window_start
 from distill_cli.errors import ExitStatus, InputError
 
@@ -41,18 +47,18 @@ def _moment(value: str | None) -> datetime | None:
 def drift(
     student: Path = typer.Argument(..., help="The serving student file.", show_default=False),
     stores: List[str] = typer.Argument(..., help="Example store(s) the router records to.", show_default=False),
-    since: str = typer.Option("24h", "--since", help="Window: a duration before now (24h, 90m, 7d, 2w) or an ISO-8601 time."),
+    since: str = typer.Option("24h", "--since", metavar="WHEN", help="Window: a duration before now (24h, 90m, 7d, 2w) or an ISO-8601 time."),
     sample: int | None = typer.Option(None, "--sample", min=1, help="Judge at most N shadow pairs; with --live-teacher, re-ask N calls (default 50)."),
     live_teacher: bool = typer.Option(False, "--live-teacher", help="Re-ask the teacher about recent student-served calls (costs money; honours ANTHROPIC_BASE_URL)."),
     max_spend: float | None = typer.Option(None, "--max-spend", callback=positive, help="Stop (exit 4) before teacher and judge calls cost more than this many USD."),
     min_agreement: float = typer.Option(0.95, "--min-agreement", min=0.0, max=1.0, callback=finite, help="Drifted when end-to-end agreement is confidently below this."),
     log: Path | None = typer.Option(None, "--log", dir_okay=False, help="Drift log (drift/1 Parquet): one row appended per run; its history feeds the sequential check."),
     demote: bool = typer.Option(False, "--demote", help="On drift, write STUDENT.demoted: the router sends every call to the teacher until a new gate passes."),
-    verdicts: List[Path] = typer.Option([], "--verdicts", dir_okay=False, help="Gate verdicts file(s); a passing gate of this student newer than its demotion lifts it."),
-    judge: str = typer.Option("auto", "--judge", help="auto, exact, normalized, json, numeric or llm (as the gate judges)."),
-    judge_model: str | None = typer.Option(None, "--judge-model", help="Model of the llm judge (default: the teacher's)."),
+    verdicts: List[Path] = typer.Option([], "--verdicts", dir_okay=False, metavar="FILE", help="Gate verdicts file(s); a passing gate of this student newer than its demotion lifts it."),
+    judge: JudgeName = typer.Option(JudgeName.auto, "--judge", help="How answers are compared, as the gate compares them; auto picks from the teacher's outputs."),
+    judge_model: str | None = typer.Option(None, "--judge-model", metavar="MODEL", help="Model of the llm judge (default: the teacher's)."),
     arl: float = typer.Option(1000, "--arl", min=2, callback=finite, help="False-alarm control: with no change, P(any false alarm within T runs) <= T/ARL."),
-    now: str | None = typer.Option(None, "--now", help="Check as of this ISO-8601 time instead of now (backfills, replays)."),
+    now: str | None = typer.Option(None, "--now", metavar="TIME", help="Check as of this ISO-8601 time instead of now (backfills, replays)."),
     output_format: Format = typer.Option(Format.table, "--format", help="table, or json (the result on stdout)."),
     prices: Path | None = PricesOption,
 ) -> None:
@@ -82,8 +88,9 @@ def drift(
         raise typer.BadParameter(str(e).removeprefix(f"--since {since!r}: ").removeprefix(f"--since {since}: "),
                                  param_hint="--since") from None
     table = load_price_table(prices)
-    bar = _progress_bar(console) if progress_enabled() else None  # moves only for live teacher calls and llm judging
-    with bar or _nothing():
+    # moves only for live teacher calls and llm judging
+    bar = ProgressBar(console, "drift: pairs") if progress_enabled() else None
+    with bar or nullcontext():
         result = run_drift(
             student,
             stores,
@@ -96,7 +103,7 @@ def drift(
             demote=demote,
             now=moment,
             prices=table,
-            judge=judge,
+            judge=judge.value,
             judge_model=judge_model,
             verdicts=verdicts,
             arl=arl,
@@ -111,15 +118,6 @@ def drift(
         console.print(line, markup=False)
     _report_to_github(result)
     raise typer.Exit(int(exit_status(result)))
-
-
-def _progress_bar(console) -> _ProgressBar:
-    """The gate's progress bar, labelled for drift's pairs."""
-    from rich.progress import TextColumn
-
-    bar = _ProgressBar(console)
-    bar.progress.columns = (TextColumn("drift: pairs"), *bar.progress.columns[1:])
-    return bar
 
 
 def exit_status(result: DriftResult) -> ExitStatus:
@@ -157,17 +155,18 @@ def _window(r: DriftResult) -> str:
 
 
 def _spent(r: DriftResult) -> str:
-    text = _money(r.spent_usd)
+    text = money(r.spent_usd)
     if r.live_calls:
-        text += f" (teacher {_money(r.teacher_spent_usd)} over {r.live_calls} live calls, judge {_money(r.judge_spent_usd)})"
+        text += f" (teacher {money(r.teacher_spent_usd)} over {r.live_calls} live calls, judge {money(r.judge_spent_usd)})"
     elif r.judge_spent_usd:
-        text += f" (judge {_money(r.judge_spent_usd)})"
+        text += f" (judge {money(r.judge_spent_usd)})"
     return text
 
 
 def render_table(r: DriftResult, console=None) -> None:
     out = console or stdout_console()
-    out.print(f"distill drift: {r.student} ({r.student_kind}) on {r.task}: {r.status.upper()}", markup=False)
+    # One line however narrow the output, as the gate's.
+    out.print(f"distill drift: {r.student} ({r.student_kind}) on {r.task}: {r.status.upper()}", markup=False, soft_wrap=True)
     grid = Table(show_header=False, box=None, padding=(0, 2, 0, 2))
     grid.add_column(style="bold")
     grid.add_column()
@@ -186,7 +185,7 @@ def render_table(r: DriftResult, console=None) -> None:
         for col in ("call", "input", "teacher", "student", "why"):
             t.add_column(col, overflow="fold")
         for d in r.disagreements[:5]:
-            t.add_row(d["id"], _cut(d["input"], 40), _cut(d["teacher"], 30), _cut(d["student"], 30), _cut(d["why"], 50))
+            t.add_row(d["id"], cut(d["input"], 40), cut(d["teacher"], 30), cut(d["student"], 30), cut(d["why"], 50))
         out.print(t)
 
 
@@ -194,7 +193,7 @@ def summary_markdown(r: DriftResult) -> str:
     mark = {"ok": "\u2705", "drifted": "\u274c", "demoted": "\u26d4"}[r.status]
     lines = [f"### {mark} distill drift {r.status}: `{r.student}` on `{r.task}`", "", "| check | status | what it saw |", "|---|---|---|"]
     for c in r.checks:
-        lines.append(f"| {LABELS[c.name]} | {c.status} | {_cut(c.message, 400).replace('|', '/')} |")
+        lines.append(f"| {LABELS[c.name]} | {c.status} | {cut(c.message, 400).replace('|', '/')} |")
     lines += ["", f"Window: {_window(r)}. Spent: {_spent(r)}."]
     return "\n".join(lines) + "\n"
 

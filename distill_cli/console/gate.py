@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from enum import Enum
+from contextlib import nullcontext
 from pathlib import Path
 from typing import List
 
@@ -15,9 +15,14 @@ from distill_cli.console.common import (
     AllowEndpointOption,
     GateFormat,
     PricesOption,
+    ProgressBar,
+    cut,
     endpoint_line,
+    escape_data,
+    escape_property,
     finite,
     load_price_table,
+    money,
     positive,
     print_json,
     progress_enabled,
@@ -25,16 +30,13 @@ from distill_cli.console.common import (
     stdout_console,
     warn_unknown_models,
 )
+from distill_cli.console.judging import JudgeName
 from distill_cli.errors import DistillError, ExitStatus, InputError
 from distill_cli.files import check_output
 from distill_cli.gate import GateSummary, format_reduction, run_gate
-from distill_cli.judges import JUDGES
 
 # GitHub shows at most 10 error (and 10 warning) annotations per step.
 MAX_ANNOTATIONS = 10
-
-JudgeName = Enum("JudgeName", {name: name for name in ("auto", *JUDGES)}, type=str)
-
 
 def gate(
     student: Path = typer.Argument(..., help="Student file to gate.", show_default=False),
@@ -43,7 +45,7 @@ def gate(
     min_examples: int = typer.Option(100, "--min-examples", min=1, help="Fewer held-out examples than this: exit 5 (collecting)."),
     confidence: float = typer.Option(0.95, "--confidence", min=0.5, max=0.9999, callback=finite, help="Confidence of the one-sided Wilson bounds."),
     judge: JudgeName = typer.Option(JudgeName.auto, "--judge", help="How answers are compared; auto picks from the teacher's outputs and says which."),
-    judge_model: str | None = typer.Option(None, "--judge-model", help="Model of the llm judge (default: the teacher's)."),
+    judge_model: str | None = typer.Option(None, "--judge-model", metavar="MODEL", help="Model of the llm judge (default: the teacher's)."),
     verdicts: Path | None = typer.Option(None, "--verdicts", dir_okay=False, help="Write one row per example here (verdicts/1 Parquet)."),
     junit: Path | None = typer.Option(None, "--junit", dir_okay=False, help="Write a JUnit XML report here (a testcase per example)."),
     output_format: GateFormat = typer.Option(GateFormat.table, "--format", help="table, json (the summary on stdout) or markdown (a PR comment)."),
@@ -74,7 +76,7 @@ def gate(
 
     console = stderr_console()
     table = load_price_table(prices)
-    bar = _ProgressBar(console) if progress_enabled() else None
+    bar = ProgressBar(console, "gate") if progress_enabled() else None
     try:
         the_student = load_student(student, "gate", allowed_endpoints=allow_endpoint)
         line = endpoint_line(the_student)
@@ -84,7 +86,7 @@ def gate(
             if verdicts is not None and junit.resolve() == verdicts.resolve():
                 raise InputError(f"{junit}: named by both --verdicts and --junit; give each its own file")
             check_output(junit, "junit", "gate --junit")
-        with bar or _nothing():
+        with bar or nullcontext():
             summary = run_gate(
                 the_student,
                 stores,
@@ -139,17 +141,13 @@ def verdict_word(summary: GateSummary) -> str:
 # ---- rendering -------------------------------------------------------------------------------------------------
 
 
-def _money(value: float | None) -> str:
-    return "unknown" if value is None else f"${value:.6f}".rstrip("0").rstrip(".") if value else "$0"
-
-
 def _pct(value: float | None, digits: int = 1) -> str:
     return "n/a" if value is None else f"{value * 100:.{digits}f}%"
 
 
 def _lines(s: GateSummary) -> list[tuple[str, str]]:
     """The summary as (label, text) lines, shared by the table and the markdown."""
-    teacher = _money(s.teacher_cost_per_call)
+    teacher = money(s.teacher_cost_per_call)
     if s.teacher_cost_unknown and s.teacher_cost_per_call is not None:
         teacher += f" ({s.teacher_cost_unknown} calls without a recorded cost left out)"
     elif s.teacher_cost_per_call is None:
@@ -158,10 +156,10 @@ def _lines(s: GateSummary) -> list[tuple[str, str]]:
     if s.errors:
         errors += f" ({s.student_errors} student, {s.judge_errors} judge), counted as disagreements"
         text, count = s.common_errors[0]
-        errors += f"; most common ({count}x): {_cut(text, 160)}"
+        errors += f"; most common ({count}x): {cut(text, 160)}"
     judge = f"{s.judge} ({s.judge_reason})"
     if s.judge_calls or s.judge_cache_hits:
-        judge += f"; {s.judge_calls} calls, {s.judge_cache_hits} cached, {_money(s.judge_cost_usd)}"
+        judge += f"; {s.judge_calls} calls, {s.judge_cache_hits} cached, {money(s.judge_cost_usd)}"
     held = f"{s.n:,} held-out examples"
     if s.n < s.held_out:
         held += f" (first {s.n:,} of {s.held_out:,})"
@@ -179,17 +177,18 @@ def _lines(s: GateSummary) -> list[tuple[str, str]]:
         ("judge", judge),
         (
             "cost/call",
-            f"teacher {teacher}, student {_money(s.student_cost_per_call)}, routed {_money(s.routed_cost_per_call)} "
+            f"teacher {teacher}, student {money(s.student_cost_per_call)}, routed {money(s.routed_cost_per_call)} "
             f"({format_reduction(s.cost_reduction)})",
         ),
-        ("spent", f"{_money(s.spent_usd)} (student {_money(s.student_cost_usd)}, judge {_money(s.judge_cost_usd)})"),
+        ("spent", f"{money(s.spent_usd)} (student {money(s.student_cost_usd)}, judge {money(s.judge_cost_usd)})"),
         ("decision", f"{s.decision}: {s.reason}"),
     ]
 
 
 def render_table(s: GateSummary, console=None) -> None:
     out = console or stdout_console()
-    out.print(f"distill gate: {s.student} ({s.student_kind}) on {s.task}: {verdict_word(s)}", markup=False)
+    # One line however narrow the output: CI logs and `grep PASSED` read it whole.
+    out.print(f"distill gate: {s.student} ({s.student_kind}) on {s.task}: {verdict_word(s)}", markup=False, soft_wrap=True)
     grid = Table(show_header=False, box=None, padding=(0, 2, 0, 2))
     grid.add_column(style="bold")
     grid.add_column(overflow="fold")
@@ -202,18 +201,13 @@ def render_table(s: GateSummary, console=None) -> None:
         for col in ("example", "teacher", "student", "confidence", "why"):
             t.add_column(col, overflow="fold")
         for v in worst:
-            t.add_row(v.example_id, _cut(v.teacher_output, 40), _cut(v.student_output, 40),
-                      "" if v.confidence is None else f"{v.confidence:.2f}", _cut(v.reason, 60))
+            t.add_row(v.example_id, cut(v.teacher_output, 40), cut(v.student_output, 40),
+                      "" if v.confidence is None else f"{v.confidence:.2f}", cut(v.reason, 60))
         out.print(t)
 
 
-def _cut(text: str | None, limit: int) -> str:
-    text = " ".join((text or "").split())
-    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
-
-
 def _cell(text: str | None, limit: int = 80) -> str:
-    return _cut(text, limit).replace("\\", "\\\\").replace("|", "\\|").replace("`", "'")
+    return cut(text, limit).replace("\\", "\\\\").replace("|", "\\|").replace("`", "'")
 
 
 def summary_markdown(s: GateSummary) -> str:
@@ -247,16 +241,6 @@ def summary_markdown(s: GateSummary) -> str:
 # ---- GitHub Actions --------------------------------------------------------------------------------------------
 
 
-def escape_data(text: str) -> str:
-    """A workflow command's message: %, CR and LF escaped (GitHub's rules)."""
-    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-
-
-def escape_property(text: str) -> str:
-    """A workflow command's property value: as data, plus : and ,."""
-    return escape_data(text).replace(":", "%3A").replace(",", "%2C")
-
-
 def annotations(s: GateSummary) -> list[str]:
     """Workflow commands for the worst disagreements, within GitHub's 10 per step and level.
 
@@ -272,8 +256,8 @@ def annotations(s: GateSummary) -> list[str]:
         title = escape_property(f"distill gate: {s.task} example {v.example_id} disagrees")
         conf = "" if v.confidence is None else f" (confidence {v.confidence:.2f})"
         message = (
-            f"student {_cut(v.student_output, 200)!r}{conf}, teacher {_cut(v.teacher_output, 200)!r}\n"
-            f"input: {_cut(v.input, 300)}\njudge {v.judge}: {_cut(v.reason, 200)}"
+            f"student {cut(v.student_output, 200)!r}{conf}, teacher {cut(v.teacher_output, 200)!r}\n"
+            f"input: {cut(v.input, 300)}\njudge {v.judge}: {cut(v.reason, 200)}"
         )
         lines.append(f"::{level} title={title}::{escape_data(message)}")
     return lines
@@ -302,46 +286,3 @@ def _report_error_to_github(e: DistillError) -> None:
 def _err(line: str) -> None:
     sys.stderr.write(line + "\n")
     sys.stderr.flush()
-
-
-# ---- progress --------------------------------------------------------------------------------------------------
-
-
-class _nothing:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-
-class _ProgressBar:
-    """A rich progress bar on stderr (only when stderr is a terminal)."""
-
-    def __init__(self, console) -> None:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        self.progress = Progress(
-            TextColumn("gate"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[spent]}"),
-            TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=True,
-        )
-        self.task = None
-
-    def __enter__(self):
-        self.progress.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        return self.progress.__exit__(*exc)
-
-    def update(self, done: int, total: int, spent: float) -> None:
-        if self.task is None:
-            self.task = self.progress.add_task("gate", total=total, spent="")
-        self.progress.update(self.task, completed=done, spent=f"${spent:.4f}" if spent else "")

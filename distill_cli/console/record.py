@@ -38,11 +38,11 @@ class ReplayMiss(str, Enum):
 
 def record(
     ctx: typer.Context,
-    store: str = typer.Option(..., "--store", "-s", help="Example store directory to append to (created if missing)."),
+    store: str = typer.Option(..., "--store", "-s", metavar="STORE", help="Example store directory to append to (created if missing)."),
     import_file: Path | None = typer.Option(
         None, "--import", help="Import a JSONL log (Messages API / chat completions pairs, or the flat form) instead of running a job."
     ),
-    task: str | None = typer.Option(None, "--task", help="Task name for every call (default: per request header or fingerprint)."),
+    task: str | None = typer.Option(None, "--task", metavar="TASK", help="Task name for every call (default: per request header or fingerprint)."),
     strict: bool = typer.Option(False, "--strict", help="With --import: any bad line fails the import (exit 3) and writes nothing."),
     prices: Path | None = PricesOption,
     output_format: Format = typer.Option(Format.table, "--format", help="table: a summary on stderr; json: the result on stdout."),
@@ -102,6 +102,11 @@ def record(
     teacher answers what it declines (exit 3 for an ungated student, or one whose
     file changed since its gate). With --replay,
     the teacher's answers come from a store instead of the network.
+
+    Exit: the job's own status (128+N if a signal N killed it, 127 or 126 if it
+    could not start); 0 when --serve stops on SIGTERM or SIGINT; 0 after --import,
+    3 when the file cannot be read (or, with --strict, has a bad line); 3 for a
+    student that may not serve.
 
     Example:
 

@@ -1,7 +1,8 @@
 """`distill report`: render the library's Report as terminal tables and charts, JSON, CSV or Markdown.
 
 Only parses options, calls `distill_cli.report.build_report`, and renders. The
-table view is laid out for 100 columns; NO_COLOR drops colour but keeps the bars.
+table view is laid out for 100 columns (wider in a pipe when a table of numbers
+needs it); NO_COLOR drops colour but keeps the bars.
 """
 
 from __future__ import annotations
@@ -16,13 +17,14 @@ from typing import List
 
 import typer
 from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
 from distill_cli.console.common import PricesOption, ReportFormat, print_json, stderr_console, stdout_console
 from distill_cli.report import Report, build_report, parse_budget, parse_since
 
-WIDTH = 100  # when stdout is not a terminal
+WIDTH = 100  # columns when stdout is not a terminal and COLUMNS is unset, unless a table of numbers needs more
 CHART_MAX_BARS = 62  # more days than this are charted by week
 SPARK = "▁▂▃▄▅▆▇█"
 EIGHTHS = " ▏▎▍▌▋▊▉█"
@@ -40,10 +42,10 @@ def report(
         help="Example stores (directories, files or s3:// URIs), verdicts files, drift logs and student files, in any order.",
         show_default=False,
     ),
-    since: str | None = typer.Option(None, "--since", help="Only calls since then: 7d, 24h, 2w, or a date (2026-11-01)."),
-    task: str | None = typer.Option(None, "--task", help="Only this task."),
+    since: str | None = typer.Option(None, "--since", metavar="WHEN", help="Only calls since then: 7d, 24h, 2w, or a date (2026-11-01)."),
+    task: str | None = typer.Option(None, "--task", metavar="TASK", help="Only this task."),
     by: By = typer.Option(By.task, "--by", help="The main table's rows: task, model or day (the table --format csv prints)."),
-    budget: str | None = typer.Option(None, "--budget", help="A spending limit to check against: 50/day or 1000/month (USD)."),
+    budget: str | None = typer.Option(None, "--budget", metavar="USD/PERIOD", help="A spending limit to check against: 50/day or 1000/month (USD)."),
     output_format: ReportFormat = typer.Option(ReportFormat.table, "--format", help="table, json, csv or markdown."),
     prices: Path | None = PricesOption,
 ) -> None:
@@ -86,8 +88,7 @@ def report(
     elif output_format == ReportFormat.markdown:
         sys.stdout.write(render_markdown(result))
     else:
-        console = stdout_console(None if sys.stdout.isatty() else WIDTH)
-        render_table(result, console)
+        render_table(result, stdout_console(pipe_width=pipe_width(result)))
 
 
 def _no_calls(r: Report) -> str:
@@ -410,7 +411,23 @@ def _print_totals(r: Report, console: Console) -> None:
     console.print(grid)
 
 
+def pipe_width(r: Report) -> int:
+    """Columns of the table view in a pipe or a CI log: WIDTH, or as many as the widest table of numbers needs.
+
+    Squeezed below its natural width, rich folds every column, headers and numbers inside words (`teach`/`er-on`/`ly`);
+    a log has room to spare. A terminal's width, or COLUMNS, is obeyed instead (stdout_console).
+    """
+    measure = Console(width=10_000)
+    tables = [_tasks_table(r), _models_table(r), _days_table(r)]
+    return max([WIDTH] + [Measurement.get(measure, measure.options, t).maximum for t in tables])
+
+
 def _print_tasks(r: Report, console: Console) -> None:
+    console.print()
+    console.print(_tasks_table(r))
+
+
+def _tasks_table(r: Report) -> Table:
     table = _table("Tasks", "task", "calls", "student", "fallback", "teacher", "tokens in", "out", "spend",
                    "teacher-only", "saved")
     for t in r.tasks:
@@ -419,8 +436,7 @@ def _print_tasks(r: Report, console: Console) -> None:
             count(t["input_tokens"]), count(t["output_tokens"]), usd(t["cost_usd"]) + ("+?" if t["unknown_cost_calls"] else ""),
             usd(t["teacher_only_cost_usd"]), usd(t["savings_usd"]),
         )
-    console.print()
-    console.print(table)
+    return table
 
 
 def _print_recommendations(r: Report, console: Console) -> None:
@@ -434,6 +450,11 @@ def _print_recommendations(r: Report, console: Console) -> None:
 
 
 def _print_models(r: Report, console: Console) -> None:
+    console.print()
+    console.print(_models_table(r))
+
+
+def _models_table(r: Report) -> Table:
     table = _table("Models", "model", "provider", "calls", "shadow", "tokens in", "out", "cache read", "spend")
     table.columns[1].justify = "left"
     for m in r.models:
@@ -442,11 +463,15 @@ def _print_models(r: Report, console: Console) -> None:
             count(m["output_tokens"]), count(m["cache_read_tokens"]),
             usd(m["cost_usd"]) + ("+?" if m["unknown_cost_calls"] else ""),
         )
-    console.print()
-    console.print(table)
+    return table
 
 
 def _print_days(r: Report, console: Console) -> None:
+    console.print()
+    console.print(_days_table(r))
+
+
+def _days_table(r: Report) -> Table:
     table = _table("Days", "day", "calls", "shadow", "tokens in", "out", "spend", "teacher-only", "saved")
     for d in r.days:
         table.add_row(
@@ -454,8 +479,7 @@ def _print_days(r: Report, console: Console) -> None:
             usd(d["cost_usd"]) + ("+?" if d["unknown_cost_calls"] else ""), usd(d["teacher_only_cost_usd"]),
             usd(d["savings_usd"]),
         )
-    console.print()
-    console.print(table)
+    return table
 
 
 def chart_buckets(days: list[dict]) -> list[tuple[str, float, float]]:

