@@ -34,9 +34,12 @@ from typing import TYPE_CHECKING, Iterable
 import duckdb
 
 from distill_cli import remote, schemas, store
+from distill_cli.economics import as_reduction, cheapest_haiku, json_reduction, reduction_at, reduction_text
 from distill_cli.errors import InputError
+from distill_cli.formatting import round_usd, share
 from distill_cli.prices import RATE_COLUMNS_SQL, TOKEN_COLUMNS, rate_values, sql_cost
 from distill_cli.students.base import short_digest
+from distill_cli.students.training import CLOSED_SET_MIN_COUNT, is_closed, normalise_sql
 
 if TYPE_CHECKING:
     from distill_cli.prices import PriceTable
@@ -45,9 +48,6 @@ SCHEMA = "report/1"
 NEEDED_BY = "report"
 
 MIN_EXAMPLES = 100  # below this a task is "collecting (n/100)"
-CLOSED_SET_MAX_OUTPUTS = 200  # a classifier needs few distinct outputs ...
-CLOSED_SET_COVERAGE = 0.98  # ... that cover nearly every call ...
-CLOSED_SET_MIN_REPEATS = 5  # ... each seen this many times on average (all-unique outputs are no set)
 CLOSED_SET_MAX_OUTPUT_TOKENS = 32  # labels are short: tasks answering longer on average are not read for a set
 CACHE_MIN_REPEAT_SHARE = 0.2  # a cache student pays off when this share of inputs repeats
 ASSUMED_COVERAGE = 0.9  # the share a not-yet-gated classifier / few-shot student is assumed to answer
@@ -543,14 +543,14 @@ class _Aggregates:
                 {
                     "task": t,
                     **r,
-                    "teacher_share": _share(r["teacher_calls"], r["calls"]),
-                    "student_share": _share(r["student_calls"], r["calls"]),
-                    "fallback_share": _share(r["fallback_calls"], r["calls"]),
+                    "teacher_share": share(r["teacher_calls"], r["calls"]),
+                    "student_share": share(r["student_calls"], r["calls"]),
+                    "fallback_share": share(r["fallback_calls"], r["calls"]),
                     "teacher_model": _most_common(teacher_models[t]),
                     "teacher_cost_per_call_usd": round(mean, 8) if mean is not None else None,
                     "calls_per_day": round(r["calls"] / days, 2) if days else 0.0,
-                    "cost_per_day_usd": _usd(r["cost_usd"] / days) if days else 0.0,
-                    "teacher_only_per_day_usd": _usd(r["teacher_only_cost_usd"] / days) if days else 0.0,
+                    "cost_per_day_usd": round_usd(r["cost_usd"] / days) if days else 0.0,
+                    "teacher_only_per_day_usd": round_usd(r["teacher_only_cost_usd"] / days) if days else 0.0,
                     "examples": e["examples"],
                     "high_stakes": e["high_stakes_calls"] > 0,
                     "high_stakes_calls": e["high_stakes_calls"],
@@ -616,9 +616,9 @@ def _empty_row() -> dict:
 def _finish_row(r: dict) -> dict:
     r["unknown_cost_models"] = dict(sorted(r["unknown_cost_models"].items(), key=lambda kv: (-kv[1], kv[0])))
     r["unknown_cost_calls"] = sum(r["unknown_cost_models"].values())
-    r["cost_usd"] = _usd(r["cost_usd"])
-    r["teacher_only_cost_usd"] = _usd(r["teacher_only_cost_usd"])
-    r["savings_usd"] = _usd(r["teacher_only_cost_usd"] - r["cost_usd"])
+    r["cost_usd"] = round_usd(r["cost_usd"])
+    r["teacher_only_cost_usd"] = round_usd(r["teacher_only_cost_usd"])
+    r["savings_usd"] = round_usd(r["teacher_only_cost_usd"] - r["cost_usd"])
     r["savings_pct"] = round(100 * r["savings_usd"] / r["teacher_only_cost_usd"], 2) if r["teacher_only_cost_usd"] else 0.0
     return r
 
@@ -626,14 +626,6 @@ def _finish_row(r: dict) -> dict:
 def _public(row: dict) -> dict:
     """A row without the working values (keys starting with `_`) that only the recommendation reads."""
     return {k: v for k, v in row.items() if not k.startswith("_")}
-
-
-def _usd(x: float) -> float:
-    return round(x, 6)
-
-
-def _share(n: int, total: int) -> float:
-    return round(n / total, 4) if total else 0.0
 
 
 # ---- per-task statistics that do not add up across groups ----------------------------------------------
@@ -663,7 +655,8 @@ def _task_stats(con, tasks: list[dict], period: dict) -> dict[str, dict]:
 
 
 def _output_sets(con, tasks: list[dict], period: dict, stats: dict, examples: int) -> None:
-    """Distinct normalised answers (lower-cased, trimmed) and the share the 200 most common cover.
+    """Distinct normalised answers, the share those seen often enough to be classes cover, and whether
+    they form a closed set: `build-student`'s rule (students/training.py), so `--kind auto` picks what this recommends.
 
     Read from evenly spaced time slices of the period (the Parquet reader skips
     the rest), for tasks whose answers are short enough to be labels.
@@ -678,17 +671,17 @@ def _output_sets(con, tasks: list[dict], period: dict, stats: dict, examples: in
     answered = schemas.teacher_answer_sql()
     names = _sql_list(t["task"] for t in tasks)
     rows = con.execute(
-        f"""WITH f AS (SELECT task, hash(lower(trim(output))) AS h, count(*) AS c FROM calls
-                       WHERE {answered} AND task IN ({names}){_time_slices(period, fraction)} GROUP BY task, h),
-                 r AS (SELECT task, c, row_number() OVER (PARTITION BY task ORDER BY c DESC) AS rk FROM f)
-            SELECT task, count(*), sum(c), sum(c) FILTER (WHERE rk <= {CLOSED_SET_MAX_OUTPUTS}) FROM r GROUP BY task"""
+        f"""WITH f AS (SELECT task, hash({normalise_sql("output")}) AS h, count(*) AS c FROM calls
+                       WHERE {answered} AND task IN ({names}){_time_slices(period, fraction)} GROUP BY task, h)
+            SELECT task, count(*), sum(c), count(*) FILTER (WHERE c >= {CLOSED_SET_MIN_COUNT}),
+                   COALESCE(sum(c) FILTER (WHERE c >= {CLOSED_SET_MIN_COUNT}), 0)
+            FROM f GROUP BY task"""
     ).fetchall()
-    for t, distinct, n, top in rows:
+    for t, distinct, n, frequent, covered in rows:
         s = stats[t]
         s["distinct_outputs"], s["output_sample"] = distinct, n
-        s["top_outputs_coverage"] = round(top / n, 4)
-        # A closed set: few distinct outputs that cover nearly every answer, each seen several times.
-        s["closed_set"] = top / n >= CLOSED_SET_COVERAGE and distinct * CLOSED_SET_MIN_REPEATS <= n
+        s["top_outputs_coverage"] = round(covered / n, 4)
+        s["closed_set"] = is_closed(frequent, covered / n)
 
 
 def _repeated_inputs(con, open_ended: list[dict], stats: dict) -> None:
@@ -805,7 +798,7 @@ def _prompt_cache_lever(con, task: dict, prices, since: datetime | None) -> dict
         "calls": calls,
         "prefix_tokens": int(prefix_tokens),
         "cache_writes": writes,
-        "estimated_saving_usd": _usd(saving),
+        "estimated_saving_usd": round_usd(saving),
         "estimate": True,
         "text": (
             f"prompt caching: a ~{int(prefix_tokens):,}-token prefix is sent uncached on ~{calls:,} calls; "
@@ -844,8 +837,8 @@ def _batch_lever(task: dict) -> dict | None:
     return {
         "lever": "batch",
         "calls": n,
-        "cost_usd": _usd(cost),
-        "estimated_saving_usd": _usd(cost / 2),
+        "cost_usd": round_usd(cost),
+        "estimated_saving_usd": round_usd(cost / 2),
         "estimate": True,
         "text": f"batch API: up to 50% (~${cost / 2:,.2f}) on {n:,} non-streaming teacher/shadow calls, if they can wait",
     }
@@ -1023,43 +1016,6 @@ def _read_student(path: Path) -> dict:
 # ---- recommendation -----------------------------------------------------------------------------------------
 
 
-def _reduction_text(x: float) -> str:
-    from distill_cli.gate import format_reduction
-
-    if math.isinf(x):
-        return "inf (free)"
-    return format_reduction(x) if x < 100 else f"{x:,.0f}x"
-
-
-def _as_reduction(value) -> float | None:
-    """A cost reduction as a number: 14.2, "14.2x", or "inf" (a free student; JSON has no infinity)."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value) if not math.isnan(value) else None
-    if isinstance(value, str):
-        if value.strip().lower() in ("inf", "infinity"):
-            return math.inf
-        m = re.match(r"\s*([\d.]+)\s*x?", value)
-        return float(m.group(1)) if m else None
-    return None
-
-
-def _json_reduction(x: float | None):
-    """A reduction as JSON can hold it: rounded, or "inf" as the gate writes it."""
-    if x is None:
-        return None
-    return "inf" if math.isinf(x) else round(x, 2)
-
-
-def _cheapest_haiku(prices):
-    best = None
-    for model in prices.model_ids:
-        if "haiku" in model:
-            p = prices.lookup(model)
-            if p is not None and (best is None or p.input < best.input):
-                best = p
-    return best
-
-
 def _student_estimate(task: dict, kind: str, prices) -> tuple[float | None, str]:
     """(expected cost reduction, how it was estimated) for a not-yet-gated student of `kind`."""
     teacher = task.get("teacher_cost_per_call_usd")
@@ -1067,15 +1023,17 @@ def _student_estimate(task: dict, kind: str, prices) -> tuple[float | None, str]
         return None, "no priced teacher call to compare with"
     if kind == "cache":
         r = task["repeat_share"]
-        return (1 / (1 - r) if r < 1 else None), f"a cache answers the {r:.0%} of calls whose input repeats, at no cost"
+        return (reduction_at(r) if r < 1 else None), f"a cache answers the {r:.0%} of calls whose input repeats, at no cost"
     if kind == "classifier":
-        return 1 / (1 - ASSUMED_COVERAGE), f"assumes a local classifier (cost ~0) answers {ASSUMED_COVERAGE:.0%}"
-    haiku = _cheapest_haiku(prices)
+        return reduction_at(ASSUMED_COVERAGE), f"assumes a local classifier (cost ~0) answers {ASSUMED_COVERAGE:.0%}"
+    try:
+        haiku = prices.lookup(cheapest_haiku(prices))  # the model a few-shot build asks by default
+    except InputError:
+        haiku = None
     if haiku is None:
         return None, "no Haiku price to estimate a few-shot student"
     student = (task["_prompt_avg"] * haiku.input + task["_output_avg"] * haiku.output) / 1e6
-    routed = student + (1 - ASSUMED_COVERAGE) * teacher
-    return teacher / routed, f"assumes {haiku.model} on the same tokens answers {ASSUMED_COVERAGE:.0%}"
+    return reduction_at(ASSUMED_COVERAGE, student, teacher), f"assumes {haiku.model} on the same tokens answers {ASSUMED_COVERAGE:.0%}"
 
 
 def _recommend(task: dict, gate: dict | None, drift: dict | None, prices) -> None:
@@ -1091,7 +1049,7 @@ def _recommend(task: dict, gate: dict | None, drift: dict | None, prices) -> Non
         task["_keep"] = f"student {drift['status']}"
         advice["reason"] = "the latest drift check failed; rebuild and gate the student"
     elif gate is not None:
-        reduction = _as_reduction(gate.get("cost_reduction"))
+        reduction = as_reduction(gate.get("cost_reduction"))
         advice.update(kind=_gate_kind(gate), expected_cost_reduction=reduction, source="gate", reason=_gate_reason(gate))
         if gate.get("passed") and gate.get("changed_since"):
             rec = "keep teacher: the gate does not cover the student file"
@@ -1102,7 +1060,7 @@ def _recommend(task: dict, gate: dict | None, drift: dict | None, prices) -> Non
             if advice["kind"]:
                 rec += f": {advice['kind']}"
             if reduction:
-                rec += f", {_reduction_text(reduction)}"
+                rec += f", {reduction_text(reduction)}"
             rec += " (gate passed)"
         else:
             agreement = gate.get("agreement")
@@ -1124,12 +1082,12 @@ def _recommend(task: dict, gate: dict | None, drift: dict | None, prices) -> Non
             why = "open-ended outputs: a cheaper model prompted with examples"
         reduction, how = _student_estimate(task, kind, prices)
         advice.update(kind=kind, expected_cost_reduction=reduction, source="estimate", reason=f"{why}; {how}")
-        rec = f"distill: {kind}" + (f", est. {_reduction_text(reduction)}" if reduction else f" ({how})")
+        rec = f"distill: {kind}" + (f", est. {reduction_text(reduction)}" if reduction else f" ({how})")
         monthly = task["teacher_only_per_day_usd"] * MONTH_DAYS * (1 - 1 / reduction) if reduction else 0.0
         if reduction:
             rec += f" (~${monthly:,.2f}/month)"
-            advice["estimated_monthly_saving_usd"] = _usd(monthly)
-    advice["expected_cost_reduction"] = _json_reduction(advice["expected_cost_reduction"])
+            advice["estimated_monthly_saving_usd"] = round_usd(monthly)
+    advice["expected_cost_reduction"] = json_reduction(advice["expected_cost_reduction"])
     task["recommendation"] = rec
     task["advice"] = advice
 
@@ -1168,7 +1126,7 @@ def _budget(budget: Budget, report: Report) -> dict:
         spend = t["cost_per_day_usd"] * factor
         teacher = t["teacher_only_per_day_usd"] * factor
         target = scale * (teacher / total_teacher) if total_teacher else scale
-        reduction = _as_reduction(t["advice"].get("expected_cost_reduction"))
+        reduction = as_reduction(t["advice"].get("expected_cost_reduction"))
         gate = t.get("gate")
         if teacher <= target:
             decision, reason = "no_change", "already within budget"
@@ -1179,23 +1137,23 @@ def _budget(budget: Budget, report: Report) -> dict:
         elif gate is None:
             decision, reason = "fallback_teacher", "not gated yet (build-student, then gate)"
         else:
-            decision, reason = "distilled", f"cost reduction {_reduction_text(reduction)}" if reduction else "gate passed"
+            decision, reason = "distilled", f"cost reduction {reduction_text(reduction)}" if reduction else "gate passed"
         after = teacher / reduction if decision == "distilled" and reduction else spend
         if_distilled = teacher / reduction if reduction else None
         after_total += after
         rows.append(
             {
                 "task": t["task"],
-                "spend_usd": _usd(spend),
-                "teacher_only_usd": _usd(teacher),
-                "target_usd": _usd(target),
+                "spend_usd": round_usd(spend),
+                "teacher_only_usd": round_usd(teacher),
+                "target_usd": round_usd(target),
                 "fits": spend <= target,
                 "decision": decision,
                 "reason": reason,
-                "cost_reduction": _json_reduction(reduction),
+                "cost_reduction": json_reduction(reduction),
                 "reduction_source": t["advice"].get("source"),
-                "after_usd": _usd(after),
-                "if_distilled_usd": _usd(if_distilled) if if_distilled is not None else None,
+                "after_usd": round_usd(after),
+                "if_distilled_usd": round_usd(if_distilled) if if_distilled is not None else None,
             }
         )
         t["budget"] = rows[-1]
@@ -1203,10 +1161,10 @@ def _budget(budget: Budget, report: Report) -> dict:
     return {
         "amount_usd": budget.amount,
         "per": budget.per,
-        "spend_usd": _usd(spend_total),
-        "teacher_only_usd": _usd(total_teacher),
+        "spend_usd": round_usd(spend_total),
+        "teacher_only_usd": round_usd(total_teacher),
         "fits": spend_total <= scale,
-        "after_usd": _usd(after_total),
+        "after_usd": round_usd(after_total),
         "fits_after": after_total <= scale,
         "tasks": rows,
     }

@@ -25,9 +25,11 @@ from distill_cli.console.common import (
     stdout_console,
     warn_unknown_models,
 )
+from distill_cli.economics import format_reduction
 from distill_cli.errors import DistillError, ExitStatus, InputError
 from distill_cli.files import check_output
-from distill_cli.gate import GateSummary, format_reduction, run_gate
+from distill_cli.formatting import pct, usd_exact
+from distill_cli.gate import GateSummary, run_gate
 from distill_cli.judges import JUDGES
 
 # GitHub shows at most 10 error (and 10 warning) annotations per step.
@@ -139,17 +141,9 @@ def verdict_word(summary: GateSummary) -> str:
 # ---- rendering -------------------------------------------------------------------------------------------------
 
 
-def _money(value: float | None) -> str:
-    return "unknown" if value is None else f"${value:.6f}".rstrip("0").rstrip(".") if value else "$0"
-
-
-def _pct(value: float | None, digits: int = 1) -> str:
-    return "n/a" if value is None else f"{value * 100:.{digits}f}%"
-
-
 def _lines(s: GateSummary) -> list[tuple[str, str]]:
     """The summary as (label, text) lines, shared by the table and the markdown."""
-    teacher = _money(s.teacher_cost_per_call)
+    teacher = usd_exact(s.teacher_cost_per_call)
     if s.teacher_cost_unknown and s.teacher_cost_per_call is not None:
         teacher += f" ({s.teacher_cost_unknown} calls without a recorded cost left out)"
     elif s.teacher_cost_per_call is None:
@@ -161,28 +155,28 @@ def _lines(s: GateSummary) -> list[tuple[str, str]]:
         errors += f"; most common ({count}x): {_cut(text, 160)}"
     judge = f"{s.judge} ({s.judge_reason})"
     if s.judge_calls or s.judge_cache_hits:
-        judge += f"; {s.judge_calls} calls, {s.judge_cache_hits} cached, {_money(s.judge_cost_usd)}"
+        judge += f"; {s.judge_calls} calls, {s.judge_cache_hits} cached, {usd_exact(s.judge_cost_usd)}"
     held = f"{s.n:,} held-out examples"
     if s.n < s.held_out:
         held += f" (first {s.n:,} of {s.held_out:,})"
     held += f"; {s.teacher_rows:,} teacher calls in the store"
     return [
         ("examples", held),
-        ("answered", f"{s.answered:,} ({_pct(s.coverage)} coverage), declined {s.declined:,}"),
+        ("answered", f"{s.answered:,} ({pct(s.coverage)} coverage), declined {s.declined:,}"),
         (
             "agreement",
-            f"{_pct(s.agreement)} end to end, bounds [{_pct(s.lower_bound)}, {_pct(s.upper_bound)}] "
-            f"(one-sided {s.confidence:.0%}); answered {_pct(s.agreement_answered)}",
+            f"{pct(s.agreement)} end to end, bounds [{pct(s.lower_bound)}, {pct(s.upper_bound)}] "
+            f"(one-sided {s.confidence:.0%}); answered {pct(s.agreement_answered)}",
         ),
-        ("rule", f"lower bound >= {_pct(s.min_agreement)} over >= {s.min_examples} examples"),
+        ("rule", f"lower bound >= {pct(s.min_agreement)} over >= {s.min_examples} examples"),
         ("errors", errors),
         ("judge", judge),
         (
             "cost/call",
-            f"teacher {teacher}, student {_money(s.student_cost_per_call)}, routed {_money(s.routed_cost_per_call)} "
+            f"teacher {teacher}, student {usd_exact(s.student_cost_per_call)}, routed {usd_exact(s.routed_cost_per_call)} "
             f"({format_reduction(s.cost_reduction)})",
         ),
-        ("spent", f"{_money(s.spent_usd)} (student {_money(s.student_cost_usd)}, judge {_money(s.judge_cost_usd)})"),
+        ("spent", f"{usd_exact(s.spent_usd)} (student {usd_exact(s.student_cost_usd)}, judge {usd_exact(s.judge_cost_usd)})"),
         ("decision", f"{s.decision}: {s.reason}"),
     ]
 
