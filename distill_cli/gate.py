@@ -11,8 +11,8 @@ the one-sided Wilson lower bound of end-to-end agreement reaches
 agreeing (the teacher answers it); a student or judge error counts as a
 disagreement and is reported apart, so a run of errors can never pass.
 
-The economics helpers (`routed_cost`, `cost_reduction`, `decide`) are shared
-with `report` and `drift`. This module never prints and never exits; it writes
+The economics (routed cost, cost reduction, the spend cap) live in economics.py;
+`decide` turns the gate's figures into a decision. This module never prints and never exits; it writes
 nothing but the verdicts file it was asked for, atomically.
 """
 
@@ -24,7 +24,6 @@ import math
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 from typing import Awaitable, Callable, Iterable, TypeVar
 
@@ -32,8 +31,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from distill_cli import schemas, store
+from distill_cli.economics import (
+    SpendCap,
+    SpendCapReached,
+    cost_reduction,
+    format_reduction,
+    routed_cost,
+)
 from distill_cli.errors import InputError, NotEnoughData, ProviderError
 from distill_cli.files import check_output, write_atomically
+from distill_cli.formatting import pct
 from distill_cli.judges import Judge, JudgeError, make_judge
 from distill_cli.prices import Usage
 from distill_cli.providers import FATAL_STATUSES, Failure, RetryPolicy, Stop, Stopped, retrying
@@ -52,53 +59,7 @@ T = TypeVar("T")
 BREAKER = 10
 
 
-class SpendCapReached(ProviderError):
-    """`max_spend` stopped the run before every example was scored (exit 4)."""
-
-
-# ---- economics (shared with report and drift) ------------------------------------------------------------------
-
-
-def routed_cost(student_cost_per_call: float | None, teacher_cost_per_call: float | None, coverage: float) -> float | None:
-    """Cost per call when the student is asked first and the teacher answers what it does not:
-    student + (1 - coverage) x teacher. None when either cost is unknown."""
-    if student_cost_per_call is None or teacher_cost_per_call is None:
-        return None
-    return student_cost_per_call + (1.0 - coverage) * teacher_cost_per_call
-
-
-def cost_reduction(teacher_cost_per_call: float | None, routed_cost_per_call: float | None) -> float | None:
-    """How many times cheaper routing is than the teacher alone: teacher / routed.
-
-    `math.inf` when routing costs nothing (a local student answering every call),
-    None when either cost is unknown.
-    """
-    if teacher_cost_per_call is None or routed_cost_per_call is None:
-        return None
-    if routed_cost_per_call <= 0:
-        return math.inf if teacher_cost_per_call > 0 else 1.0
-    return teacher_cost_per_call / routed_cost_per_call
-
-
-def format_reduction(value: float | None) -> str:
-    """`14.2x`, `inf` (free) or `unknown`: how a cost reduction reads in text and in JSON.
-
-    One decimal, or as many more as keep the figure on its side of 1: a reduction
-    of 1.015 reads `1.02x` and one of 0.96 `0.96x`, never `1.0x` ("no saving").
-    """
-    if value is None:
-        return "unknown"
-    if math.isinf(value):
-        return "inf"
-    text = f"{value:.1f}"
-    if text != "1.0" or value == 1.0:
-        return f"{text}x"
-    exact = Decimal(repr(value))  # the shortest decimal that is this float: 1.015, not 1.01499...
-    for digits in range(2, 18):
-        shown = exact.quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_EVEN)
-        if shown != 1:
-            return f"{shown}x"
-    return f"{exact}x"
+# ---- the decision ----------------------------------------------------------------------------------------------
 
 
 def decide(
@@ -123,24 +84,20 @@ def decide(
         return "collecting", f"collecting ({n}/{min_examples})"
     if not passed:
         reason = (
-            f"agreement {_pct(agreement)}, lower bound {_pct(lower_bound)} < {_pct(min_agreement)} "
+            f"agreement {pct(agreement)}, lower bound {pct(lower_bound)} < {pct(min_agreement)} "
             f"at {confidence:.0%} confidence; the teacher keeps answering"
         )
         if errors:
             reason += f" ({errors} error{'s' if errors != 1 else ''} counted as disagreements)"
         return "fallback_teacher", reason
-    at = f"at {_pct(coverage, 0)} coverage"
+    at = f"at {pct(coverage, 0)} coverage"
     if cost_reduction is None:
-        return "distilled", f"agrees {_pct(agreement)} {at}; cost reduction unknown (teacher calls have no recorded cost)"
+        return "distilled", f"agrees {pct(agreement)} {at}; cost reduction unknown (teacher calls have no recorded cost)"
     if cost_reduction <= 1.0:
         return "no_change", f"not cheaper than the teacher ({format_reduction(cost_reduction)} {at})"
     if math.isinf(cost_reduction):
         return "distilled", f"free: the student answers every call at no cost ({at[3:]})"
     return "distilled", f"{format_reduction(cost_reduction)} cheaper {at}"
-
-
-def _pct(value: float | None, digits: int = 1) -> str:
-    return "n/a" if value is None else f"{value * 100:.{digits}f}%"
 
 
 # ---- results ---------------------------------------------------------------------------------------------------
@@ -330,38 +287,6 @@ def select_held_out(student: Student, stores: Iterable[str | Path], *, limit: in
 
 
 # ---- scoring ---------------------------------------------------------------------------------------------------
-
-
-class SpendCap:
-    """What a run has spent, and whether another unit of work may start under `cap` USD.
-
-    With a cap, work runs one unit at a time until one has cost something (so the
-    price of one is known); after that a unit starts only while
-    spent + (in flight + 1) x the dearest unit so far stays within the cap.
-    No cap: everything is admitted.
-    """
-
-    def __init__(self, cap: float | None) -> None:
-        self.cap = cap
-        self.total = 0.0
-        self.dearest = 0.0
-        self.done = 0
-        self.stopped = False
-
-    def add(self, cost: float) -> None:
-        self.total += cost
-        self.dearest = max(self.dearest, cost)
-        self.done += 1
-
-    def admit(self, in_flight: int) -> str:
-        """'go', 'wait' (for in-flight work to report its cost) or 'stop'."""
-        if self.cap is None:
-            return "go"
-        if self.dearest == 0:
-            return "go" if in_flight == 0 else "wait"
-        if self.total + self.dearest * (in_flight + 1) <= self.cap:
-            return "go"
-        return "wait" if in_flight else "stop"
 
 
 async def run_capped(

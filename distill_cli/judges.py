@@ -38,6 +38,7 @@ from rapidfuzz.distance import Indel
 from distill_cli import canonical
 from distill_cli.errors import DistillError, InputError, ProviderError
 from distill_cli.providers import Clients, RetryPolicy, call_with_retries, cost_of, key_env_for, read_key, usage_of
+from distill_cli.students.training import CLOSED_SET_MAX, closed_set
 
 JUDGES = ("exact", "normalized", "json", "numeric", "llm")
 
@@ -263,7 +264,7 @@ class NumericJudge(Judge):
 # ---- choosing a judge ------------------------------------------------------------------------------------------
 
 SHORT_WORDS = 8  # an answer of at most this many words is a label, a name, a short fact
-CLOSED_SET = 200  # at most this many distinct normalised answers, each seen twice on average, is a closed set
+CLOSED_SET = CLOSED_SET_MAX  # drift's output mix reads it here: the closed-set rule is in students/training.py
 
 
 def choose_judge(outputs: list[str]) -> tuple[str, str]:
@@ -271,7 +272,7 @@ def choose_judge(outputs: list[str]) -> tuple[str, str]:
 
     json when every output parses as a JSON object or array; numeric when every
     output is a number; normalized when they are short (98% at most 8 words) or
-    a closed set (at most 200 distinct normalised values repeating); llm for
+    a closed set (`build-student`'s rule, one repeated answer included); llm for
     free text, where no rule can tell a paraphrase from a different answer.
     """
     outputs = [o for o in outputs if o is not None]
@@ -285,8 +286,9 @@ def choose_judge(outputs: list[str]) -> tuple[str, str]:
     distinct = len({normalize(o) for o in outputs})
     if short >= 0.98 * len(outputs):
         return "normalized", f"teacher outputs are short ({distinct} distinct)"
-    if distinct <= CLOSED_SET and distinct * 2 <= len(outputs):
-        return "normalized", f"teacher outputs form a closed set ({distinct} distinct)"
+    labels = closed_set(outputs, min_classes=1)
+    if labels.closed:
+        return "normalized", f"teacher outputs form a closed set ({labels.distinct} distinct)"
     return "llm", "teacher outputs are free text"
 
 

@@ -14,8 +14,9 @@ import xml.etree.ElementTree as ET
 from datetime import datetime, timezone
 from pathlib import Path
 
+from distill_cli.economics import format_reduction
 from distill_cli.files import check_output, write_atomically
-from distill_cli.gate import GateSummary, format_reduction
+from distill_cli.gate import GateSummary
 
 MAX_TEXT = 2000  # characters of an input or answer kept in a failure body
 # Characters XML 1.0 cannot carry at all, even escaped.

@@ -9,8 +9,8 @@ import pytest
 from drift_support import TEACHER
 
 from distill_cli.drift import run_drift
+from distill_cli.economics import SpendCapReached
 from distill_cli.errors import ProviderError
-from distill_cli.gate import SpendCapReached
 from distill_cli.prices import load_prices
 
 FAKE_KEY = "sk-ant-test-fake-drift-0000"

@@ -18,15 +18,9 @@ from gate_support import (
 from scipy.stats import binomtest, norm
 
 from distill_cli import schemas
+from distill_cli.economics import cost_reduction, format_reduction, routed_cost
 from distill_cli.errors import InputError, NotEnoughData, ProviderError
-from distill_cli.gate import (
-    SUMMARY_SCHEMA,
-    cost_reduction,
-    decide,
-    format_reduction,
-    routed_cost,
-    run_gate,
-)
+from distill_cli.gate import SUMMARY_SCHEMA, decide, run_gate
 from distill_cli.serving import read_summary
 from distill_cli.stats import wilson_bounds
 from distill_cli.students import load_student
@@ -379,7 +373,8 @@ def test_progress_is_reported(tmp_path, rows, runs):
 def test_run_capped_stops_before_the_cap_and_keeps_order():
     import asyncio
 
-    from distill_cli.gate import SpendCap, run_capped
+    from distill_cli.economics import SpendCap
+    from distill_cli.gate import run_capped
 
     peak, in_flight, seen = 0, 0, []
 
@@ -404,7 +399,8 @@ def test_run_capped_stops_before_the_cap_and_keeps_order():
 def test_run_capped_raises_the_first_failure():
     import asyncio
 
-    from distill_cli.gate import SpendCap, run_capped
+    from distill_cli.economics import SpendCap
+    from distill_cli.gate import run_capped
 
     async def work(i):
         if i == 3:

@@ -18,8 +18,9 @@ from gate_support import (
 from typer.testing import CliRunner
 
 from distill_cli.cli import app
+from distill_cli.economics import SpendCapReached
 from distill_cli.errors import ProviderError
-from distill_cli.gate import SpendCapReached, run_gate
+from distill_cli.gate import run_gate
 from distill_cli.prices import Usage, load_prices
 from distill_cli.providers import RetryPolicy
 

@@ -13,10 +13,11 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from distill_cli.cli import app
+from distill_cli.economics import format_reduction, reduction_text
 from distill_cli.errors import InputError
-from distill_cli.gate import decide, format_reduction, run_gate
+from distill_cli.gate import decide, run_gate
 from distill_cli.prices import load_prices
-from distill_cli.report import _reduction_text, parse_budget
+from distill_cli.report import parse_budget
 
 runner = CliRunner()
 
@@ -137,7 +138,7 @@ def test_a_reduction_just_above_1_never_reads_1x():
     _, reason = decide(n=500, min_examples=100, passed=True, agreement=0.99, lower_bound=0.97, min_agreement=0.95,
                        coverage=1.0, cost_reduction=1.015)
     assert reason == "1.02x cheaper at 100% coverage"
-    assert _reduction_text(1.015) == "1.02x"
+    assert reduction_text(1.015) == "1.02x"
 
 
 @given(st.floats(min_value=0, max_value=1e6, allow_nan=False, allow_infinity=False))

@@ -129,7 +129,7 @@ def _summary(console, result) -> None:
         if spec.threshold is not None:
             parts.append(f"threshold {spec.threshold:.3f}")
         if m.get("expected_cost_reduction"):
-            from distill_cli.gate import format_reduction
+            from distill_cli.economics import format_reduction
 
             parts.append(f"expected cost reduction {format_reduction(m['expected_cost_reduction'])}")
         console.print("Dev split: " + ", ".join(parts), markup=False)

@@ -218,10 +218,6 @@ def cut(text: str | None, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
 
-def money(value: float | None) -> str:
-    """Dollars without trailing zeros ($0.0042, $0); `unknown` for None, never a made-up $0."""
-    return "unknown" if value is None else f"${value:.6f}".rstrip("0").rstrip(".") if value else "$0"
-
 
 # ---- GitHub Actions --------------------------------------------------------------------------------------------
 

@@ -20,7 +20,6 @@ from distill_cli.console.common import (
     escape_property,
     finite,
     load_price_table,
-    money,
     positive,
     print_json,
     progress_enabled,
@@ -31,6 +30,7 @@ from distill_cli.console.common import (
 from distill_cli.console.judging import JudgeName
 from distill_cli.drift import DriftResult, run_drift, window_start
 from distill_cli.errors import ExitStatus, InputError
+from distill_cli.formatting import pct, usd_exact
 
 LABELS = {"agreement": "agreement", "input": "inputs", "decline": "declines", "output": "answers"}
 
@@ -144,22 +144,18 @@ def _after(r: DriftResult) -> list[str]:
 # ---- rendering -------------------------------------------------------------------------------------------------
 
 
-def _pct(value: float | None) -> str:
-    return "n/a" if value is None else f"{value * 100:.1f}%"
-
-
 def _window(r: DriftResult) -> str:
-    asked = f"the student was asked {r.served:,}, declined {_pct(r.decline_rate)}" if r.served else "the student was asked none"
+    asked = f"the student was asked {r.served:,}, declined {pct(r.decline_rate)}" if r.served else "the student was asked none"
     return (f"{r.window_start:%Y-%m-%d %H:%M} to {r.window_end:%Y-%m-%d %H:%M} UTC (--since {r.since}): "
             f"{r.calls:,} calls; {asked}")
 
 
 def _spent(r: DriftResult) -> str:
-    text = money(r.spent_usd)
+    text = usd_exact(r.spent_usd)
     if r.live_calls:
-        text += f" (teacher {money(r.teacher_spent_usd)} over {r.live_calls} live calls, judge {money(r.judge_spent_usd)})"
+        text += f" (teacher {usd_exact(r.teacher_spent_usd)} over {r.live_calls} live calls, judge {usd_exact(r.judge_spent_usd)})"
     elif r.judge_spent_usd:
-        text += f" (judge {money(r.judge_spent_usd)})"
+        text += f" (judge {usd_exact(r.judge_spent_usd)})"
     return text
 
 

@@ -22,7 +22,6 @@ from distill_cli.console.common import (
     escape_property,
     finite,
     load_price_table,
-    money,
     positive,
     print_json,
     progress_enabled,
@@ -31,9 +30,11 @@ from distill_cli.console.common import (
     warn_unknown_models,
 )
 from distill_cli.console.judging import JudgeName
+from distill_cli.economics import format_reduction
 from distill_cli.errors import DistillError, ExitStatus, InputError
 from distill_cli.files import check_output
-from distill_cli.gate import GateSummary, format_reduction, run_gate
+from distill_cli.formatting import pct, usd_exact
+from distill_cli.gate import GateSummary, run_gate
 
 # GitHub shows at most 10 error (and 10 warning) annotations per step.
 MAX_ANNOTATIONS = 10
@@ -141,13 +142,9 @@ def verdict_word(summary: GateSummary) -> str:
 # ---- rendering -------------------------------------------------------------------------------------------------
 
 
-def _pct(value: float | None, digits: int = 1) -> str:
-    return "n/a" if value is None else f"{value * 100:.{digits}f}%"
-
-
 def _lines(s: GateSummary) -> list[tuple[str, str]]:
     """The summary as (label, text) lines, shared by the table and the markdown."""
-    teacher = money(s.teacher_cost_per_call)
+    teacher = usd_exact(s.teacher_cost_per_call)
     if s.teacher_cost_unknown and s.teacher_cost_per_call is not None:
         teacher += f" ({s.teacher_cost_unknown} calls without a recorded cost left out)"
     elif s.teacher_cost_per_call is None:
@@ -159,28 +156,28 @@ def _lines(s: GateSummary) -> list[tuple[str, str]]:
         errors += f"; most common ({count}x): {cut(text, 160)}"
     judge = f"{s.judge} ({s.judge_reason})"
     if s.judge_calls or s.judge_cache_hits:
-        judge += f"; {s.judge_calls} calls, {s.judge_cache_hits} cached, {money(s.judge_cost_usd)}"
+        judge += f"; {s.judge_calls} calls, {s.judge_cache_hits} cached, {usd_exact(s.judge_cost_usd)}"
     held = f"{s.n:,} held-out examples"
     if s.n < s.held_out:
         held += f" (first {s.n:,} of {s.held_out:,})"
     held += f"; {s.teacher_rows:,} teacher calls in the store"
     return [
         ("examples", held),
-        ("answered", f"{s.answered:,} ({_pct(s.coverage)} coverage), declined {s.declined:,}"),
+        ("answered", f"{s.answered:,} ({pct(s.coverage)} coverage), declined {s.declined:,}"),
         (
             "agreement",
-            f"{_pct(s.agreement)} end to end, bounds [{_pct(s.lower_bound)}, {_pct(s.upper_bound)}] "
-            f"(one-sided {s.confidence:.0%}); answered {_pct(s.agreement_answered)}",
+            f"{pct(s.agreement)} end to end, bounds [{pct(s.lower_bound)}, {pct(s.upper_bound)}] "
+            f"(one-sided {s.confidence:.0%}); answered {pct(s.agreement_answered)}",
         ),
-        ("rule", f"lower bound >= {_pct(s.min_agreement)} over >= {s.min_examples} examples"),
+        ("rule", f"lower bound >= {pct(s.min_agreement)} over >= {s.min_examples} examples"),
         ("errors", errors),
         ("judge", judge),
         (
             "cost/call",
-            f"teacher {teacher}, student {money(s.student_cost_per_call)}, routed {money(s.routed_cost_per_call)} "
+            f"teacher {teacher}, student {usd_exact(s.student_cost_per_call)}, routed {usd_exact(s.routed_cost_per_call)} "
             f"({format_reduction(s.cost_reduction)})",
         ),
-        ("spent", f"{money(s.spent_usd)} (student {money(s.student_cost_usd)}, judge {money(s.judge_cost_usd)})"),
+        ("spent", f"{usd_exact(s.spent_usd)} (student {usd_exact(s.student_cost_usd)}, judge {usd_exact(s.judge_cost_usd)})"),
         ("decision", f"{s.decision}: {s.reason}"),
     ]
 

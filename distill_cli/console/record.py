@@ -24,6 +24,7 @@ from distill_cli.console.common import (
     warn_unknown_models,
 )
 from distill_cli.errors import InputError
+from distill_cli.formatting import usd
 
 # The router's defaults (recorder/router.py), spelled out so that `distill --help` does not import the proxy.
 DEFAULT_SHADOW_RATE = 0.05
@@ -269,7 +270,7 @@ def _money(tally) -> str:
     """Cost of the priced calls; `unknown` when none was priced (never a made-up 0)."""
     if tally.calls and tally.unpriced == tally.calls:
         return "unknown"
-    return f"${tally.cost_usd:,.4f}" if tally.cost_usd >= 0.01 or not tally.cost_usd else f"${tally.cost_usd:.6f}"
+    return usd(tally.cost_usd, 4, small=6, trim=False)
 
 
 def _print_summary(console, summary, recovery_told: bool = False) -> None:

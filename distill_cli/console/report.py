@@ -22,6 +22,8 @@ from rich.table import Table
 from rich.text import Text
 
 from distill_cli.console.common import PricesOption, ReportFormat, print_json, stderr_console, stdout_console
+from distill_cli.economics import format_reduction
+from distill_cli.formatting import pct, usd
 from distill_cli.report import Report, build_report, parse_budget, parse_since
 
 WIDTH = 100  # columns when stdout is not a terminal and COLUMNS is unset, unless a table of numbers needs more
@@ -99,14 +101,6 @@ def _no_calls(r: Report) -> str:
 # ---- numbers ------------------------------------------------------------------------------------
 
 
-def usd(x: float | None) -> str:
-    if x is None:
-        return "?"
-    if x != 0 and abs(x) < 0.01:
-        return f"${x:.4f}".rstrip("0")
-    return f"-${-x:,.2f}" if x < 0 else f"${x:,.2f}"
-
-
 def count(n: int | float) -> str:
     """Compact counts: 950, 13.1k, 6.24M."""
     n = float(n)
@@ -115,10 +109,6 @@ def count(n: int | float) -> str:
             v = n / div
             return f"{v:.3g}{unit}" if v < 100 else f"{v:,.0f}{unit}"
     return f"{n:,.0f}"
-
-
-def pct(x: float | None) -> str:
-    return "-" if x is None else f"{100 * x:.0f}%" if x >= 0.1 or x == 0 else f"{100 * x:.1f}%"
 
 
 def unknown_suffix(row: dict) -> str:
@@ -147,8 +137,6 @@ def _reduction(x) -> str:
         return "-"
     if x == "inf":
         return "inf"
-    from distill_cli.gate import format_reduction
-
     return format_reduction(x)
 
 
@@ -432,7 +420,8 @@ def _tasks_table(r: Report) -> Table:
                    "teacher-only", "saved")
     for t in r.tasks:
         table.add_row(
-            t["task"], f"{t['calls']:,}", pct(t["student_share"]), pct(t["fallback_share"]), pct(t["teacher_share"]),
+            t["task"], f"{t['calls']:,}", pct(t["student_share"], None, none="-"), pct(t["fallback_share"], None, none="-"),
+            pct(t["teacher_share"], None, none="-"),
             count(t["input_tokens"]), count(t["output_tokens"]), usd(t["cost_usd"]) + ("+?" if t["unknown_cost_calls"] else ""),
             usd(t["teacher_only_cost_usd"]), usd(t["savings_usd"]),
         )

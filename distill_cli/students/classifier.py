@@ -36,9 +36,10 @@ import pyarrow.compute as pc
 from scipy import sparse
 
 from distill_cli import stats
+from distill_cli.economics import expected_reduction
 from distill_cli.errors import InputError
 from distill_cli.students.base import Answer, Student, StudentSpec, request_input
-from distill_cli.students.training import BuildContext, base_spec, expected_reduction
+from distill_cli.students.training import BuildContext, base_spec
 
 FOLDS = 5
 SVM_C = 1.0

@@ -37,11 +37,12 @@ import numpy as np
 import pyarrow as pa
 
 from distill_cli import canonical, endpoints, providers, stats
+from distill_cli.economics import SpendCap, cheapest_haiku, expected_reduction
 from distill_cli.errors import InputError, ProviderError
 from distill_cli.prices import Usage, load_prices
 from distill_cli.providers import KEY_ENV_RE, RetryPolicy
 from distill_cli.students.base import Answer, Student, StudentError, StudentSpec, request_input
-from distill_cli.students.training import BuildContext, base_spec, expected_reduction
+from distill_cli.students.training import BuildContext, base_spec
 
 DEFAULT_OPEN_SHOTS = 16
 MAX_CLOSED_SHOTS = 200
@@ -82,24 +83,6 @@ class Prompt:
         if self.classes:
             parts.append("Allowed answers:\n" + "\n".join(self.classes))
         return "\n\n".join(parts)
-
-
-def cheapest_haiku(prices) -> str:
-    """The cheapest Claude Haiku in the price table (base ids only; newest wins a tie)."""
-    candidates = []
-    for model in prices.model_ids:
-        price = prices.lookup(model)
-        if "haiku" in model and price is not None and price.provider == "anthropic" and model == _base(model):
-            candidates.append((price.input + price.output, -price.effective.toordinal(), model))
-    if not candidates:
-        raise InputError("no Claude Haiku in the price table; name the student model with --model")
-    return min(candidates)[2]
-
-
-def _base(model: str) -> str:
-    from distill_cli.prices import base_model
-
-    return base_model(model)
 
 
 def _loose(text: str) -> str:
@@ -401,29 +384,6 @@ def diverse(examples: Sequence, k: int, rng: random.Random) -> list:
 # ---- measuring on the dev fold, within a spend cap --------------------------------------------------------------
 
 
-@dataclass
-class Budget:
-    """Spend accounting: a call is made only when its worst-case cost still fits under the cap."""
-
-    cap: float | None
-    spent: float = 0.0
-    reserved: float = 0.0
-    calls: int = 0
-    refused: int = 0
-
-    def reserve(self, estimate: float) -> bool:
-        if self.cap is not None and self.spent + self.reserved + estimate > self.cap:
-            self.refused += 1
-            return False
-        self.reserved += estimate
-        return True
-
-    def settle(self, estimate: float, actual: float | None) -> None:
-        self.reserved -= estimate
-        self.spent += actual if actual is not None else estimate
-        self.calls += 1
-
-
 def worst_case_cost(student: LLMStudent, text: str, prices) -> float | None:
     """An upper estimate of one call: every prompt token a cache write (3 chars a token), max_tokens out."""
     price = prices.lookup(student.model)
@@ -465,7 +425,7 @@ class Score:
         }
 
 
-async def score(student: LLMStudent, examples: Sequence, budget: Budget, prices) -> Score:
+async def score(student: LLMStudent, examples: Sequence, budget: SpendCap, prices) -> Score:
     """Ask the student about each example (CONCURRENCY at a time) until the budget refuses a call."""
     result = Score()
     gate = asyncio.Semaphore(CONCURRENCY)
@@ -574,7 +534,7 @@ def build_llm(ctx: BuildContext, *, api: str, default_key_env: str, key_required
     allowed = (ctx.base_url,) if ctx.base_url else ()  # the user named it on the command line
     n_dev = ctx.dev_calls if ctx.dev_calls is not None else DEV_CALLS[kind]
     dev = dev[: max(n_dev, 0)]
-    budget = Budget(ctx.max_spend)
+    budget = SpendCap(ctx.max_spend)
 
     def student_for(prompt: Prompt, spec: StudentSpec) -> LLMStudent:
         spec.params = {**params, "variant": prompt.variant, "neighbours": prompt.neighbours, "shots": len(prompt.demos),

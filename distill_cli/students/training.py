@@ -34,6 +34,9 @@ MIN_HOLDOUT = 100  # the gate's default --min-examples: the threshold is certifi
 CLOSED_SET_MAX = 200
 CLOSED_SET_COVERAGE = 0.98
 CLOSED_SET_MIN_COUNT = 3
+# `normalise` in SQL (DuckDB's RE2), for readers that count outputs in the store: every character
+# Python's str.split() splits on, runs collapsed to one space, the ends trimmed.
+_SPACE_CLASS = r"[\t\n\x{0b}\x{0c}\r\x{1c}-\x{1f} \x{85}\x{a0}\x{1680}\x{2000}-\x{200a}\x{2028}\x{2029}\x{202f}\x{205f}\x{3000}]+"
 
 SPLIT_RULE = "held out when int(sha256(f'{salt}:{id}')[:8 bytes]) / 2**64 < holdout"
 
@@ -83,12 +86,11 @@ class Selection:
 
 @dataclass
 class ClosedSet:
-    closed: bool
+    closed: bool  # see `is_closed`
     classes: list[str]  # the raw output that stands for each normalised one (its most frequent spelling)
     distinct: int  # distinct normalised outputs
     coverage: float  # share of rows whose output is one of `classes`
     why: str
-
 
 
 def salt_for(seed: int) -> str:
@@ -98,6 +100,11 @@ def salt_for(seed: int) -> str:
 
 def normalise(output: str) -> str:
     return " ".join(output.split())
+
+
+def normalise_sql(column: str) -> str:
+    """The SQL expression of `normalise(column)`."""
+    return f"trim(regexp_replace({column}, '{_SPACE_CLASS}', ' ', 'g'))"
 
 
 def system_of(request: dict, provider: str) -> str:
@@ -174,7 +181,16 @@ def select(stores: Iterable[str | Path], *, task: str | None, holdout: float, se
     )
 
 
-def closed_set(outputs: Sequence[str]) -> ClosedSet:
+def is_closed(frequent: int, coverage: float, *, min_classes: int = 2) -> bool:
+    """The closed-set rule on counts: `frequent` outputs seen >= CLOSED_SET_MIN_COUNT times, covering `coverage` of the rows.
+
+    A classifier needs two classes to tell apart; `min_classes=1` also takes one answer repeated throughout
+    (a set exact matching can judge).
+    """
+    return min_classes <= frequent <= CLOSED_SET_MAX and coverage >= CLOSED_SET_COVERAGE
+
+
+def closed_set(outputs: Sequence[str], *, min_classes: int = 2) -> ClosedSet:
     """Whether outputs form a small closed set (labels, routes, yes/no): the rule is at the top of this module."""
     counts = Counter(normalise(o) for o in outputs)
     spelling: dict[str, Counter] = {}
@@ -184,7 +200,7 @@ def closed_set(outputs: Sequence[str]) -> ClosedSet:
     covered = sum(c for _, c in frequent) / max(len(outputs), 1)
     # Each class answers with its most frequent spelling; on a tie, one without surrounding whitespace.
     classes = sorted(min(spelling[norm].items(), key=lambda kv: (-kv[1], kv[0] != kv[0].strip(), kv[0]))[0] for norm, _ in frequent)
-    closed = 2 <= len(frequent) <= CLOSED_SET_MAX and covered >= CLOSED_SET_COVERAGE
+    closed = is_closed(len(frequent), covered, min_classes=min_classes)
     if closed:
         why = (
             f"the teacher's outputs form a closed set: {len(frequent)} distinct answers cover {covered:.1%} of "
@@ -230,14 +246,6 @@ def base_spec(kind: str, selection: Selection, settings: dict) -> StudentSpec:
         },
         split=selection.split,
     )
-
-
-def expected_reduction(coverage: float, student_cost: float, teacher_cost: float | None) -> float | None:
-    """Teacher cost / routed cost, routed = student cost + (1 - coverage) x teacher cost (as `gate.routed_cost`)."""
-    if not teacher_cost:
-        return None
-    routed = student_cost + (1 - coverage) * teacher_cost
-    return round(teacher_cost / routed, 2) if routed > 0 else None
 
 
 @dataclass
