@@ -178,17 +178,6 @@ def _check_settings(min_agreement, sample, max_spend, arl, confidence) -> None:
         raise InputError(f"confidence must be in [0.5, 1), not {confidence}")
 
 
-def _store_tasks(con, stores, where: str, task: str) -> None:
-    """NotEnoughData for an empty store; InputError when the store never saw the task."""
-    tasks = con.execute("SELECT task, count(*) FROM examples GROUP BY task ORDER BY 2 DESC, 1").fetchall()
-    if not tasks:
-        hint = store.journal_hint(stores)
-        raise NotEnoughData(f"{where}: no calls recorded yet; nothing to check for drift" + (f"; {hint}" if hint else ""))
-    if task not in {t for t, _ in tasks}:
-        listed = ", ".join(f"{t} ({c})" for t, c in tasks[:10])
-        raise InputError(f"{where}: no calls of task {task!r}, the task of the student; tasks there: {listed}")
-
-
 def _check_certified(student: str | Path, spec: StudentSpec, verdicts: Iterable[str | Path]) -> None:
     """InputError when the newest passing gate of this student id certified other content than the file's."""
     gate = latest_gate(spec.id, gate_files(student, verdicts), "drift --verdicts")
@@ -215,7 +204,8 @@ def _count_calls(con, scope: Scope, since: str | datetime) -> Traffic:
     spec = scope.spec
     traffic = count_traffic(con, spec, scope.start, scope.now, scope.fresh_start)
     if traffic.calls == 0:
-        _store_tasks(con, scope.stores, scope.where, spec.task)
+        tasks = store.store_tasks(con, scope.stores, when_empty="nothing to check for drift")
+        store.check_task(spec.task, tasks, scope.stores, of=", the task of the student")
         raise NotEnoughData(
             f"{scope.where}: no calls of task {spec.task!r} between {utc_minute(scope.start)} and {utc_minute(scope.now)} "
             f"(--since {since}); nothing to check: is the job running, and recording to this store?"
