@@ -95,7 +95,7 @@ class AgreementFigures:
 
 
 def agreement_check(
-    checked: list[Pair], traffic: Traffic, increments, min_agreement: float, arl: float, confidence: float
+    checked: list[Pair], traffic: Traffic, increments: list[tuple[int, int]], min_agreement: float, arl: float, confidence: float
 ) -> tuple[Check, AgreementFigures]:
     """The agreement check: the window's end-to-end agreement with bounds, and the sequential detector's verdict.
 

@@ -118,9 +118,7 @@ def run_drift(
     spec, student_table = read_student_file(student, "drift")
     _check_certified(student, spec, verdicts)
     stores = [str(s) for s in ([stores] if isinstance(stores, (str, Path)) else stores)]
-    old_log = read_log(log) if log is not None else None
-    if log is not None:
-        check_output(log, "drift", "drift --log")
+    old_log = _old_log(log)
     if prices is None:
         from distill_cli.prices import load_prices
 
@@ -184,6 +182,15 @@ def _check_certified(student: str | Path, spec: StudentSpec, verdicts: Iterable[
     problem = content_problem(student, spec.id, spec.digest, gate) if gate and gate.passed else None
     if problem is not None:
         raise InputError(problem)
+
+
+def _old_log(log: str | Path | None) -> pa.Table | None:
+    """The drift log's rows so far (None without --log or before its first run), once --log is known writable."""
+    if log is None:
+        return None
+    old = read_log(log)
+    check_output(log, "drift", "drift --log")
+    return old
 
 
 def _demotion_first(
