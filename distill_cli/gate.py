@@ -247,13 +247,8 @@ def select_held_out(student: Student, stores: Iterable[str | Path], *, limit: in
     where = ", ".join(stores)
     con = store.connect()
     store.examples_view(con, stores, "gate")
-    tasks = con.execute("SELECT task, count(*) FROM examples GROUP BY task ORDER BY 2 DESC, 1").fetchall()
-    if not tasks:
-        hint = store.journal_hint(stores)
-        raise NotEnoughData(f"{where}: no calls recorded yet; nothing to gate" + (f"; {hint}" if hint else ""))
-    if spec.task not in {t for t, _ in tasks}:
-        listed = ", ".join(f"{t} ({c})" for t, c in tasks[:10])
-        raise InputError(f"{where}: no calls of task {spec.task!r}, the task of student {spec.id}; tasks there: {listed}")
+    tasks = store.store_tasks(con, stores, when_empty="nothing to gate")
+    store.check_task(spec.task, tasks, stores, of=f", the task of student {spec.id}")
     teacher_rows = f"task = ? AND {schemas.teacher_answer_sql()}"
     ids = [r[0] for r in con.execute(f"SELECT DISTINCT id FROM examples WHERE {teacher_rows}", [spec.task]).fetchall()]
     if not ids:

@@ -38,7 +38,7 @@ from rapidfuzz.distance import Indel
 from distill_cli import canonical
 from distill_cli.errors import DistillError, InputError, ProviderError
 from distill_cli.providers import Clients, RetryPolicy, call_with_retries, cost_of, key_env_for, read_key, usage_of
-from distill_cli.students.training import CLOSED_SET_MAX, closed_set
+from distill_cli.students.training import closed_set
 
 JUDGES = ("exact", "normalized", "json", "numeric", "llm")
 
@@ -264,7 +264,6 @@ class NumericJudge(Judge):
 # ---- choosing a judge ------------------------------------------------------------------------------------------
 
 SHORT_WORDS = 8  # an answer of at most this many words is a label, a name, a short fact
-CLOSED_SET = CLOSED_SET_MAX  # drift's output mix reads it here: the closed-set rule is in students/training.py
 
 
 def choose_judge(outputs: list[str]) -> tuple[str, str]:

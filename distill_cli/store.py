@@ -32,13 +32,13 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from distill_cli import remote, schemas
-from distill_cli.errors import InputError
+from distill_cli.errors import InputError, NotEnoughData
 
 if TYPE_CHECKING:
     import duckdb
@@ -679,6 +679,46 @@ def examples_view(con: duckdb.DuckDBPyConnection, paths: Iterable[str | Path], n
                  "QUALIFY id IS NULL OR row_number() OVER (PARTITION BY id ORDER BY ts, run_id, output) = 1")
     con.execute(f"CREATE OR REPLACE VIEW {name} AS " + union)
     return len(files)
+
+
+@dataclass(frozen=True)
+class StoreTask:
+    """A task the `examples` view holds: its calls and, when asked for, how many of them are teacher answers."""
+
+    task: str | None
+    calls: int
+    teacher_answers: int | None = None
+
+
+def store_tasks(
+    con: duckdb.DuckDBPyConnection, stores: Sequence[str], *, when_empty: str, teacher_answers: bool = False
+) -> list[StoreTask]:
+    """The tasks of the `examples` view over `stores`, most calls first; NotEnoughData when it holds no call.
+
+    `when_empty` ends that message with what the command cannot do yet ("nothing to gate").
+    Counting teacher answers reads more columns, so only a command that lists them asks.
+    """
+    counted = f", count(*) FILTER (WHERE {schemas.teacher_answer_sql()})" if teacher_answers else ""
+    rows = con.execute(f"SELECT task, count(*){counted} FROM examples GROUP BY task ORDER BY 2 DESC, 1").fetchall()
+    if not rows:
+        hint = journal_hint(stores)
+        raise NotEnoughData(f"{', '.join(stores)}: no calls recorded yet; {when_empty}" + (f"; {hint}" if hint else ""))
+    return [StoreTask(*row) for row in rows]
+
+
+def task_listing(tasks: Sequence[StoreTask], *, teacher_answers: bool = False, limit: int = 10) -> str:
+    """The first `limit` tasks as an error names them: `a (120), b (30)`, or `a (120 teacher answers), ...`."""
+    if teacher_answers:
+        return ", ".join(f"{t.task} ({t.teacher_answers} teacher answers)" for t in tasks[:limit])
+    return ", ".join(f"{t.task} ({t.calls})" for t in tasks[:limit])
+
+
+def check_task(task: str, tasks: Sequence[StoreTask], stores: Sequence[str], *, of: str = "",
+               teacher_answers: bool = False, limit: int = 10) -> None:
+    """InputError when the stores never saw `task`; `of` says whose task it is (", the task of student X")."""
+    if task not in {t.task for t in tasks}:
+        listed = task_listing(tasks, teacher_answers=teacher_answers, limit=limit)
+        raise InputError(f"{', '.join(stores)}: no calls of task {task!r}{of}; tasks there: {listed}")
 
 
 def _sql_files(files: Iterable) -> str:

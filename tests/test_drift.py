@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import random
@@ -199,3 +200,8 @@ def test_result_to_dict_is_json(site, queries):
     data = json.loads(json.dumps(run_drift(site.student, site.stores, now=now).to_dict()))
     assert data["schema"] == "drift-result/1" and data["status"] == "ok" and data["reasons"] == []
     assert data["window_end"] == now.isoformat() and [c["name"] for c in data["checks"]] == list(drift.CHECKS)
+
+
+def test_a_log_row_has_the_drift_log_columns_in_order():
+    """The typed row drift appends is the drift/1 schema: a field added to one but not the other fails here."""
+    assert [f.name for f in dataclasses.fields(drift.LogRow)] == schemas.DRIFT_SCHEMA.names

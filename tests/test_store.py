@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from distill_cli import schemas, store
-from distill_cli.errors import InputError
+from distill_cli.errors import InputError, NotEnoughData
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -519,3 +519,25 @@ def test_a_file_of_another_version_or_kind_is_refused_by_name(tag, message):
     with pytest.raises(InputError) as e:
         schemas.check_kind("runs.parquet", tag, "examples", "gate")
     assert str(e.value) == message
+
+
+def test_the_tasks_of_a_store_and_the_one_error_for_a_task_it_never_saw(tmp_path):
+    """build-student, gate and drift list a store's tasks, and refuse an unknown one, through one function."""
+    s = tmp_path / "s"
+    store.prepare_store(s)
+    con = store.connect()
+    store.examples_view(con, [s], "test")
+    with pytest.raises(NotEnoughData, match=rf"^{s}: no calls recorded yet; nothing to gate$"):
+        store.store_tasks(con, [str(s)], when_empty="nothing to gate")
+    teacher = {"served_by": "teacher", "status": 200}
+    store.append_rows(s, [store.complete_row(row(i, **teacher)) for i in range(3)]
+                      + [store.complete_row(row(9, task="u", served_by="student", status=200)) for _ in range(4)])
+    store.examples_view(con, [s], "test")
+    tasks = store.store_tasks(con, [str(s)], when_empty="nothing to gate", teacher_answers=True)
+    assert [(t.task, t.calls, t.teacher_answers) for t in tasks] == [("u", 4, 0), ("t", 3, 3)]
+    store.check_task("t", tasks, [str(s)])
+    with pytest.raises(InputError) as e:
+        store.check_task("nope", tasks, [str(s)], of=", the task of the student")
+    assert str(e.value) == f"{s}: no calls of task 'nope', the task of the student; tasks there: u (4), t (3)"
+    with pytest.raises(InputError, match=r"tasks there: u \(0 teacher answers\)$"):
+        store.check_task("nope", tasks, [str(s)], teacher_answers=True, limit=1)

@@ -123,18 +123,14 @@ def select(stores: Iterable[str | Path], *, task: str | None, holdout: float, se
     con = store.connect()
     store.examples_view(con, stores, "build-student")
     teacher = schemas.teacher_answer_sql()
-    all_tasks = con.execute("SELECT task, count(*) FROM examples GROUP BY task ORDER BY 2 DESC, 1").fetchall()
-    if not all_tasks:
-        hint = store.journal_hint(stores)
-        raise NotEnoughData(f"{where}: no calls recorded yet; collecting (0/{MIN_TRAINING})" + (f"; {hint}" if hint else ""))
-    tasks = dict(con.execute(f"SELECT task, count(*) FROM examples WHERE {teacher} GROUP BY task").fetchall())
-    listed = ", ".join(f"{t} ({tasks.get(t, 0)} teacher answers)" for t, _ in all_tasks[:20])
+    tasks = store.store_tasks(con, stores, when_empty=f"collecting (0/{MIN_TRAINING})", teacher_answers=True)
     if task is None:
-        if len(all_tasks) > 1:
+        if len(tasks) > 1:
+            listed = store.task_listing(tasks, teacher_answers=True, limit=20)
             raise InputError(f"{where} holds several tasks; choose one with --task: {listed}")
-        task = all_tasks[0][0]
-    elif task not in {t for t, _ in all_tasks}:
-        raise InputError(f"{where}: no calls of task {task!r}; tasks there: {listed}")
+        task = tasks[0].task
+    else:
+        store.check_task(task, tasks, stores, teacher_answers=True, limit=20)
     rows = con.execute(
         f"SELECT id, input, output, request_json, cost_usd, output_tokens, model, provider, ts "
         f"FROM examples WHERE task = ? AND {teacher} ORDER BY id",
