@@ -85,14 +85,19 @@ class Prompt:
 
 
 def cheapest_haiku(prices) -> str:
-    """The cheapest Claude Haiku in the price table (base ids only; newest wins a tie)."""
+    """The cheapest current Claude Haiku in the price table (base ids only; newest wins a tie).
+
+    A model with an end of life (`retired`, past or announced) is never chosen: a student built on it would
+    stop answering the day it is retired. Unpriced ids have no price, so they are never chosen either.
+    """
     candidates = []
     for model in prices.model_ids:
         price = prices.lookup(model)
-        if "haiku" in model and price is not None and price.provider == "anthropic" and model == _base(model):
+        if "haiku" in model and price is not None and price.provider == "anthropic" and model == _base(model) \
+                and prices.retired_on(model) is None:
             candidates.append((price.input + price.output, -price.effective.toordinal(), model))
     if not candidates:
-        raise InputError("no Claude Haiku in the price table; name the student model with --model")
+        raise InputError("no current Claude Haiku in the price table; name the student model with --model")
     return min(candidates)[2]
 
 
