@@ -20,7 +20,7 @@ $(BIN)/distill: pyproject.toml
 # anthropic SDK only needs *a* key value to start, so the job's step gets the dummy `replay-no-key`.
 demo: $(BIN)/distill  ## the whole pipeline on the sample data: build, gate, route a real job, drift, report (no network, no key)
 	@rm -rf $(DEMO) && mkdir -p $(DEMO)
-	@echo; echo "== 1/7 The teacher's calls: 13,083 bank support messages claude-sonnet-4-5 classified into 77 intents"
+	@echo; echo "== 1/7 The teacher's calls: 13,083 bank support messages claude-sonnet-5-5 classified into 77 intents"
 	$(BIN)/python samples/build_store.py $(DEMO)/store
 	@echo; echo "== 2/7 Build a student from the teacher's answers: a local classifier (about a minute)"
 	$(BIN)/distill build-student $(DEMO)/store -o $(DEMO)/intent.student --task support-intent --kind classifier
