@@ -30,7 +30,7 @@ demo: $(BIN)/distill  ## the whole pipeline on the sample data: build, gate, rou
 	$(BIN)/python samples/demo_messages.py $(DEMO)/intent.student $(DEMO)/store -n 300 -o $(DEMO)/messages.txt
 	@echo; echo "== 5/7 Run the real job (samples/support_job.py, anthropic SDK) under distill record: the student"
 	@echo "        answers what it is sure of; the teacher answers the rest, replayed from the store"
-	ANTHROPIC_API_KEY=replay-no-key PYTHONWARNINGS=ignore::DeprecationWarning $(BIN)/distill record \
+	ANTHROPIC_API_KEY=replay-no-key $(BIN)/distill record \
 	  --store $(DEMO)/runs --task support-intent --student $(DEMO)/intent.student --replay $(DEMO)/store \
 	  --shadow-seed 77 -- $(BIN)/python samples/support_job.py $(DEMO)/messages.txt > $(DEMO)/answers.tsv
 	@echo "        the job's own output, $(DEMO)/answers.tsv (intent, message):"; head -n 5 $(DEMO)/answers.tsv
