@@ -22,11 +22,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "samples"), str(ROOT / "bench")]
 
 import pyarrow.parquet as pq  # noqa: E402
+from routing_latency import prepared  # noqa: E402
 
 from distill_cli import schemas  # noqa: E402
 from distill_cli.students import load_student  # noqa: E402
 from distill_cli.students.base import _digest  # noqa: E402
-from routing_latency import prepared  # noqa: E402
 
 
 def main() -> None:
