@@ -20,7 +20,7 @@ $(BIN)/distill: pyproject.toml
 # anthropic SDK only needs *a* key value to start, so the job's step gets the dummy `replay-no-key`.
 demo: $(BIN)/distill  ## the whole pipeline on the sample data: build, gate, route a real job, drift, report (no network, no key)
 	@rm -rf $(DEMO) && mkdir -p $(DEMO)
-	@echo; echo "== 1/7 The teacher's calls: 13,083 bank support messages claude-sonnet-4-5 classified into 77 intents"
+	@echo; echo "== 1/7 The teacher's calls: 13,083 bank support messages claude-sonnet-5-5 classified into 77 intents"
 	$(BIN)/python samples/build_store.py $(DEMO)/store
 	@echo; echo "== 2/7 Build a student from the teacher's answers: a local classifier (about a minute)"
 	$(BIN)/distill build-student $(DEMO)/store -o $(DEMO)/intent.student --task support-intent --kind classifier
@@ -30,7 +30,7 @@ demo: $(BIN)/distill  ## the whole pipeline on the sample data: build, gate, rou
 	$(BIN)/python samples/demo_messages.py $(DEMO)/intent.student $(DEMO)/store -n 300 -o $(DEMO)/messages.txt
 	@echo; echo "== 5/7 Run the real job (samples/support_job.py, anthropic SDK) under distill record: the student"
 	@echo "        answers what it is sure of; the teacher answers the rest, replayed from the store"
-	ANTHROPIC_API_KEY=replay-no-key PYTHONWARNINGS=ignore::DeprecationWarning $(BIN)/distill record \
+	ANTHROPIC_API_KEY=replay-no-key $(BIN)/distill record \
 	  --store $(DEMO)/runs --task support-intent --student $(DEMO)/intent.student --replay $(DEMO)/store \
 	  --shadow-seed 77 -- $(BIN)/python samples/support_job.py $(DEMO)/messages.txt > $(DEMO)/answers.tsv
 	@echo "        the job's own output, $(DEMO)/answers.tsv (intent, message):"; head -n 5 $(DEMO)/answers.tsv

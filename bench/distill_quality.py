@@ -1,6 +1,6 @@
 """How good and how cheap a classifier student is on BANKING77, as the gate would score it.
 
-Builds the banking77 sample store (13,083 calls of claude-sonnet-4-5), builds a
+Builds the banking77 sample store (13,083 calls of claude-sonnet-5-5), builds a
 classifier student with the default hash split (--holdout 0.2, --seed 0), then
 scores every held-out row as the gate does (exact match; a declined call counts
 as agreeing because the teacher answers it):

@@ -44,7 +44,7 @@ START = datetime(2026, 10, 1, tzinfo=timezone.utc)
 END = START + timedelta(days=DAYS)
 STUDENT_ID = "support-intent-bench-student"
 SALT = "0123456789abcdef"
-TEACHER = "claude-sonnet-4-5"
+TEACHER = "claude-sonnet-5-5"
 
 
 def _queries() -> list[tuple[str, str]]:
@@ -101,7 +101,7 @@ SELECT id, ts, 'run-{day}' AS run_id, task,
   CAST(CASE WHEN served_by = 'student' THEN 0 ELSE 4 END AS BIGINT) AS output_tokens,
   CAST(0 AS BIGINT) AS cache_read_tokens, CAST(0 AS BIGINT) AS cache_write_5m_tokens,
   CAST(0 AS BIGINT) AS cache_write_1h_tokens,
-  CASE WHEN served_by = 'student' THEN 0.0 ELSE ((560 + length(input) // 4) * 3 + 4 * 15) / 1e6 END AS cost_usd,
+  CASE WHEN served_by = 'student' THEN 0.0 ELSE ((560 + length(input) // 4) * 2 + 4 * 10) / 1e6 END AS cost_usd,
   '2026-11-26' AS price_version,
   CASE WHEN served_by = 'student' THEN 0.05 ELSE 400 + hash(k, 31) % 1500 END::DOUBLE AS latency_ms,
   NULL::DOUBLE AS ttft_ms, md5(task || input) AS input_hash,

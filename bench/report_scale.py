@@ -81,7 +81,7 @@ WITH r AS (
     CASE WHEN task = 'support-intent' AND {day} >= 15 THEN
            CASE WHEN v < 800 THEN 'student' WHEN v < 850 THEN 'fallback' WHEN v < 870 THEN 'shadow' ELSE 'teacher' END
          ELSE 'teacher' END AS served_by,
-    CASE task WHEN 'support-intent' THEN 'claude-sonnet-4-5' WHEN 'extract-invoice' THEN 'claude-sonnet-4-5'
+    CASE task WHEN 'support-intent' THEN 'claude-sonnet-5-5' WHEN 'extract-invoice' THEN 'claude-sonnet-5-5'
               WHEN 'faq-answer' THEN 'claude-haiku-4-5' WHEN 'legal-review' THEN 'claude-opus-4-5'
               ELSE 'acme-llm-1' END AS teacher_model,
     CASE WHEN task = 'faq-answer' AND v < 400 THEN 'faq ' || (hash(k, 3) % 2000)
@@ -137,7 +137,7 @@ SELECT
   CAST(0 AS BIGINT) AS cache_write_1h_tokens,
   CASE WHEN served_by = 'student' THEN 0.0
        WHEN failed OR teacher_model = 'acme-llm-1' THEN NULL
-       WHEN teacher_model = 'claude-sonnet-4-5' THEN (input_tokens * 3 + output_tokens * 15) / 1e6
+       WHEN teacher_model = 'claude-sonnet-5-5' THEN (input_tokens * 2 + output_tokens * 10) / 1e6
        WHEN teacher_model = 'claude-haiku-4-5' THEN (input_tokens * 1 + output_tokens * 5) / 1e6
        ELSE (input_tokens * 5 + output_tokens * 25) / 1e6 END AS cost_usd,
   '2026-11-26' AS price_version,

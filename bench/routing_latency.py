@@ -166,7 +166,7 @@ def run_demo_job(store: Path, student: Path) -> dict:
     messages_file.write_text("".join(m + "\n" for m in held_out(student, store, 300)))
     with tempfile.TemporaryDirectory() as tmp:
         runs = Path(tmp) / "runs"
-        env = {**os.environ, "ANTHROPIC_API_KEY": "replay-no-key", "PYTHONWARNINGS": "ignore::DeprecationWarning"}
+        env = {**os.environ, "ANTHROPIC_API_KEY": "replay-no-key"}
         started = time.perf_counter()
         subprocess.run(
             [*DISTILL, "record", "--store", str(runs), "--task", TASK, "--student", str(student), "--replay", str(store),

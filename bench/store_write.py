@@ -32,16 +32,16 @@ def one_kb_row(rng: random.Random, i: int) -> dict:
         "provider": "anthropic",
         "source": "proxy",
         "endpoint": "/v1/messages",
-        "model": "claude-sonnet-4-5",
+        "model": "claude-sonnet-5-5",
         "served_by": "teacher",
         "input": words[:400],
         "output": "card_arrival",
-        "request_json": json.dumps({"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": words[:400]}]}),
+        "request_json": json.dumps({"model": "claude-sonnet-5-5", "messages": [{"role": "user", "content": words[:400]}]}),
         "status": 200,
         "stream": False,
         "input_tokens": 420,
         "output_tokens": 4,
-        "cost_usd": 0.00132,
+        "cost_usd": 0.00088,  # 420 x $2 + 4 x $10 per million tokens (claude-sonnet-5-5)
         "price_version": "bench",
         "latency_ms": 812.5,
         "input_hash": f"{i:032x}",
@@ -64,7 +64,7 @@ def bench_journaled(rows: int, tmp: Path) -> dict:
 
 def import_line(i: int, text: str, form: str) -> dict:
     """One line of a log: the flat form, plain or with a metadata object (which Python re-serialises)."""
-    line = {"input": f"{text} {i}", "output": "card_arrival", "model": "claude-sonnet-4-5",
+    line = {"input": f"{text} {i}", "output": "card_arrival", "model": "claude-sonnet-5-5",
             "task": "support-intent", "usage": {"input_tokens": 420, "output_tokens": 4}}
     if form == "metadata":
         line["metadata"] = {"ticket": i, "queue": "cards"}

@@ -109,20 +109,23 @@ def json_reduction(x: float | None):
 
 
 def cheapest_haiku(prices) -> str:
-    """The cheapest Claude Haiku in the price table (base ids only; newest wins a tie).
+    """The cheapest current Claude Haiku in the price table (base ids only; newest wins a tie).
 
     The model a few-shot student asks unless --model names another, and so the one
-    `report` prices its few-shot estimate at. InputError when the table has none.
+    `report` prices its few-shot estimate at. A model with an end of life (`retired`,
+    past or announced) is never chosen: a student built on it would stop answering the
+    day it is retired; unpriced ids have no price. InputError when the table has none.
     """
     from distill_cli.prices import base_model
 
     candidates = []
     for model in prices.model_ids:
         price = prices.lookup(model)
-        if "haiku" in model and price is not None and price.provider == "anthropic" and model == base_model(model):
+        if ("haiku" in model and price is not None and price.provider == "anthropic" and model == base_model(model)
+                and prices.retired_on(model) is None):
             candidates.append((price.input + price.output, -price.effective.toordinal(), model))
     if not candidates:
-        raise InputError("no Claude Haiku in the price table; name the student model with --model")
+        raise InputError("no current Claude Haiku in the price table; name the student model with --model")
     return min(candidates)[2]
 
 

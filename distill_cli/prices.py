@@ -249,16 +249,23 @@ def _as_date(at: date | datetime | str | None) -> date | None:
 class PriceTable:
     """Model prices by id, with their history; prices usage and remembers the models it could not."""
 
-    def __init__(self, version: str, models: Mapping[str, list[ModelPrice]], unpriced: Mapping[str, str] | None = None):
+    def __init__(self, version: str, models: Mapping[str, list[ModelPrice]], unpriced: Mapping[str, str] | None = None,
+                 retired: Mapping[str, date] | None = None):
         self.version = version
         # Oldest first, so the last entry is the current price.
         self._models = {model: sorted(entries, key=lambda p: p.effective) for model, entries in models.items()}
         self.unpriced: dict[str, str] = dict(unpriced or {})  # model -> why the table has no price for it
+        # model -> its end of life (past or announced); its price stays, for the calls made before it
+        self.retired: dict[str, date] = dict(retired or {})
         self.unknown: set[str] = set()
 
     @property
     def model_ids(self) -> list[str]:
         return sorted(self._models)
+
+    def retired_on(self, model: str) -> date | None:
+        """The day `model` (exact id, then without its date suffix) reaches end of life, past or announced; else None."""
+        return self.retired.get(model) or self.retired.get(base_model(model))
 
     def lookup(self, model: str, *, at: date | datetime | str | None = None) -> ModelPrice | None:
         """The price of `model` (exact id, then without its date suffix); the one in force `at`, or the latest."""
@@ -408,6 +415,20 @@ def _parse_entry(model: str, entry: Any, base: list[ModelPrice] | None) -> list[
     return sorted(prices, key=lambda p: p.effective)
 
 
+def _retired(where: str, models: Mapping) -> dict[str, date | None]:
+    """model -> its "retired" date, from the entries that name one (null: not retired, to undo a packaged date)."""
+    out: dict[str, date | None] = {}
+    for model, entry in models.items():
+        if not isinstance(entry, Mapping) or "retired" not in entry:
+            continue
+        raw = entry["retired"]
+        try:
+            out[model] = None if raw is None else date.fromisoformat(str(raw))
+        except ValueError:
+            raise InputError(f"{where}: model {model!r}: 'retired' must be an ISO date or null, not {raw!r}")
+    return out
+
+
 def _parse_table(where: str, text: str, base: PriceTable | None) -> tuple[dict, dict, dict]:
     try:
         data = json.loads(text)
@@ -439,7 +460,8 @@ def load_prices(override: str | Path | None = None) -> PriceTable:
     """
     packaged = resources.files("distill_cli").joinpath("data/prices.json")
     data, models, unpriced = _parse_table(str(packaged), packaged.read_text(encoding="utf-8"), None)
-    table = PriceTable(str(data.get("version", "unknown")), models, unpriced)
+    retired = {m: day for m, day in _retired(str(packaged), data["models"]).items() if day is not None}
+    table = PriceTable(str(data.get("version", "unknown")), models, unpriced, retired)
     if override is None:
         return table
     path = Path(override)
@@ -455,12 +477,14 @@ def load_prices(override: str | Path | None = None) -> PriceTable:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise InputError(f"{path}: not a UTF-8 text file")
-    _, extra, extra_unpriced = _parse_table(str(path), text, table)
+    extra_data, extra, extra_unpriced = _parse_table(str(path), text, table)
     merged = dict(table._models)
     merged.update(extra)
     unpriced = {m: why for m, why in {**unpriced, **extra_unpriced}.items() if m not in merged}
+    # An override entry keeps the packaged end of life unless it names its own ("retired": null undoes it).
+    retired = {m: day for m, day in {**retired, **_retired(str(path), extra_data["models"])}.items() if day is not None}
     version = f"{table.version}+custom:{hashlib.sha256(raw).hexdigest()[:8]}"
-    return PriceTable(version, merged, unpriced)
+    return PriceTable(version, merged, unpriced, retired)
 
 
 __all__ = [

@@ -1,6 +1,6 @@
 """Build the sample example store from BANKING77, as if recorded from `support_job.py`.
 
-Every one of the 13,083 queries becomes one call of `claude-sonnet-4-5` with the
+Every one of the 13,083 queries becomes one call of `claude-sonnet-5-5` with the
 job's system prompt (the 77 intents) and the query as the user turn; the reference
 intent stands in for the teacher's answer. Real token counts are unknowable
 offline, so they are ESTIMATED (about 4 characters per token, plus the Messages

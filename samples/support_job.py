@@ -15,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-MODEL = "claude-sonnet-4-5"
+MODEL = "claude-sonnet-5-5"  # claude-sonnet-4-5 until its end of life (2026-11-30)
 INTENTS = json.loads((Path(__file__).parent / "banking77" / "categories.json").read_text())
 SYSTEM = (
     "You classify customer messages for an online bank. Answer with exactly one intent "

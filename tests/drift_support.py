@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT / "samples"))
 from support_job import build_request  # noqa: E402
 
 TASK = "support-intent"
-TEACHER = "claude-sonnet-4-5"
+TEACHER = "claude-sonnet-5-5"
 SALT = "d71f7d71f7d71f70"
 HOLDOUT = 0.2
 STUDENT_ID = "support-intent-test-student"

@@ -31,7 +31,7 @@ from distill_cli.students.registry import LOADERS
 SALT = "5a1t5a1t"
 HOLDOUT = 0.2
 TASK = "ticket-intent"
-TEACHER = "claude-sonnet-4-5"
+TEACHER = "claude-sonnet-5-5"
 STUDENT_MODEL = "claude-haiku-4-5"
 FAKE_KEY = "sk-ant-test-fake-key-000000"
 

@@ -23,9 +23,9 @@ SAMPLE_INTENTS = 12  # a slice of banking77 keeps each build to a couple of seco
 
 
 def teacher_row(task: str, text: str, output: str, **extra) -> dict:
-    request = {"model": "claude-sonnet-4-5", "max_tokens": 16, "system": "Classify.", "messages": [{"role": "user", "content": text}]}
+    request = {"model": "claude-sonnet-5-5", "max_tokens": 16, "system": "Classify.", "messages": [{"role": "user", "content": text}]}
     row = {
-        "task": task, "provider": "anthropic", "source": "import", "endpoint": "/v1/messages", "model": "claude-sonnet-4-5",
+        "task": task, "provider": "anthropic", "source": "import", "endpoint": "/v1/messages", "model": "claude-sonnet-5-5",
         "served_by": "teacher", "input": text, "output": output, "request_json": json.dumps(request), "status": 200,
         "cost_usd": 0.001, "input_tokens": 100, "output_tokens": 3,
     }
@@ -75,7 +75,7 @@ def test_auto_picks_the_classifier_and_writes_a_student_file(built, small_store)
     assert result.why.startswith("classifier: the teacher's outputs form a closed set: 12 distinct answers")
     assert schemas.read_kind(out) == schemas.STUDENT
     spec = result.spec
-    assert spec.task == "support-intent" and spec.teacher_model == "claude-sonnet-4-5"
+    assert spec.task == "support-intent" and spec.teacher_model == "claude-sonnet-5-5"
     assert spec.split["salt"] == salt_for(0) and spec.split["holdout"] == 0.2
     m = spec.metrics
     for key in ("coverage", "agreement_answered", "agreement", "lower_bound", "threshold", "n_train", "n_dev",
@@ -94,7 +94,7 @@ def test_the_loaded_student_answers_like_the_built_one_and_fast(built, small_sto
     started = time.perf_counter()
     student = load_student(out)
     assert time.perf_counter() - started < 5  # sanity only; the benchmark measures load time
-    request = {"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": "I still haven't received my new card"}]}
+    request = {"model": "claude-sonnet-5-5", "messages": [{"role": "user", "content": "I still haven't received my new card"}]}
     answer = student.answer(request)
     assert answer.output is None or answer.output in student.model.classes
     assert answer.cost_usd == 0.0 and 0 < answer.confidence <= 1

@@ -77,6 +77,29 @@ def cheapest_haiku_model() -> str:
     return cheapest_haiku(load_prices())
 
 
+def test_the_default_haiku_is_the_cheapest_current_one(tmp_path):
+    from distill_cli.prices import load_prices
+
+    packaged = load_prices()
+    assert cheapest_haiku(packaged) == "claude-haiku-5-5"
+    assert packaged.retired_on("claude-haiku-5-5") is None and packaged.lookup("claude-haiku-5-5") is not None
+    # A cheaper Haiku that is retired (or only announced to be) is never the default; nor is one left unpriced.
+    prices = tmp_path / "prices.json"
+    prices.write_text(json.dumps({
+        "models": {
+            "claude-haiku-3": {"effective": "2024-03-13", "input": 0.01, "output": 0.05, "retired": "2026-01-05"},
+            "claude-haiku-5-6": {"effective": "2026-11-01", "input": 0.02, "output": 0.1, "retired": "2099-01-01"},
+        },
+        "unpriced": {"claude-haiku-0": {"provider": "anthropic", "reason": "no published price"}},
+    }))
+    assert cheapest_haiku(load_prices(prices)) == "claude-haiku-5-5"
+    # Once the only Haiku left is retired, nothing is chosen silently: the user names the model.
+    prices.write_text(json.dumps({"models": {"claude-haiku-5-5": {"retired": "2026-12-01"},
+                                             "claude-haiku-4-5": {"retired": "2026-12-01"}}}))
+    with pytest.raises(InputError, match="no current Claude Haiku.*--model"):
+        cheapest_haiku(load_prices(prices))
+
+
 def test_few_shot_student_answers_declines_and_errors(label_store, tmp_path, fake_provider, monkeypatch):
     monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
     monkeypatch.setenv("ANTHROPIC_BASE_URL", fake_provider.url)

@@ -56,6 +56,7 @@ def test_openai_input_and_output():
 
 
 def test_fingerprint_is_readable_and_stable():
+    # claude-sonnet-4-5-20250929 on purpose: a real dated snapshot id (the date stamp must not reach the name).
     r = {"model": "claude-sonnet-4-5-20250929", "system": "Classify the ticket.", "messages": []}
     fp = canonical.task_fingerprint(r, "anthropic")
     assert fp.startswith("sonnet-classify-the-ticket-") and len(fp.rsplit("-", 1)[1]) == 6

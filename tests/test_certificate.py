@@ -223,7 +223,7 @@ def test_a_classifier_with_a_null_temperature_is_damaged_not_a_crash(tmp_path):
 
 
 def llm_student(path: Path, base_url: str | None, api: str = "anthropic", split: dict | None = None) -> Path:
-    spec = StudentSpec(id="llm-student", kind="endpoint", task="ticket-intent", teacher_model="claude-sonnet-4-5",
+    spec = StudentSpec(id="llm-student", kind="endpoint", task="ticket-intent", teacher_model="claude-sonnet-5-5",
                        student_model="claude-haiku-4-5", split=split or {},
                        params={"api": api, "base_url": base_url, "api_key_env": "ANTHROPIC_API_KEY"})
     prompt = few_shot.Prompt("Classify.", "examples", [("hello", "greeting")], None)

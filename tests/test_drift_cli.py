@@ -106,7 +106,7 @@ def test_live_teacher_without_a_key_exits_4(site, queries):
     now = site.day(rng.sample(queries[0], 60), 0, rng, shadow_rate=0.0)
     result = drift(site, now, "--live-teacher", "--log", str(site.log))
     assert result.exit_code == 4
-    assert result.stderr == "Error: --live-teacher asks the teacher (claude-sonnet-4-5) and needs an API key: set ANTHROPIC_API_KEY\n"
+    assert result.stderr == "Error: --live-teacher asks the teacher (claude-sonnet-5-5) and needs an API key: set ANTHROPIC_API_KEY\n"
     assert not site.log.exists()
 
 

@@ -68,11 +68,12 @@ def test_spend_cap_stops_the_run_and_writes_nothing(site, queries, teacher):
     rng = random.Random(3)
     now = site.day(rng.sample(held, 120), 0, rng, shadow_rate=0.0)
     with pytest.raises(SpendCapReached, match=r"--max-spend \$0\.01 reached: spent \$0\.0\d+ \(teacher \$0\.0\d+, judge \$0\.0000\) "
-                       r"on \d+ of 40 student answers; drift did not finish, no log row written") as caught:
-        run_drift(site.student, site.stores, now=now, live_teacher=True, sample=40, max_spend=0.01, log=site.log)
+                       r"on \d+ of 80 student answers; drift did not finish, no log row written") as caught:
+        # 80 asked: 40 calls of claude-sonnet-5-5 ($2 / $10) at the fake's token counts cost less than the cap.
+        run_drift(site.student, site.stores, now=now, live_teacher=True, sample=80, max_spend=0.01, log=site.log)
     assert caught.value.exit_status == 4
     asked = len([q for q in teacher.requests if q.path == "/v1/messages"])
-    assert 1 <= asked < 40
+    assert 1 <= asked < 80
     assert not site.log.exists()
 
 
@@ -81,7 +82,7 @@ def test_live_teacher_without_a_key_is_a_provider_error(site, queries, teacher, 
     held, _ = queries
     rng = random.Random(4)
     now = site.day(rng.sample(held, 60), 0, rng, shadow_rate=0.0)
-    with pytest.raises(ProviderError, match=r"--live-teacher asks the teacher \(claude-sonnet-4-5\) and needs an API key: "
+    with pytest.raises(ProviderError, match=r"--live-teacher asks the teacher \(claude-sonnet-5-5\) and needs an API key: "
                        r"set ANTHROPIC_API_KEY"):
         run_drift(site.student, site.stores, now=now, live_teacher=True)
     assert teacher.requests == []
@@ -92,7 +93,7 @@ def test_refused_key_is_a_provider_error(site, queries, teacher):
     rng = random.Random(5)
     now = site.day(rng.sample(held, 60), 0, rng, shadow_rate=0.0)
     teacher.fail_next(401, 100)
-    with pytest.raises(ProviderError, match=r"live teacher claude-sonnet-4-5: authentication refused \(HTTP 401\)"):
+    with pytest.raises(ProviderError, match=r"live teacher claude-sonnet-5-5: authentication refused \(HTTP 401\)"):
         run_drift(site.student, site.stores, now=now, live_teacher=True, sample=5, log=site.log)
     assert not site.log.exists()
 

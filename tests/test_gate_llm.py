@@ -24,8 +24,6 @@ from distill_cli.gate import run_gate
 from distill_cli.prices import Usage, load_prices
 from distill_cli.providers import RetryPolicy
 
-pytestmark = pytest.mark.filterwarnings("ignore:The model .* is deprecated:DeprecationWarning")
-
 
 @pytest.fixture
 def rows():
@@ -184,7 +182,7 @@ def test_a_refused_judge_key_stops_the_gate_with_exit_4(tmp_path, rows, runs, up
     verdicts = tmp_path / "gate.parquet"
     result = CliRunner().invoke(app, ["gate", str(student), str(runs), "--judge", "llm", "--verdicts", str(verdicts)])
     assert result.exit_code == 4
-    assert result.stderr == "Error: llm judge claude-sonnet-4-5: authentication refused (HTTP 401): invalid x-api-key\n"
+    assert result.stderr == "Error: llm judge claude-sonnet-5-5: authentication refused (HTTP 401): invalid x-api-key\n"
     assert not verdicts.exists()
 
 
@@ -193,7 +191,7 @@ def test_the_llm_judge_needs_a_key(tmp_path, rows, runs, monkeypatch):
     student = write_scripted(tmp_path / "s.student", {r.text: f"answer:{r.output}" for r in rows})
     result = CliRunner().invoke(app, ["gate", str(student), str(runs), "--judge", "llm"])
     assert result.exit_code == 4
-    assert result.stderr == "Error: the llm judge (claude-sonnet-4-5) needs an API key: set ANTHROPIC_API_KEY\n"
+    assert result.stderr == "Error: the llm judge (claude-sonnet-5-5) needs an API key: set ANTHROPIC_API_KEY\n"
 
 
 # ---- the few-shot kind that build-student makes -----------------------------------------------------------------

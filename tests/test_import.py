@@ -15,6 +15,8 @@ from distill_cli.importer import import_jsonl
 from distill_cli.prices import load_prices
 
 KEY = "sk-ant-api03-SECRETSECRETSECRET-abcdefgh"
+# claude-sonnet-4-5 (end of life 2026-11-30) is kept here on purpose: logs one imports hold calls of models since
+# retired, which must still import and be priced; its long-context tier is what the "long context" lines exercise.
 
 ANTHROPIC_LINE = {
     "request": {

@@ -29,7 +29,6 @@ from distill_cli.prices import load_prices, usage_from_anthropic
 from distill_cli.providers import RetryPolicy, retry_after_seconds
 
 KEY = "sk-ant-test-fake-key-000000"
-pytestmark = pytest.mark.filterwarnings("ignore:The model .* is deprecated:DeprecationWarning")
 
 
 # ---- rule judges -----------------------------------------------------------------------------------------------
@@ -155,8 +154,8 @@ def test_llm_judge_needs_a_model_and_a_key(monkeypatch):
     with pytest.raises(InputError, match="the llm judge needs a model"):
         make_judge("llm", model=None)
     with pytest.raises(ProviderError) as e:
-        make_judge("llm", model="claude-sonnet-4-5")
-    assert str(e.value) == "the llm judge (claude-sonnet-4-5) needs an API key: set ANTHROPIC_API_KEY"
+        make_judge("llm", model="claude-sonnet-5-5")
+    assert str(e.value) == "the llm judge (claude-sonnet-5-5) needs an API key: set ANTHROPIC_API_KEY"
     assert e.value.exit_status == 4
 
 
@@ -201,7 +200,7 @@ class Sleeps:
 
 def llm_judge(fake, **kwargs):
     sleeps = kwargs.pop("sleeps", Sleeps())
-    return LLMJudge("claude-sonnet-4-5", base_url=fake.url, api_key=KEY,
+    return LLMJudge("claude-sonnet-5-5", base_url=fake.url, api_key=KEY,
                     retry=kwargs.pop("retry", RetryPolicy(sleep=sleeps)), **kwargs)
 
 
@@ -211,11 +210,11 @@ def test_llm_judge_asks_with_the_rubric_and_counts_cost(fake_provider):
     same = judge.judge("refund", "REFUND", "I want my money back")
     assert same.agree and same.score == 1.0 and same.reason == "Same label." and not same.cached
     body = fake_provider.requests[-1].json
-    assert body["model"] == "claude-sonnet-4-5" and body["system"] == RUBRIC
+    assert body["model"] == "claude-sonnet-5-5" and body["system"] == RUBRIC
     assert "temperature" not in body  # the current Messages API refuses sampling parameters
     assert "<request>\nI want my money back\n</request>" in body["messages"][0]["content"]
     reply_usage = {"input_tokens": len((RUBRIC + " " + body["messages"][0]["content"]).split()), "output_tokens": 3}
-    assert same.cost_usd == pytest.approx(load_prices().cost("claude-sonnet-4-5", usage_from_anthropic(reply_usage)))
+    assert same.cost_usd == pytest.approx(load_prices().cost("claude-sonnet-5-5", usage_from_anthropic(reply_usage)))
     different = judge.judge("refund", "card_arrival", "I want my money back")
     assert not different.agree and different.score == 0.0 and different.reason == "Other label."
     assert judge.calls == 2 and judge.cost_usd == pytest.approx(same.cost_usd + different.cost_usd)
@@ -232,7 +231,7 @@ def test_llm_verdicts_are_cached_on_disk_by_model_rubric_and_inputs(fake_provide
     files = list(judge_cache_dir().rglob("*.json"))
     assert len(files) == 1 and judge_cache_dir().parent.parent == Path(os.environ["XDG_CACHE_HOME"])
     record = json.loads(files[0].read_text())
-    assert record["agree"] is True and record["model"] == "claude-sonnet-4-5" and "api" not in json.dumps(record).lower()
+    assert record["agree"] is True and record["model"] == "claude-sonnet-5-5" and "api" not in json.dumps(record).lower()
     again = llm_judge(fake_provider).judge("refund", "REFUND", "q")
     assert again.cached and again.agree == first.agree and again.cost_usd == 0.0
     assert len(fake_provider.requests) == 1
@@ -289,7 +288,7 @@ def test_llm_judge_gives_up_as_a_provider_error(fake_provider):
     fake_provider.fail_next(529, n=5)
     with pytest.raises(ProviderError) as e:
         llm_judge(fake_provider).judge("refund", "REFUND", "q")
-    assert str(e.value) == "llm judge claude-sonnet-4-5: HTTP 529: Overloaded (gave up after 5 attempts)"
+    assert str(e.value) == "llm judge claude-sonnet-5-5: HTTP 529: Overloaded (gave up after 5 attempts)"
     fake_provider.reset()
     fake_provider.fail_next(429, retry_after="3600")
     with pytest.raises(ProviderError, match="asked to retry after 3600 s, more than 60 s"):
@@ -305,9 +304,9 @@ def test_unreachable_upstream_is_a_provider_error():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    judge = LLMJudge("claude-sonnet-4-5", base_url=f"http://127.0.0.1:{port}", api_key=KEY,
+    judge = LLMJudge("claude-sonnet-5-5", base_url=f"http://127.0.0.1:{port}", api_key=KEY,
                      retry=RetryPolicy(attempts=2, sleep=Sleeps()))
-    with pytest.raises(ProviderError, match=r"llm judge claude-sonnet-4-5: unreachable: .*\(gave up after 2 attempts\)"):
+    with pytest.raises(ProviderError, match=r"llm judge claude-sonnet-5-5: unreachable: .*\(gave up after 2 attempts\)"):
         judge.judge("refund", "REFUND", "q")
 
 
@@ -315,7 +314,7 @@ def test_llm_judge_reads_the_sdk_environment(fake_provider, monkeypatch):
     monkeypatch.setenv("ANTHROPIC_BASE_URL", fake_provider.url)
     monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
     fake_provider.responder = verdict_responder
-    judge, reason = make_judge("llm", model="claude-sonnet-4-5")
+    judge, reason = make_judge("llm", model="claude-sonnet-5-5")
     assert reason == "asked for" and judge.judge("a", "A").agree
     sent = fake_provider.requests[-1]
     assert KEY in (sent.header("x-api-key") or "") + (sent.header("authorization") or "")

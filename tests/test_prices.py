@@ -72,8 +72,8 @@ def test_1h_write_from_breakdown(table):
         }
     )
     assert usage == Usage(input_tokens=10, output_tokens=30, cache_write_1h_tokens=2000)
-    # claude-sonnet-4-5 $3 / $15 / 1h write $6: 30 + 450 + 12_000
-    assert table.cost("claude-sonnet-4-5", usage) == pytest.approx(0.01248)
+    # claude-sonnet-5-5 $2 / $10 / 1h write $4: 20 + 300 + 8_000
+    assert table.cost("claude-sonnet-5-5", usage) == pytest.approx(0.00832)
 
 
 def test_both_writes_and_a_read(table):
@@ -184,6 +184,7 @@ def test_openai_usage_none_is_zero():
 
 
 def test_dated_snapshot_resolves_to_base_model(table):
+    # claude-sonnet-4-5-20250929 on purpose: a real dated id, of a model retired since, whose old calls keep a price.
     assert base_model("claude-sonnet-4-5-20250929") == "claude-sonnet-4-5"
     assert base_model("gpt-4o-2024-08-06") == "gpt-4o"
     assert base_model("gpt-3.5-turbo-0613") == "gpt-3.5-turbo-0613"  # MMDD is not a date stamp
@@ -284,6 +285,25 @@ def test_dated_override_keeps_earlier_prices(tmp_path):
     assert custom.lookup("claude-opus-4-8", at="2026-11-01").input == 5.0
 
 
+def test_a_retired_model_keeps_its_price_for_the_calls_made_before(tmp_path, table):
+    # claude-sonnet-4-5 is here as a retired model on purpose: its end of life (2026-11-30) is the point.
+    assert table.retired_on("claude-sonnet-4-5") == date(2026, 11, 30)
+    assert table.retired_on("claude-sonnet-4-5-20250929") == date(2026, 11, 30)  # a snapshot of it too
+    assert table.retired_on("claude-sonnet-5-5") is None and table.retired_on("claude-haiku-5-5") is None
+    # 1000*3 + 100*15 = 4500: a call of 2026-11-20 is still priced at the price of its day.
+    assert table.cost("claude-sonnet-4-5", Usage(1000, 100), at="2026-11-20") == pytest.approx(0.0045)
+    # An override keeps the packaged end of life unless it names its own; null undoes it.
+    path = write_override(tmp_path, {"models": {
+        "claude-sonnet-4-5": {"input": 3, "output": 15},
+        "claude-haiku-5-5": {"input": 0.1, "output": 0.5, "retired": "2027-06-01"},
+    }})
+    custom = load_prices(path)
+    assert custom.retired_on("claude-sonnet-4-5") == date(2026, 11, 30)
+    assert custom.retired_on("claude-haiku-5-5") == date(2027, 6, 1)
+    undone = load_prices(write_override(tmp_path, {"models": {"claude-sonnet-4-5": {"retired": None, "input": 3, "output": 15}}}, "undo.json"))
+    assert undone.retired_on("claude-sonnet-4-5") is None
+
+
 @pytest.mark.parametrize(
     ("content", "problem"),
     [
@@ -294,6 +314,7 @@ def test_dated_override_keeps_earlier_prices(tmp_path):
         ({"models": {"m": {"input": 1}}}, "'output' is required"),
         ({"models": {"m": {"input": 1, "output": 2, "effective": "soon"}}}, "'effective' must be an ISO date"),
         ({"models": {"m": {"input": 1, "output": 2, "provider": "acme"}}}, "provider must be"),
+        ({"models": {"m": {"input": 1, "output": 2, "retired": "someday"}}}, "'retired' must be an ISO date or null"),
     ],
 )
 def test_malformed_override_names_the_file(tmp_path, content, problem):

@@ -25,8 +25,6 @@ from distill_cli.providers import (
 from distill_cli.students import few_shot
 from distill_cli.students.base import StudentError
 
-pytestmark = pytest.mark.filterwarnings("ignore:The model .* is deprecated:DeprecationWarning")
-
 SECRET = "ghp_secret_never_read_0000"
 
 
@@ -59,7 +57,7 @@ def llm_student(url: str, *, api: str = "anthropic", retry: RetryPolicy | None =
 
 
 def judge(fake, sleeps: Sleeps, **kwargs) -> LLMJudge:
-    return LLMJudge("claude-sonnet-4-5", base_url=fake.url, api_key=FAKE_KEY, retry=RetryPolicy(sleep=sleeps), **kwargs)
+    return LLMJudge("claude-sonnet-5-5", base_url=fake.url, api_key=FAKE_KEY, retry=RetryPolicy(sleep=sleeps), **kwargs)
 
 
 def same(body, provider):
@@ -92,7 +90,7 @@ def test_x_should_retry_false_stops_the_judge_at_once(fake_provider):
     sleeps = Sleeps()
     with pytest.raises(ProviderError) as e:
         judge(fake_provider, sleeps).judge("refund", "REFUND", "q")
-    assert str(e.value) == "llm judge claude-sonnet-4-5: HTTP 529: Overloaded (the provider said not to retry)"
+    assert str(e.value) == "llm judge claude-sonnet-5-5: HTTP 529: Overloaded (the provider said not to retry)"
     assert len(messages(fake_provider)) == 1 and sleeps.waits == []
 
 
@@ -130,7 +128,7 @@ def test_x_should_retry_false_stops_the_live_teacher(upstream):
     sleeps = Sleeps()
     teacher = Teacher(TEACHER, "anthropic", load_prices(), retry=RetryPolicy(sleep=sleeps))
     upstream.fail_next(429, n=5, headers={"x-should-retry": "false"})
-    with pytest.raises(ProviderError, match=r"^live teacher claude-sonnet-4-5: HTTP 429: .*\(the provider said not to retry\)$"):
+    with pytest.raises(ProviderError, match=r"^live teacher claude-sonnet-5-5: HTTP 429: .*\(the provider said not to retry\)$"):
         asyncio.run(ask_once(teacher))
     assert len(messages(upstream)) == 1 and sleeps.waits == []
 
@@ -224,14 +222,14 @@ def test_one_request_per_attempt_for_the_judge_and_the_teacher(upstream):
     upstream.responder = same
     upstream.fail_next(529, n=100)
     sleeps = Sleeps()
-    llm = LLMJudge("claude-sonnet-4-5", api_key=FAKE_KEY, retry=RetryPolicy(attempts=3, sleep=sleeps))
+    llm = LLMJudge("claude-sonnet-5-5", api_key=FAKE_KEY, retry=RetryPolicy(attempts=3, sleep=sleeps))
     with pytest.raises(ProviderError, match=r"\(gave up after 3 attempts\)$"):
         llm.judge("refund", "REFUND", "q")
     assert len(messages(upstream)) == 3 and len(sleeps.waits) == 2
     upstream.reset()
     upstream.fail_next(529, n=100)
     teacher = Teacher(TEACHER, "anthropic", load_prices(), retry=RetryPolicy(attempts=2, sleep=Sleeps()))
-    with pytest.raises(ProviderError, match=r"^live teacher claude-sonnet-4-5: HTTP 529: Overloaded \(gave up after 2 attempts\)$"):
+    with pytest.raises(ProviderError, match=r"^live teacher claude-sonnet-5-5: HTTP 529: Overloaded \(gave up after 2 attempts\)$"):
         asyncio.run(ask_once(teacher))
     assert len(messages(upstream)) == 2
 
@@ -271,18 +269,18 @@ def test_the_key_variable_rule():
 def test_the_judge_and_the_teacher_keep_the_key_rule_too(upstream, monkeypatch):
     monkeypatch.setenv("GITHUB_TOKEN", SECRET)
     with pytest.raises(InputError) as e:
-        LLMJudge("claude-sonnet-4-5", key_env="GITHUB_TOKEN")
-    assert str(e.value) == ("llm judge claude-sonnet-4-5: its key variable 'GITHUB_TOKEN' is not a *_API_KEY variable; "
+        LLMJudge("claude-sonnet-5-5", key_env="GITHUB_TOKEN")
+    assert str(e.value) == ("llm judge claude-sonnet-5-5: its key variable 'GITHUB_TOKEN' is not a *_API_KEY variable; "
                             "refusing to read it")
     with pytest.raises(InputError) as e:
         Teacher(TEACHER, "anthropic", load_prices(), key_env="GITHUB_TOKEN")
-    assert str(e.value) == ("live teacher claude-sonnet-4-5: its key variable 'GITHUB_TOKEN' is not a *_API_KEY variable; "
+    assert str(e.value) == ("live teacher claude-sonnet-5-5: its key variable 'GITHUB_TOKEN' is not a *_API_KEY variable; "
                             "refusing to read it")
     assert upstream.requests == []
     # A *_API_KEY variable is read, and its key is the one sent.
     monkeypatch.setenv("JUDGE_API_KEY", "sk-ant-test-judge-key-0000")
     upstream.responder = same
-    assert LLMJudge("claude-sonnet-4-5", key_env="JUDGE_API_KEY").judge("a", "A").agree
+    assert LLMJudge("claude-sonnet-5-5", key_env="JUDGE_API_KEY").judge("a", "A").agree
     sent = upstream.requests[-1]
     assert "sk-ant-test-judge-key-0000" in (sent.header("x-api-key") or "") + (sent.header("authorization") or "")
     with pytest.raises(ProviderError, match="needs an API key: set OTHER_API_KEY"):

@@ -29,7 +29,7 @@ def synthetic_calls(n: int, seed: int = 3) -> list[dict]:
         label = rng.choice(sorted(VOCAB))
         words = rng.sample(FILLER, 4) + [rng.choice(VOCAB[label]), rng.choice(VOCAB[label])]
         rng.shuffle(words)
-        calls.append({"input": " ".join(words) + f" #{i}", "output": label, "model": "claude-sonnet-4-5",
+        calls.append({"input": " ".join(words) + f" #{i}", "output": label, "model": "claude-sonnet-5-5",
                       "task": "triage", "usage": {"input_tokens": 300, "output_tokens": 2},
                       "ts": f"2026-11-{10 + i % 5:02d}T12:00:00Z"})
     return calls

@@ -24,9 +24,9 @@ from distill_cli.students import StudentSpec, write_student_file
 
 runner = CliRunner()
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=timezone.utc)
-SONNET = "claude-sonnet-4-5"  # packaged price: $3 / $15 per million tokens
-# 1000 input + 100 output tokens of Sonnet 4.5 = 0.003 + 0.0015
-CALL = 0.0045
+SONNET = "claude-sonnet-5-5"  # packaged price: $2 / $10 per million tokens
+# 1000 input + 100 output tokens of Sonnet 5.5 = 0.002 + 0.001
+CALL = 0.003
 
 
 # ---- fixtures: stores and files written directly in their schemas ---------------------------------------------
@@ -119,10 +119,10 @@ def test_spend_teacher_only_and_savings_by_hand(mixed):
     # Calls the job made: 5 teacher (one failed) + 5 student + 1 fallback; shadow checks are extra spend.
     assert (t1["calls"], t1["teacher_calls"], t1["student_calls"], t1["fallback_calls"], t1["shadow_calls"]) == (11, 5, 5, 1, 2)
     assert t1["errors"] == 1
-    # Spend: 4 teacher + 1 fallback + 2 shadow calls at 0.0045; students free; the unbilled failure costs 0.
+    # Spend: 4 teacher + 1 fallback + 2 shadow calls at 0.003; students free; the unbilled failure costs 0.
     assert t1["cost_usd"] == pytest.approx(7 * CALL)
     # Teacher-only: the 5 teacher-answered calls, the 2 student calls the shadows priced exactly,
-    # and the other 3 student calls at the mean teacher call (0.0045).
+    # and the other 3 student calls at the mean teacher call (0.003).
     assert t1["teacher_only_cost_usd"] == pytest.approx(10 * CALL)
     assert t1["savings_usd"] == pytest.approx(3 * CALL)
     assert t1["savings_pct"] == pytest.approx(30.0)
@@ -145,10 +145,10 @@ def test_unknown_cost_is_counted_and_named_never_summed_as_zero(mixed):
 
 def test_prices_file_reprices_every_row_from_its_tokens(mixed, tmp_path):
     prices = tmp_path / "prices.json"
-    prices.write_text(json.dumps({"models": {SONNET: {"input": 6, "output": 30}, "mystery-1": {"input": 2, "output": 4}}}))
+    prices.write_text(json.dumps({"models": {SONNET: {"input": 4, "output": 20}, "mystery-1": {"input": 2, "output": 4}}}))
     r = build_report([mixed], prices=prices, now=NOW)
     t1, t2 = task_of(r, "t1"), task_of(r, "t2")
-    # Sonnet doubled: every teacher-side call now costs 0.009; students keep their own cost (0).
+    # Sonnet doubled: every teacher-side call now costs 0.006; students keep their own cost (0).
     assert t1["cost_usd"] == pytest.approx(7 * 2 * CALL)
     assert t1["teacher_only_cost_usd"] == pytest.approx(10 * 2 * CALL)
     # The model that had no price now has one: 500 x 2 + 50 x 4 per million = 0.0012 per call.
@@ -158,9 +158,12 @@ def test_prices_file_reprices_every_row_from_its_tokens(mixed, tmp_path):
 
 
 def test_repricing_uses_cache_rates_and_long_context_tiers(tmp_path):
+    # claude-sonnet-4-5 on purpose: calls of 2026-11-20, before its end of life, and its long-context tier is
+    # the point (its successor claude-sonnet-5-5 has none).
     s = write_store(tmp_path / "s", [
-        call(i=0, input_tokens=100, output_tokens=10, cache_read_tokens=10_000, cache_write_5m_tokens=2_000, cost=0.123),
-        call(i=1, input_tokens=250_000, output_tokens=1_000, cost=0.5),
+        call(i=0, input_tokens=100, output_tokens=10, cache_read_tokens=10_000, cache_write_5m_tokens=2_000, cost=0.123,
+             model="claude-sonnet-4-5"),
+        call(i=1, input_tokens=250_000, output_tokens=1_000, cost=0.5, model="claude-sonnet-4-5"),
     ])
     r = build_report([s], prices=tmp_path / "none.json" if False else None, now=NOW)
     assert r.totals["cost_usd"] == pytest.approx(0.623)  # recorded costs, untouched
@@ -207,9 +210,9 @@ def test_days_split_teacher_only_with_the_tasks_mean(tmp_path):
     r = build_report([s], by="day", now=NOW)
     assert [d["day"] for d in r.days] == ["2026-11-19", "2026-11-20"]
     d19, d20 = r.days
-    assert d19["cost_usd"] == pytest.approx(0.011) and d19["savings_usd"] == pytest.approx(0)
-    assert d20["cost_usd"] == 0 and d20["teacher_only_cost_usd"] == pytest.approx(0.0055)  # the mean teacher call
-    assert r.totals["teacher_only_cost_usd"] == pytest.approx(0.0165)
+    assert d19["cost_usd"] == pytest.approx(0.0095) and d19["savings_usd"] == pytest.approx(0)
+    assert d20["cost_usd"] == 0 and d20["teacher_only_cost_usd"] == pytest.approx(0.00475)  # the mean teacher call
+    assert r.totals["teacher_only_cost_usd"] == pytest.approx(0.01425)
     head, *rows = render_csv(r).splitlines()
     assert head.startswith("day,calls") and rows[1].startswith("2026-11-20,1,")
 
@@ -232,10 +235,10 @@ def test_a_store_in_object_storage(s3_store, mixed):
 
 
 def test_sample_store_totals_and_recommendation(sample_store):
-    r = build_report([sample_store], budget="1/day")
+    r = build_report([sample_store], budget="0.5/day")  # the sample costs ~$0.94 a day
     t = r.totals
     assert t["calls"] == t["teacher_calls"] == 13_083 and t["rows"] == 13_083
-    assert t["cost_usd"] == pytest.approx(19.818453, abs=1e-5) == t["teacher_only_cost_usd"]
+    assert t["cost_usd"] == pytest.approx(13.212302, abs=1e-5) == t["teacher_only_cost_usd"]
     assert t["savings_usd"] == 0 and t["unknown_cost_calls"] == 0
     assert r.period["start"].startswith("2026-11-06") and len(r.days) == 14
     (task,) = r.tasks
@@ -248,7 +251,7 @@ def test_sample_store_totals_and_recommendation(sample_store):
     assert [lv["lever"] for lv in task["levers"]] == ["batch"]
     assert task["levers"][0]["estimated_saving_usd"] == pytest.approx(t["cost_usd"] / 2, abs=1e-5)
     b = r.budget
-    assert b["per"] == "day" and not b["fits"] and b["spend_usd"] == pytest.approx(19.818453 / r.period["days"], rel=1e-4)
+    assert b["per"] == "day" and not b["fits"] and b["spend_usd"] == pytest.approx(13.212302 / r.period["days"], rel=1e-4)
     assert b["tasks"][0]["decision"] == "fallback_teacher" and "not gated yet" in b["tasks"][0]["reason"]
     assert r.to_dict()["schema"] == "report/1"
 
@@ -327,7 +330,7 @@ def test_a_free_student_reduction_stays_valid_json(tmp_path):
 
 def test_budget_that_fits_changes_nothing(sample_store):
     r = build_report([sample_store], budget="1000/month")
-    assert r.budget["fits"] and r.budget["spend_usd"] == pytest.approx(19.818453 / r.period["days"] * 30, rel=1e-4)
+    assert r.budget["fits"] and r.budget["spend_usd"] == pytest.approx(13.212302 / r.period["days"] * 30, rel=1e-4)
     assert r.budget["tasks"][0]["decision"] == "no_change"
 
 
@@ -383,8 +386,9 @@ def test_prompt_caching_lever_for_a_long_prefix_sent_uncached(tmp_path):
     r = build_report([write_store(tmp_path / "s", rows)], now=NOW)
     (lever,) = [lv for lv in task_of(r, "uncached")["levers"] if lv["lever"] == "prompt_caching"]
     assert lever["calls"] == 200 and 1_450 <= lever["prefix_tokens"] <= 1_520
-    # At most the 0.9 x input price saved on every repeat; the writes' premium comes off.
-    ceiling = 0.9 * lever["prefix_tokens"] * 3 / 1e6 * 200
+    # At most the input price less the cache read price (Sonnet 5.5: $2 - $0.10) saved on every repeat;
+    # the writes' premium comes off.
+    ceiling = (2 - 0.1) * lever["prefix_tokens"] / 1e6 * 200
     assert 0.5 * ceiling < lever["estimated_saving_usd"] < ceiling and lever["cache_writes"] >= 1
     assert not [lv for lv in task_of(r, "cached")["levers"] if lv["lever"] == "prompt_caching"]
     assert not [lv for lv in task_of(r, "haiku")["levers"] if lv["lever"] == "prompt_caching"]
