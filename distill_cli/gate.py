@@ -45,8 +45,8 @@ from distill_cli.judges import Judge, JudgeError, make_judge
 from distill_cli.prices import Usage
 from distill_cli.providers import FATAL_STATUSES, Failure, RetryPolicy, Stop, Stopped, retrying
 from distill_cli.stats import wilson_bounds
-from distill_cli.students.base import Student, StudentError, in_holdout
-from distill_cli.students.registry import load_student
+from distill_cli.students.base import Student, StudentError
+from distill_cli.students.registry import load_chain, load_student
 
 SUMMARY_SCHEMA = "gate-summary/1"
 TEACHER_SERVED = schemas.TEACHER_SERVED
@@ -122,6 +122,7 @@ class Verdict:
     student_cost_usd: float | None
     latency_ms: float
     confidence: float | None
+    tier: int | None = None  # a chain's tier that answered
     error_kind: str | None = None  # "student" or "judge"
     judge_cost_usd: float = 0.0
     unanswerable: bool = False  # the student raised StudentError: it could not answer (provider, key, timeout)
@@ -178,6 +179,8 @@ class GateSummary:
     seconds: float = 0.0
     verdicts_file: str | None = None
     student_digest: str | None = None  # the content the gate measured (students/base.content_digest): what it certifies
+    chain: list = field(default_factory=list)  # every student it certified, in order: {"id", "kind", "digest"}
+    tier_answered: list | None = None  # a chain's answers per tier, in order
     student_endpoint: str | None = None  # where an LLM student's calls went
     verdicts: list[Verdict] = field(default_factory=list, repr=False)
 
@@ -228,6 +231,12 @@ class Selection:
     teacher_rows: int
 
 
+def _held_out_share(student: Student) -> float:
+    """The share of rows the student's split holds out (a chain's tiers each hold out their own)."""
+    tiers = getattr(student, "tiers", [student])
+    return min(t.spec.split["holdout"] for t in tiers)
+
+
 def select_held_out(student: Student, stores: Iterable[str | Path], *, limit: int | None = None) -> Selection:
     """The student's held-out teacher rows in `stores`, in id order (the first `limit` of them).
 
@@ -236,13 +245,9 @@ def select_held_out(student: Student, stores: Iterable[str | Path], *, limit: in
     unlikely to be chance (the store was cut down to the training split).
     """
     spec = student.spec
-    split = spec.split or {}
-    salt, fraction = split.get("salt"), split.get("holdout")
-    if not salt or not isinstance(fraction, (int, float)) or not 0 < fraction < 1:
-        raise InputError(
-            f"student {spec.id}: its spec records no train/holdout split, so gate cannot tell its training rows "
-            "from held-out ones and will not risk scoring it on rows it learned from; rebuild it with build-student"
-        )
+    problem = student.split_problem()
+    if problem:
+        raise InputError(problem)
     stores = [str(s) for s in stores]
     where = ", ".join(stores)
     con = store.connect()
@@ -253,8 +258,9 @@ def select_held_out(student: Student, stores: Iterable[str | Path], *, limit: in
     ids = [r[0] for r in con.execute(f"SELECT DISTINCT id FROM examples WHERE {teacher_rows}", [spec.task]).fetchall()]
     if not ids:
         raise NotEnoughData(f"{where}: no successful teacher calls of task {spec.task!r} yet; nothing to gate")
-    held = sorted(i for i in ids if in_holdout(salt, i, fraction))
+    held = sorted(i for i in ids if student.holds_out(i))
     if not held:
+        fraction = _held_out_share(student)
         chance = (1 - fraction) ** len(ids)
         if chance < LEAK_CHANCE:
             raise InputError(
@@ -409,6 +415,7 @@ async def _score(example: Example, student: Student, judge: Judge, task: str, re
         return verdict
     verdict.latency_ms = answer.latency_ms or (time.perf_counter() - started) * 1000
     verdict.student_cost_usd = answer.cost_usd
+    verdict.tier = getattr(answer, "tier", None)
     verdict.confidence = answer.confidence
     if answer.output is None:
         verdict.agree, verdict.score = True, 1.0
@@ -490,7 +497,7 @@ async def _run(examples, student, judge, *, concurrency, spend, progress, retry)
 
 
 def run_gate(
-    student_path_or_obj: str | Path | Student,
+    student_path_or_obj: str | Path | Student | list,
     stores: str | Path | Iterable[str | Path],
     *,
     min_agreement: float = 0.95,
@@ -533,6 +540,8 @@ def run_gate(
     student = (
         student_path_or_obj
         if isinstance(student_path_or_obj, Student)
+        else load_chain(student_path_or_obj, "gate", allowed_endpoints=allowed_endpoints)
+        if isinstance(student_path_or_obj, list)
         else load_student(student_path_or_obj, "gate", allowed_endpoints=allowed_endpoints)
     )
     if isinstance(stores, (str, Path)):
@@ -588,6 +597,10 @@ def run_gate(
     summary.spent_usd = spend.total
     summary.student_digest = student.spec.digest
     summary.student_endpoint = student.endpoint
+    tiers = getattr(student, "tiers", [student])
+    summary.chain = [{"id": t.id, "kind": t.spec.kind, "digest": t.spec.digest} for t in tiers]
+    if len(tiers) > 1:
+        summary.tier_answered = [sum(1 for v in scored if v.answered and v.tier == i) for i in range(len(tiers))]
     if verdicts is not None:
         summary.verdicts_file = str(verdicts)
     summary.seconds = round(time.perf_counter() - started, 3)

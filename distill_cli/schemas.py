@@ -116,6 +116,7 @@ VERDICTS_SCHEMA = pa.schema(
         ("student_cost_usd", pa.float64()),
         ("latency_ms", pa.float64()),
         ("confidence", pa.float64()),
+        ("tier", pa.int64()),  # a chain's tier that answered (0 = first); null for one student or a decline
     ],
     metadata={SCHEMA_KEY: VERDICTS},
 )

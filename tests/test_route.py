@@ -439,9 +439,13 @@ def test_gating_errors_name_the_file(tmp_path):
     twin = write_cache_student(tmp_path / "twin.student", student_id="twin-student")
     for s, i in ((student, "cache-student"), (twin, "twin-student")):
         write_verdicts(Path(f"{s}.verdicts.parquet"), i, passed=True, student=s)
+    # Two students of one task are a chain (students/chain.py): it needs a gate of its own, in that order.
     with pytest.raises(InputError) as e:
         load_routes([student, twin])
-    assert str(e.value) == f"{student} and {twin} are both students of task {TASK}; give one --student per task"
+    assert str(e.value).startswith(
+        f"{student} {twin}: student cache-student > twin-student has no passing gate (no verdicts for it in "
+        f"{student}.verdicts.parquet); run `distill gate {student} {twin} STORE --verdicts {student}.verdicts.parquet`"
+    )
     with pytest.raises(InputError, match=r"^intent\.student is a student file; record --verdicts needs a verdicts file$"):
         load_routes([student], verdicts=[student])
     with pytest.raises(InputError, match=r"^.*intent\.student\.verdicts\.parquet is a verdicts file; record --student needs a student file$"):

@@ -230,3 +230,21 @@ def escape_data(text: str) -> str:
 def escape_property(text: str) -> str:
     """A workflow command's property value: as data, plus : and ,."""
     return escape_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def split_students(students: list, rest: list[str]) -> tuple[list, list[str]]:
+    """Student files given before the stores (`gate a.student b.student STORE`): (students, stores)."""
+    from distill_cli import schemas
+
+    students, rest = list(students), list(rest)
+    # The last argument is always a store: given a student file there, the store check names the mistake.
+    while len(rest) > 1 and Path(rest[0]).is_file():
+        try:
+            kind = schemas.read_kind(Path(rest[0]))
+        except DistillError:
+            break
+        if not (kind or "").startswith("student/"):
+            break
+        students.append(Path(rest.pop(0)))
+    return students, rest
+

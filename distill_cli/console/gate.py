@@ -25,6 +25,7 @@ from distill_cli.console.common import (
     positive,
     print_json,
     progress_enabled,
+    split_students,
     stderr_console,
     stdout_console,
     warn_unknown_models,
@@ -40,7 +41,7 @@ from distill_cli.gate import GateSummary, run_gate
 MAX_ANNOTATIONS = 10
 
 def gate(
-    student: Path = typer.Argument(..., help="Student file to gate.", show_default=False),
+    student: Path = typer.Argument(..., help="Student file to gate (more student files after it: a chain, in order).", show_default=False),
     stores: List[str] = typer.Argument(..., help="Example store(s) holding the teacher's recorded calls.", show_default=False),
     min_agreement: float = typer.Option(0.95, "--min-agreement", min=0.0, max=1.0, callback=finite, help="Pass when the lower confidence bound of end-to-end agreement reaches this."),
     min_examples: int = typer.Option(100, "--min-examples", min=1, help="Fewer held-out examples than this: exit 5 (collecting)."),
@@ -64,6 +65,10 @@ def gate(
     is at least --min-agreement over at least --min-examples examples. The verdicts
     record the digest of the student file's content: what the gate certifies.
 
+    Several student files (of one task) gate a chain: each call goes to the first,
+    then to the next when it declines or fails; the teacher answers what all leave.
+    The chain is certified as a whole, in that order, on calls no tier trained on.
+
     Exit: 0 passed, 1 failed, 3 input error or training-row leak, 4 provider error
     or --max-spend reached, 5 too few held-out examples.
 
@@ -72,17 +77,21 @@ def gate(
       distill gate intent.student runs/ --verdicts gate.parquet --junit gate.xml
 
       distill gate intent.student runs/ --judge llm --max-spend 2 --format markdown > comment.md
+
+      distill gate intent.student haiku.student runs/ --verdicts chain.verdicts.parquet    # a chain
     """
-    from distill_cli.students import load_student
+    from distill_cli.students.registry import load_chain
 
     console = stderr_console()
     table = load_price_table(prices)
     bar = ProgressBar(console, "gate") if progress_enabled() else None
     try:
-        the_student = load_student(student, "gate", allowed_endpoints=allow_endpoint)
-        line = endpoint_line(the_student)
-        if line:
-            console.print(line, markup=False)
+        tiers, stores = split_students([student], stores)
+        the_student = load_chain(tiers, "gate", allowed_endpoints=allow_endpoint)
+        for tier in getattr(the_student, "tiers", [the_student]):
+            line = endpoint_line(tier)
+            if line:
+                console.print(line, markup=False)
         if junit is not None:  # before the gate spends anything
             if verdicts is not None and junit.resolve() == verdicts.resolve():
                 raise InputError(f"{junit}: named by both --verdicts and --junit; give each its own file")

@@ -61,6 +61,7 @@ from distill_cli.serving import (
 )
 from distill_cli.store import new_id
 from distill_cli.students.base import Answer, Student, request_input
+from distill_cli.students.chain import CHAIN_KEY, Chain, ChainAnswer
 from distill_cli.students.registry import load_student
 
 ROUTE_HEADER = "x-distill-route"
@@ -132,43 +133,57 @@ def load_routes(
     allowed_endpoints: tuple[str, ...] | list[str] = (),
     warn: Callable[[str], None] = lambda message: None,
 ) -> list[Route]:
-    """Load the students and check each has a passing gate of its content (InputError, exit 3, otherwise)."""
+    """Load the students and check each task's student (or chain) has a passing gate of its content.
+
+    Several students of one task form a chain in the order given (students/chain.py): it
+    serves only under a passing gate of that exact chain, in that order. InputError
+    (exit 3) otherwise, unless `allow_ungated`.
+    """
     verdicts = [Path(v) for v in verdicts]
-    routes: list[Route] = []
-    by_task: dict[str, Route] = {}
+    by_task: dict[str, list[tuple[Path, Student]]] = {}
     for path in map(Path, student_paths):
         student = load_student(path, NEEDED_BY, allowed_endpoints=allowed_endpoints)
-        considered = gate_files(path, verdicts)
-        gate = latest_gate(student.id, considered)
-        changed = content_problem(path, student.id, student.spec.digest, gate) if gate and gate.passed else None
-        if changed is not None:
-            if not allow_ungated:
-                raise InputError(f"{changed} (--allow-ungated overrides)")
-            warn(f"Warning: {changed.split('; ')[0]}; serving it anyway (--allow-ungated)")
-            gate = None
-        elif gate is None or not gate.passed:
-            if gate is None:
-                beside = f"{path}{VERDICTS_SUFFIX}"
-                where = ", ".join(map(str, considered)) or f"{beside} (not found)"
-                short = f"{path}: student {student.id} has no passing gate"
-                problem = (
-                    f"{short} (no verdicts for it in {where}); "
-                    f"run `distill gate {path} STORE --verdicts {beside}` first, or pass --allow-ungated"
-                )
-            else:
-                short = f"{path}: student {student.id} failed its gate in {gate.verdicts}"
-                problem = f"{short} ({gate.reason}); it may not serve (--allow-ungated overrides)"
-            if not allow_ungated:
-                raise InputError(problem)
-            warn(f"Warning: {short}; serving it anyway (--allow-ungated)")
-            gate = None
-        route = Route(student, path, gate, considered)
-        other = by_task.get(route.task)
-        if other is not None:
-            raise InputError(f"{other.path} and {path} are both students of task {route.task}; give one --student per task")
-        by_task[route.task] = route
-        routes.append(route)
+        by_task.setdefault(student.spec.task, []).append((path, student))
+    routes: list[Route] = []
+    for members in by_task.values():
+        paths = [p for p, _ in members]
+        if len(paths) != len(set(paths)):
+            raise InputError(f"{paths[0]}: given twice as --student; a chain names each student once")
+        student = members[0][1] if len(members) == 1 else Chain([s for _, s in members])
+        gate, considered = _gate_of(student, paths, verdicts, allow_ungated, warn)
+        routes.append(Route(student, paths[0], gate, considered))
     return routes
+
+
+def _gate_of(student: Student, paths: list[Path], verdicts: list[Path], allow_ungated: bool, warn) -> tuple:
+    """(the passing gate that certifies `student`'s content, or None when serving ungated; the verdicts looked at)."""
+    path = paths[0]
+    named = " ".join(map(str, paths))
+    considered = gate_files(path, verdicts)
+    gate = latest_gate(student.id, considered)
+    changed = content_problem(named, student.id, student.spec.digest, gate) if gate and gate.passed else None
+    if changed is not None:
+        if not allow_ungated:
+            raise InputError(f"{changed} (--allow-ungated overrides)")
+        warn(f"Warning: {changed.split('; ')[0]}; serving it anyway (--allow-ungated)")
+        return None, considered
+    if gate is not None and gate.passed:
+        return gate, considered
+    if gate is None:
+        beside = f"{path}{VERDICTS_SUFFIX}"
+        where = ", ".join(map(str, considered)) or f"{beside} (not found)"
+        short = f"{named}: student {student.id} has no passing gate"
+        problem = (
+            f"{short} (no verdicts for it in {where}); "
+            f"run `distill gate {named} STORE --verdicts {beside}` first, or pass --allow-ungated"
+        )
+    else:
+        short = f"{named}: student {student.id} failed its gate in {gate.verdicts}"
+        problem = f"{short} ({gate.reason}); it may not serve (--allow-ungated overrides)"
+    if not allow_ungated:
+        raise InputError(problem)
+    warn(f"Warning: {short}; serving it anyway (--allow-ungated)")
+    return None, considered
 
 
 # ---- routing -----------------------------------------------------------------------------------------------------
@@ -262,8 +277,9 @@ class Router:
             return await self.teacher(call, job)
         answer = await self._ask(route, call)
         if answer is None or answer.declined:
+            _note_tiers(call, route, answer)
             outcome = await self.teacher(call, job)
-            outcome.columns = {**outcome.columns, "served_by": "fallback", "student_id": route.student.id,
+            outcome.columns = {**outcome.columns, "served_by": "fallback", "student_id": _answering(route, answer),
                                "confidence": answer.confidence if answer is not None else None}
             return outcome
         route.stats.served += 1
@@ -287,7 +303,8 @@ class Router:
         return answer
 
     def _served(self, route: Route, call: Call, answer: Answer) -> Outcome:
-        student_id = route.student.id
+        student_id = _answering(route, answer)
+        _note_tiers(call, route, answer)
         build = anthropic_message if call.api.name == "anthropic" else openai_completion
         body = build(call.request, answer, student_id)
         latency = (time.monotonic() - call.started) * 1000
@@ -302,7 +319,7 @@ class Router:
                      "confidence": answer.confidence, "cost_usd": answer.cost_usd},
         )
         if self.shadow_rate and self.rng.random() < self.shadow_rate:
-            outcome.after = lambda: self._shadow(route, call, row_id)
+            outcome.after = lambda: self._shadow(route, call, row_id, student_id)
         return outcome
 
     async def teacher(self, call: Call, job) -> Outcome:
@@ -315,10 +332,33 @@ class Router:
                 return self.replay.miss_outcome(call)
         return await self.proxy.forward(call, job)  # type: ignore[union-attr]
 
-    async def _shadow(self, route: Route, call: Call, pair_id: str) -> None:
+    async def _shadow(self, route: Route, call: Call, pair_id: str, student_id: str) -> None:
         """Ask the teacher the call a student answered, for nobody; record it paired with the student's row."""
         call = dataclasses.replace(call, ts=time.time(), started=time.monotonic())
         outcome = await self.teacher(call, None)
-        outcome.columns = {**outcome.columns, "served_by": "shadow", "pair_id": pair_id, "student_id": route.student.id}
+        outcome.columns = {**outcome.columns, "served_by": "shadow", "pair_id": pair_id, "student_id": student_id}
         route.stats.shadows += 1
         self.proxy.on_call(call, outcome)  # type: ignore[union-attr]
+
+
+def _answering(route: Route, answer: Answer | None) -> str:
+    """The student a row names: a chain's tier that answered (or, when every tier declined, the last one asked)."""
+    if isinstance(answer, ChainAnswer):
+        if answer.student_id is not None:
+            return answer.student_id
+        if answer.attempts:
+            return answer.attempts[-1].student_id
+    if isinstance(route.student, Chain):
+        return route.student.tiers[-1].id
+    return route.student.id
+
+
+def _note_tiers(call: Call, route: Route, answer: Answer | None) -> None:
+    """A chain's row says in its metadata which tier answered and what every tier asked cost."""
+    if not isinstance(route.student, Chain):
+        return
+    attempts = answer.attempts if isinstance(answer, ChainAnswer) else []
+    tier = answer.tier if isinstance(answer, ChainAnswer) else None
+    call.metadata = {**call.metadata, CHAIN_KEY: {"id": route.student.id, "tier": tier,
+                                                  "tiers": [a.to_dict() for a in attempts]}}
+

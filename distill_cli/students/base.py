@@ -126,6 +126,21 @@ class Student:
         """The URL this student sends its inputs (and a key) to; None for a local student."""
         return None
 
+    def split_problem(self) -> str | None:
+        """Why the spec's train/holdout split cannot be used, or None."""
+        split = self.spec.split or {}
+        fraction = split.get("holdout")
+        if not split.get("salt") or not isinstance(fraction, (int, float)) or not 0 < fraction < 1:
+            return (
+                f"student {self.id}: its spec records no train/holdout split, so gate cannot tell its training rows "
+                "from held-out ones and will not risk scoring it on rows it learned from; rebuild it with build-student"
+            )
+        return None
+
+    def holds_out(self, example_id: str) -> bool:
+        """Whether the student's split held this example out of its training (a chain: every tier did)."""
+        return in_holdout(self.spec.split["salt"], example_id, self.spec.split["holdout"])
+
     def authorize(self, allowed: tuple[str, ...] = ()) -> None:
         """Refuse (InputError) an endpoint the user did not allow; local students have none."""
 

@@ -67,3 +67,15 @@ def load_student(
     student.authorize(tuple(allowed_endpoints))
     student.load_ms = (time.perf_counter() - started) * 1000
     return student
+
+
+def load_chain(
+    paths: list, needed_by: str = "this command", *, allowed_endpoints: tuple[str, ...] | list[str] = ()
+) -> Student:
+    """One student, or a chain (students/chain.py) of several in the order given."""
+    students = [load_student(p, needed_by, allowed_endpoints=allowed_endpoints) for p in paths]
+    if len(students) == 1:
+        return students[0]
+    from distill_cli.students.chain import Chain
+
+    return Chain(students)
