@@ -408,6 +408,11 @@ async def _score(example: Example, student: Student, judge: Judge, task: str, re
     except StudentError as e:
         verdict.error, verdict.error_kind, verdict.unanswerable = f"student: {e}", "student", True
         verdict.latency_ms = (time.perf_counter() - started) * 1000
+        # A chain that failed still paid the tiers it asked before (a declined LLM tier spent tokens). Its
+        # `attempts` is the list of tiers asked; an LLM student's StudentError may carry a retry count there.
+        asked = getattr(e, "attempts", None)
+        if isinstance(asked, list):
+            verdict.student_cost_usd = sum(getattr(a, "cost_usd", None) or 0.0 for a in asked)
         return verdict
     except Exception as e:  # noqa: BLE001 - a broken student is reported as errors, never as a pass
         verdict.error, verdict.error_kind = f"student: {type(e).__name__}: {e}", "student"

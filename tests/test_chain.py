@@ -70,6 +70,16 @@ def test_a_chain_fails_where_its_first_tier_alone_passes(tmp_path, rows, runs):
     assert not chain.passed and chain.disagreements == 50 and chain.tier_answered == [150, 50]
 
 
+def test_a_chain_that_fails_still_pays_the_tiers_it_asked(tmp_path, rows, runs):
+    """Tier a declines every call at a price; tier b fails one in five: those calls still cost tier a's price."""
+    a = first_tier(tmp_path, rows, lambda i, r: "decline", params={"cost": 0.0001})
+    b = second_tier(tmp_path, rows, lambda i, r: "error" if i % 5 == 0 else right(i, r))
+    chain = run_gate([a, b], runs, judge="normalized")
+    assert chain.student_errors == 40 and chain.tier_answered == [0, 160]
+    assert chain.student_cost_per_call == pytest.approx(0.0001)
+    assert chain.student_cost_usd == pytest.approx(200 * 0.0001)
+
+
 def test_a_chain_is_scored_only_on_calls_no_tier_trained_on(tmp_path, rows, runs):
     a = first_tier(tmp_path, rows, right)
     b = second_tier(tmp_path, rows, right, split={"salt": "another-salt", "holdout": 0.5, "rule": "x"})
