@@ -25,8 +25,8 @@ certified on the held-out calls no tier trained on:
 For each: coverage, agreement and its one-sided 95% Wilson lower bound, cost
 per call (teacher, students, routed) and the certified cost reduction.
 
-    python bench/cascade.py                 # about 3 minutes on 2 cores
-    python bench/cascade.py --p 0.95        # the simulated tier agreeing less often
+    python bench/cascade.py                      # about 1.5 minutes on 2 cores
+    python bench/cascade.py --p 0.97,0.95,0.9    # one simulated chain per agreement rate
 
 Work files go under bench/out/cascade/ (the store is reused, students rebuilt).
 """
@@ -245,7 +245,8 @@ def gated(name: str, student, store_dir: Path) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--p", type=float, default=0.97, help="the simulated LLM tier's agreement rate (default 0.97)")
+    parser.add_argument("--p", default="0.97",
+                        help="the simulated LLM tier's agreement rate; several, comma-separated, for one chain each (default 0.97)")
     parser.add_argument("--seed", type=int, default=0, help="the split seed (default 0)")
     parser.add_argument("--embeddings", choices=("auto", "on", "off"), default="auto",
                         help="the embeddings classifier, single and as the second tier (default: when installed)")
@@ -294,17 +295,19 @@ def main() -> int:
     first = load_student(first_path)
     second = write_second_tier(OUT / "second.student", plan, first, selection, classes, encoder)
     teacher_model = first.spec.teacher_model
-    simulated = simulated_tier(store_dir, build_store.TASK, teacher_model, classes, args.p)
+    rates = [float(p) for p in args.p.split(",")]
+    simulated = {p: simulated_tier(store_dir, build_store.TASK, teacher_model, classes, p) for p in rates}
 
     say("gating ...")
     results = [gated(f"single: {name}", load_student(path), store_dir) for name, path in singles.items()]
     passing = [r for r in results if r["passed"]]
     best = max(passing, key=lambda r: r["cost_reduction"]) if passing else None
-    chains = [
-        ("local chain: core > residue classifier", Chain([first, second])),
-        (f"core (default) > simulated {SIMULATED_MODEL}, p={args.p}", Chain([load_student(singles["core"]), simulated])),
-        (f"local chain > simulated {SIMULATED_MODEL}, p={args.p}", Chain([first, second, simulated])),
-    ]
+    chains = [("local chain: core > residue classifier", Chain([first, second]))]
+    for p, llm in simulated.items():
+        chains += [
+            (f"core > SIMULATED {SIMULATED_MODEL}, p={p}", Chain([load_student(singles["core"]), llm])),
+            (f"local chain > SIMULATED {SIMULATED_MODEL}, p={p}", Chain([first, second, llm])),
+        ]
     results += [gated(name, chain, store_dir) for name, chain in chains]
 
     seconds = time.perf_counter() - started
@@ -318,18 +321,25 @@ def main() -> int:
         tiers = "/".join(str(t) for t in r["tier_answered"]) if r["tier_answered"] else "-"
         print(f"{r['config']:<52} {'pass' if r['passed'] else 'FAIL':<5} {r['n']:>5} {r['coverage']:>9.1%} {tiers:>16} "
               f"{r['agreement']:>9.2%} {r['lower_bound']:>7.2%} {r['teacher_cost_per_call']:>10.6f} "
-              f"{r['student_cost_per_call']:>10.6f} {r['routed_cost_per_call']:>10.6f} "
-              f"{r['cost_reduction']:>8.1f}x")
+              f"{r['student_cost_per_call']:>10.7f} {r['routed_cost_per_call']:>10.7f} "
+              + (f"{r['cost_reduction']:>8.1f}x" if r["passed"] else f"{'none':>9}"))  # a failed gate certifies nothing
     if best:
         for r in results[len(singles):]:
             if r["passed"]:
                 print(f"{r['config']}: {r['cost_reduction'] / best['cost_reduction']:.2f}x the best single student's "
                       f"certified reduction ({best['config']}, {best['cost_reduction']:.1f}x)")
-    print(f"(the simulated {SIMULATED_MODEL} tier answers the teacher's label with probability {args.p}: "
-          "its answers are simulated, not a real model's; priced from data/prices.json at the recorded token counts)")
+    asked = [r for r in results if "SIMULATED" in r["config"]]
+    if asked:
+        r = asked[0]
+        per_call = r["student_cost_per_call"] * r["n"] / r["tier_answered"][-1]
+        print(f"(the SIMULATED {SIMULATED_MODEL} tier answers the teacher's label with probability p ({args.p}), "
+              f"else a wrong label: its answers are simulated, not a real model's. It is priced from data/prices.json "
+              f"at the recorded token counts: ${per_call:.7f} a call asked, against the teacher's "
+              f"${r['teacher_cost_per_call']:.6f})")
     if args.json:
         print(json.dumps(results, default=str))
-    return 0 if all(r["passed"] for r in results) else 1
+    # The single student and the local chain must pass; a simulated tier's pass depends on the p it is given.
+    return 0 if all(r["passed"] for r in results if "SIMULATED" not in r["config"]) else 1
 
 
 if __name__ == "__main__":
