@@ -3,7 +3,7 @@
 Everything runs offline on the banking77 sample store (13,083 calls of
 claude-sonnet-5-5; samples/build_store.py), on the default hash split
 (--holdout 0.2, --seed 0), and every figure is `distill gate`'s own (run_gate,
-the default gate: min agreement 0.95 at 95% confidence, exact-match judge),
+the default gate: min agreement 0.95 at 95% confidence, the judge `auto` picks: normalized for these labels),
 certified on the held-out calls no tier trained on:
 
 1. best single local student: `build-student --kind classifier` (core; and the
@@ -233,7 +233,7 @@ def simulated_tier(store_dir: Path, task: str, teacher_model: str, labels: list[
 
 def gated(name: str, student, store_dir: Path) -> dict:
     started = time.perf_counter()
-    s = run_gate(student, store_dir)  # the default gate: 0.95 at 95% confidence, the judge auto chooses (exact)
+    s = run_gate(student, store_dir)  # the default gate: 0.95 at 95% confidence, judge auto (normalized here)
     return {
         "config": name, "student": s.student, "passed": s.passed, "n": s.n, "coverage": s.coverage,
         "agreement": s.agreement, "lower_bound": s.lower_bound, "tier_answered": s.tier_answered,
