@@ -120,3 +120,13 @@ def test_the_cli_gates_a_chain(tmp_path, rows, runs):
                                       "--verdicts", str(tmp_path / "chain.parquet"), "--format", "json"])
     assert result.exit_code == 0, result.output
     assert read_summary(tmp_path / "chain.parquet")["student"] == "tier-a > tier-b"
+
+
+def test_a_provider_error_in_any_tier_stops_the_chains_gate(tmp_path, rows, runs):
+    """As for one student (exit 4): a refused key is no per-call disagreement to average away."""
+    from distill_cli.errors import ProviderError
+
+    a = first_tier(tmp_path, rows, lambda i, r: "decline" if i == 3 else right(i, r))
+    b = second_tier(tmp_path, rows, lambda i, r: "provider")
+    with pytest.raises(ProviderError, match="authentication refused"):
+        run_gate([a, b], runs, judge="normalized")

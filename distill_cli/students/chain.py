@@ -9,6 +9,8 @@ to the next; the teacher answers what every tier leaves. What the chain costs a 
 is what every tier it asked cost, declined attempts included (a declined LLM tier
 still spent tokens). When the last tier asked failed rather than declined, the chain
 fails (StudentError): the gate counts that as a disagreement, the router falls back.
+A ProviderError (a refused key, a provider down beyond retries) is not passed on: it
+stops the gate (exit 4) exactly as it does for one student.
 
 Its identity is its members in order: the id `a > b` and a digest over the members'
 content digests, so a gate certifies exactly this chain in this order. A call is
@@ -22,7 +24,7 @@ import hashlib
 import time
 from dataclasses import dataclass, field
 
-from distill_cli.errors import InputError
+from distill_cli.errors import InputError, ProviderError
 from distill_cli.students.base import Answer, Student, StudentError, StudentSpec, request_input
 
 SEPARATOR = " > "
@@ -122,6 +124,8 @@ class Chain(Student):
                 asked = tier.request_for(request_input(request, self.spec.provider))
             try:
                 got = await tier.answer_async(asked)
+            except ProviderError:
+                raise  # a refused key or a provider down beyond retries stops a gate, as it does for one student
             except Exception as e:  # noqa: BLE001 - any failure of a tier passes the call on, as the router does
                 failure = f"{tier.id}: {e}" if isinstance(e, StudentError) else f"{tier.id}: {type(e).__name__}: {e}"
                 attempts.append(Attempt(i, tier.id, None, None, None, error=failure))
@@ -134,8 +138,10 @@ class Chain(Student):
             error = StudentError(f"every tier declined or failed; the last failed ({failure})")
             error.attempts = attempts
             raise error
-        reasons = "; ".join(f"{a.student_id}: {a.reason or 'declined'}" for a in attempts)
-        return self._answer(Answer(None, confidence=0.0, reason=f"every tier declined ({reasons})"), attempts, started)
+        reasons = "; ".join(f"{a.student_id}: " + (f"failed ({a.error})" if a.error else a.reason or "declined")
+                            for a in attempts)
+        return self._answer(Answer(None, confidence=0.0, reason=f"every tier declined or failed ({reasons})"),
+                            attempts, started)
 
     def _answer(self, got: Answer, attempts: list[Attempt], started: float, tier: int | None = None) -> ChainAnswer:
         costs = [a.cost_usd for a in attempts if a.error is None]
