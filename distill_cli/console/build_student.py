@@ -18,6 +18,7 @@ from distill_cli.console.common import (
     stderr_console,
     warn_unknown_models,
 )
+from distill_cli.errors import InputError
 from distill_cli.students.registry import BUILD_CHOICES
 
 # The choices of --kind: the registry's kinds and auto (member names: few-shot is Kind.few_shot).
@@ -85,6 +86,9 @@ def build_student(
     table = load_price_table(prices)
     if export is not None:
         from distill_cli.students.export import export_training
+
+        if after:
+            raise InputError("--export writes the whole training split; it does not take --after")
 
         result = export_training(stores, out, fmt=export.value, task=task, holdout=holdout, seed=seed)
         if output_format == Format.json:
