@@ -188,3 +188,28 @@ def test_the_cli_builds_the_next_tier_on_a_split_not_its_seed(tiers, small_store
     assert spec["split"] == a.spec.split and spec["id"] == b.spec.id  # the seed gave way to a's split
     assert "Note: --after: the split is" in result.output
     assert f"Chain {a.spec.id} > {b.spec.id}: learned from the {b.spec.built_from['train']} of" in result.output
+
+
+def test_a_third_tier_learns_what_both_earlier_tiers_decline(tmp_path):
+    rows = make_rows(110, 600)
+    store = write_store(tmp_path / "runs", rows)
+    train = [r for r in rows if not r.held_out]
+    first_declines = {r.text for i, r in enumerate(train) if i % 3 != 0}  # 400
+    second_declines = {t for i, t in enumerate(sorted(first_declines)) if i % 3 != 0}  # about 266
+    a = write_scripted(tmp_path / "a.student", {r.text: "decline" if r.text in first_declines else f"answer:{r.output}"
+                                                for r in train}, id="tier-a")
+    b = write_scripted(tmp_path / "b.student", {r.text: "decline" if r.text in second_declines else f"answer:{r.output}"
+                                                for r in train}, id="tier-b")
+    result = build_student(store, tmp_path / "c.student", kind="cache", after=[a, b])
+    after = result.spec.built_from["after"]
+    assert [t["id"] for t in after["tiers"]] == ["tier-a", "tier-b"]
+    assert after["answered"] == [200, 400 - len(second_declines)] and after["declined"] == len(second_declines)
+    table = pq.read_table(tmp_path / "c.student")
+    assert set(table["input_hash"].to_pylist()) == {canonical.input_hash(request_for(t)) for t in second_declines}
+
+
+def test_too_few_calls_left_for_a_next_tier(tiers, small_store, tmp_path):
+    _, _, a_path, b_path = tiers
+    result = CliRunner().invoke(app, ["build-student", str(small_store), "-o", str(tmp_path / "c.student"),
+                                      "--after", str(a_path), "--after", str(b_path), "--embeddings", "off"])
+    assert result.exit_code == 5 and "collecting (" in result.output and not (tmp_path / "c.student").exists()
