@@ -18,6 +18,7 @@ from distill_cli.console.common import (
     stderr_console,
     warn_unknown_models,
 )
+from distill_cli.errors import InputError
 from distill_cli.students.registry import BUILD_CHOICES
 
 # The choices of --kind: the registry's kinds and auto (member names: few-shot is Kind.few_shot).
@@ -59,6 +60,7 @@ def build_student(
     shots: int | None = typer.Option(None, "--shots", help="LLM kinds: demonstrations in the prompt (default: one per output, or 16)."),
     neighbours: int = typer.Option(0, "--neighbours", help="few-shot/endpoint: nearest training examples added to each call."),
     dev_calls: int | None = typer.Option(None, "--dev-calls", help="LLM kinds: dev examples to measure agreement on (few-shot: 20)."),
+    after: List[Path] = typer.Option([], "--after", metavar="STUDENT", help="Build the next tier of a chain: learn the training calls these students (in order) decline, on their split; the threshold is certified for the whole chain.", dir_okay=False),
     prices: Path | None = PricesOption,
     output_format: Format = typer.Option(Format.table, "--format", help="table: a summary on stderr; json: the result on stdout."),
 ) -> None:
@@ -76,12 +78,17 @@ def build_student(
 
       distill build-student runs/ -o tickets.student --kind optimized --max-spend 2
 
+      distill build-student runs/ -o hard.student --after intent.student
+
       distill build-student runs/ --export openai -o train.jsonl
     """
     console = stderr_console()
     table = load_price_table(prices)
     if export is not None:
         from distill_cli.students.export import export_training
+
+        if after:
+            raise InputError("--export writes the whole training split; it does not take --after")
 
         result = export_training(stores, out, fmt=export.value, task=task, holdout=holdout, seed=seed)
         if output_format == Format.json:
@@ -104,6 +111,7 @@ def build_student(
             stores, out, task=task, kind=kind.value, holdout=holdout, min_agreement=min_agreement, model=model,
             max_spend=max_spend, seed=seed, embeddings=embeddings.value, base_url=base_url, api_key_env=api_key_env,
             endpoint_api=endpoint_api.value, shots=shots, neighbours=neighbours, dev_calls=dev_calls, prices=table, progress=progress,
+            after=after,
         )
     finally:
         if status is not None:
@@ -133,6 +141,15 @@ def _summary(console, result) -> None:
 
             parts.append(f"expected cost reduction {format_reduction(m['expected_cost_reduction'])}")
         console.print("Dev split: " + ", ".join(parts), markup=False)
+    chain = m.get("chain")
+    if chain and chain.get("agreement") is not None:
+        after = spec.built_from.get("after", {})
+        parts = [f"learned from the {after.get('declined')} of {after.get('train_rows')} training calls "
+                 f"{', '.join(t['id'] for t in after.get('tiers', []))} decline{'s' if len(after.get('tiers', [])) == 1 else ''}"]
+        if chain.get("coverage") is not None:
+            parts.append(f"the chain answers {chain['coverage']:.1%} of dev calls")
+        parts.append(f"end-to-end agreement {chain['agreement']:.2%} (lower bound {chain['lower_bound']:.2%})")
+        console.print("Chain " + " > ".join(chain["tiers"]) + ": " + ", ".join(parts), markup=False)
     if result.spent_usd:
         console.print(f"Spent ${result.spent_usd:.4f} on provider calls during the build", markup=False)
     for note in result.notes:

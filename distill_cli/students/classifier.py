@@ -251,7 +251,8 @@ class Threshold:
 
 
 def choose_threshold(
-    confidence: np.ndarray, agrees: np.ndarray, min_agreement: float, expected_holdout: int
+    confidence: np.ndarray, agrees: np.ndarray, min_agreement: float, expected_holdout: int,
+    before: tuple[int, int] = (0, 0),
 ) -> Threshold:
     """The lowest confidence threshold the gate's rule is expected to accept on unseen data.
 
@@ -264,8 +265,21 @@ def choose_threshold(
 
     so the gate should pass with about that probability. Declining everything
     (t = NEVER) always qualifies, so a student that cannot be trusted answers nothing.
+
+    In a chain (`build-student --after`) the rule is the chain's, end to end: `before`
+    = (agreeing, answered) of the earlier tiers on the dev rows they answer, rows this
+    tier never sees; `confidence`/`agrees` are this tier's on the rows they all
+    decline. Then k = agreeing + (this tier's rows answered and agreeing) + (its rows
+    declined), of n = answered + len(confidence), under the same bound and margin. A
+    tier that costs nothing makes the chain cheapest by answering most, so the lowest
+    qualifying threshold is still the one. Declining everything qualifies only when
+    the earlier tiers' own disagreements leave the chain within the rule.
+    `coverage` and `agreement_answered` are this tier's, on its rows; `agreement`,
+    `lower_bound` and `predicted_gate_bound` the chain's (with no `before`, the same).
     """
-    n = len(confidence)
+    k0, n0 = before
+    n_own = len(confidence)
+    n = n0 + n_own
     order = np.argsort(-confidence, kind="stable")
     conf, ok = confidence[order], agrees[order]
     answered_ok = np.cumsum(ok)
@@ -273,22 +287,26 @@ def choose_threshold(
     h = max(expected_holdout, 1)
     best = None
     # Candidate cut after position i answers the i+1 most confident rows; only where the confidence changes.
-    cuts = [i for i in range(n) if i == n - 1 or conf[i + 1] < conf[i]]
-    for i in cuts:
-        answered = i + 1
-        k = int(answered_ok[i]) + (n - answered)
+    cuts = [i for i in range(n_own) if i == n_own - 1 or conf[i + 1] < conf[i]]
+    def predict(k: int) -> float:
         p = k / n
         noise = math.sqrt(p * (1 - p) / n + p * (1 - p) / h)
-        predicted = stats.wilson_lower(round(p * h), h) - z * noise
+        return stats.wilson_lower(round(p * h), h) - z * noise
+
+    for i in cuts:
+        answered = i + 1
+        k = k0 + int(answered_ok[i]) + (n_own - answered)
+        predicted = predict(k)
         if predicted >= min_agreement:
             best = (i, k, predicted)
     if best is None:
-        return Threshold(NEVER, 0.0, 1.0, None, stats.wilson_lower(n, n), stats.wilson_lower(h, h))
+        k = k0 + n_own
+        return Threshold(NEVER, 0.0, k / n if n else 1.0, None, stats.wilson_lower(k, n), predict(k) if n else stats.wilson_lower(h, h))
     i, k, predicted = best
     answered = i + 1
     return Threshold(
         value=float(conf[i]),
-        coverage=answered / n,
+        coverage=answered / n_own,
         agreement=k / n,
         agreement_answered=float(answered_ok[i]) / answered,
         lower_bound=stats.wilson_lower(k, n),
@@ -333,6 +351,11 @@ class Trained:
     n_dev: int  # rows scored out of fold (every training row)
     seconds: float
     embedding_weight: float | None = None
+    # Out of fold, every training row: the top confidence, whether the top answer is the teacher's, and the
+    # threshold chosen on them (before `_averaged_threshold` maps it to the averaged model).
+    dev_confidence: np.ndarray | None = None
+    dev_agrees: np.ndarray | None = None
+    dev_threshold: float | None = None
 
 
 def train(
@@ -347,12 +370,16 @@ def train(
     encoder=None,
     c: float = SVM_C,
     progress: Callable[[str], None] | None = None,
+    before: tuple[int, int] = (0, 0),
+    average: bool = True,
 ) -> Trained:
     """Fit the featurizer and the fold models, calibrate, choose the threshold.
 
     `classes` is the closed set the student may answer; a training row whose
     output is outside it is not learned from but still scored, as a certain
-    disagreement unless declined.
+    disagreement unless declined. `before`: the earlier tiers of a chain
+    (`choose_threshold`). `average` False skips mapping the threshold to the
+    averaged model (only the out-of-fold decisions are wanted).
     """
     from threadpoolctl import threadpool_limits
 
@@ -360,10 +387,10 @@ def train(
     # times faster (idle pool threads spin while they wait for a core).
     with threadpool_limits(limits=1):
         return _train(ids, texts, outputs, classes, salt, min_agreement, expected_holdout, encoder, c,
-                      progress or (lambda _msg: None))
+                      progress or (lambda _msg: None), before, average)
 
 
-def _train(ids, texts, outputs, classes, salt, min_agreement, expected_holdout, encoder, c, say) -> Trained:
+def _train(ids, texts, outputs, classes, salt, min_agreement, expected_holdout, encoder, c, say, before, average) -> Trained:
     started = time.perf_counter()
     # Outputs are matched to classes by their normalised form (whitespace runs collapsed, ends stripped).
     index = {" ".join(c_.split()): i for i, c_ in enumerate(classes)}
@@ -389,9 +416,12 @@ def _train(ids, texts, outputs, classes, salt, min_agreement, expected_holdout, 
     weight, temperature = _combine(oof, truth)
     proba = softmax(oof[:, 0] + weight * oof[:, -1] if dense is not None else oof[:, 0], temperature)
     agrees = proba.argmax(axis=1) == truth
-    threshold = choose_threshold(proba.max(axis=1), agrees, min_agreement, expected_holdout)
-    say("measuring how averaging sharpens confidence")
-    threshold.value = _averaged_threshold(x, dense, truth, folds, n_classes, c, weight, temperature, threshold.value)
+    confidence = proba.max(axis=1)
+    threshold = choose_threshold(confidence, agrees, min_agreement, expected_holdout, before)
+    single = threshold.value
+    if average:
+        say("measuring how averaging sharpens confidence")
+        threshold.value = _averaged_threshold(x, dense, truth, folds, n_classes, c, weight, temperature, single)
     weights = np.mean([parts[0][0] for parts in fitted], axis=0)
     intercepts = np.mean([parts[0][1] for parts in fitted], axis=0)
     if dense is not None:
@@ -399,7 +429,7 @@ def _train(ids, texts, outputs, classes, salt, min_agreement, expected_holdout, 
         intercepts = intercepts + weight * np.mean([parts[1][1] for parts in fitted], axis=0)
     model = LinearModel(list(classes), weights.astype(np.float32), intercepts, temperature)
     return Trained(featurizer, model, threshold, int((truth >= 0).sum()), len(texts), time.perf_counter() - started,
-                   weight if dense is not None else None)
+                   weight if dense is not None else None, confidence, agrees, single)
 
 
 def _fit_parts(x, dense, truth, rows, n_classes: int, c: float) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -533,10 +563,11 @@ def build(ctx: BuildContext):
     }
     spec = base_spec("classifier", sel, settings)
     ctx.say(f"training on {len(sel.train)} examples" + (f" with {encoder.name} embeddings" if encoder else ""))
+    before = ctx.before
     trained = train(
         [e.id for e in sel.train], [e.input for e in sel.train], [e.output for e in sel.train], ctx.outputs.classes,
         salt=sel.salt, min_agreement=ctx.min_agreement, expected_holdout=ctx.expected_holdout,
-        encoder=encoder, progress=ctx.say,
+        encoder=encoder, progress=ctx.say, before=(before.agreeing, before.answered) if before else (0, 0),
     )
     t = trained.threshold
     spec.threshold = round(t.value, 6)
@@ -554,6 +585,7 @@ def build(ctx: BuildContext):
                        "logistic_C": DENSE_C} if encoder else None,
         "certify_probability": CERTIFY_PROBABILITY,
         "expected_holdout": ctx.expected_holdout,
+        "dev_threshold": trained.dev_threshold,  # on the out-of-fold confidences (see `out_of_fold`)
     }
     spec.metrics = {
         "dev": f"out-of-fold scores of all {trained.n_dev} training rows ({FOLDS} folds by hash of salt and id)",
@@ -570,9 +602,72 @@ def build(ctx: BuildContext):
         "expected_cost_reduction": expected_reduction(t.coverage, 0.0, sel.teacher_cost_per_call),
         "train_seconds": round(trained.seconds, 2),
     }
+    if before:
+        _chain_metrics(spec, trained, ctx)
+        if t.predicted_gate_bound < ctx.min_agreement:
+            notes.append(
+                f"the earlier tiers alone leave the chain below --min-agreement {ctx.min_agreement} on the dev rows "
+                "(they disagree with the teacher too often): this tier declines every call and the chain is not expected to pass"
+            )
     if t.coverage == 0:
         notes.append("the classifier cannot be certified at this agreement on this data: it will decline every call")
     return spec, rows_for(trained.featurizer, trained.model), 0.0, notes
+
+
+def _chain_metrics(spec: StudentSpec, trained: Trained, ctx: BuildContext) -> None:
+    """A tier built after others: its own figures on the rows it sees, and the chain's on every training row."""
+    before, t, m = ctx.before, trained.threshold, spec.metrics
+    answers = trained.dev_confidence >= trained.dev_threshold
+    own_k = int((answers & trained.dev_agrees).sum() + (~answers).sum())
+    m["dev"] = (f"out-of-fold scores of the {trained.n_dev} training rows the earlier tiers decline "
+                f"({FOLDS} folds by hash of salt and id)")
+    m["agreement"] = round(own_k / trained.n_dev, 4)
+    m["lower_bound"] = round(stats.wilson_lower(own_k, trained.n_dev), 4)
+    del m["predicted_gate_lower_bound"]  # the chain's, below: a tier of a chain is gated as the chain
+    alone = choose_threshold(trained.dev_confidence, trained.dev_agrees, ctx.min_agreement, ctx.expected_holdout)
+    coverage = (before.answered + int(answers.sum())) / before.rows
+    m["expected_cost_reduction"] = None
+    m["chain"] = {
+        "tiers": [*(b["id"] for b in before.tiers), spec.id],
+        "n_dev": before.rows,
+        "answered": [*(b["answered"] for b in before.tiers), int(answers.sum())],
+        "coverage": round(coverage, 4),
+        "agreement": round(t.agreement, 4),
+        "lower_bound": round(t.lower_bound, 4),
+        "predicted_gate_lower_bound": round(t.predicted_gate_bound, 4),
+        "dev_threshold": trained.dev_threshold,
+        "dev_threshold_alone": alone.value,
+        "expected_cost_reduction": expected_reduction(coverage, before.cost_per_call, ctx.selection.teacher_cost_per_call)
+        if before.cost_per_call is not None else None,
+        "rule": "the gate's one-sided Wilson bound with the certify margin, for the chain end to end on every training "
+                "row: the earlier tiers' out-of-fold answers, this tier's on what they decline, declines agreeing",
+    }
+
+
+def settings_of(spec: StudentSpec) -> dict:
+    """The settings `build` hashed into this classifier's id."""
+    embedding = spec.params.get("embeddings")
+    return {"min_agreement": spec.metrics.get("min_agreement"), "embeddings": embedding["model"] if embedding else None,
+            "C": spec.params.get("C"), "folds": spec.params.get("folds")}
+
+
+def out_of_fold(student: ClassifierStudent, examples: Sequence, salt: str) -> tuple[np.ndarray, np.ndarray]:
+    """(answers, agrees): what `student` does with the training rows it was built from, as its out-of-fold models did.
+
+    Asked directly, a classifier is sure of the rows it was fitted on and declines almost none of them;
+    the cross-fit it was certified on is refitted (the same rows, salt and settings give the same folds and
+    scores) and its dev threshold applied. The caller checks that `examples` are the rows it was built from.
+    """
+    spec = student.spec
+    trained = train(
+        [e.id for e in examples], [e.input for e in examples], [e.output for e in examples], student.model.classes,
+        salt=salt, min_agreement=spec.metrics["min_agreement"], expected_holdout=int(spec.params["expected_holdout"]),
+        encoder=student.featurizer.encoder, c=float(spec.params.get("C", SVM_C)), average=False,
+    )
+    threshold = spec.params.get("dev_threshold")
+    if threshold is None:  # built before dev_threshold was recorded: alone, so the cross-fit chooses it again
+        threshold = trained.dev_threshold
+    return trained.dev_confidence >= threshold, trained.dev_agrees
 
 
 def load(spec: StudentSpec, table: pa.Table, path) -> ClassifierStudent:

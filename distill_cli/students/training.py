@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
@@ -72,10 +72,17 @@ class Selection:
     n_holdout: int
     teacher_cost_per_call: float | None
     newest: str | None
+    # Set when this tier is built after others (`build-student --after`): `train` holds only the training rows
+    # every earlier tier declines; {"tiers": [{"id", "kind", "digest"}], "train_rows", "declined", "rule"}.
+    after: dict | None = None
 
     @property
     def split(self) -> dict:
         return {"salt": self.salt, "holdout": self.holdout, "seed": self.seed, "rule": SPLIT_RULE}
+
+    def restricted(self, train: list[Example], after: dict) -> Selection:
+        """The same selection (split, task, teacher) with only `train` left to learn from: the residue of `after`."""
+        return replace(self, train=train, after=after)
 
     @property
     def system(self) -> str:
@@ -114,8 +121,11 @@ def system_of(request: dict, provider: str) -> str:
 # ---- selection -------------------------------------------------------------------------------------------------
 
 
-def select(stores: Iterable[str | Path], *, task: str | None, holdout: float, seed: int) -> Selection:
-    """The teacher's answers for one task, split into train and holdout; raises on anything unusable."""
+def select(stores: Iterable[str | Path], *, task: str | None, holdout: float, seed: int, salt: str | None = None) -> Selection:
+    """The teacher's answers for one task, split into train and holdout; raises on anything unusable.
+
+    `salt` (default: the seed's) reuses another student's split, as `build-student --after` does.
+    """
     if not 0 < holdout < 1:
         raise InputError(f"--holdout must be between 0 and 1 (exclusive), not {holdout}")
     stores = [str(s) for s in stores]
@@ -136,7 +146,7 @@ def select(stores: Iterable[str | Path], *, task: str | None, holdout: float, se
         f"FROM examples WHERE task = ? AND {teacher} ORDER BY id",
         [task],
     ).fetchall()
-    salt = salt_for(seed)
+    salt = salt or salt_for(seed)
     train, n_holdout, seen = [], 0, set()
     models, providers, costs, newest = Counter(), Counter(), [], None
     for id_, text, output, request_json, cost, out_tokens, model, provider, ts in rows:
@@ -219,12 +229,24 @@ def student_id(kind: str, selection: Selection, settings: dict) -> str:
     """Deterministic: the same store, seed and settings give the same id."""
     h = hashlib.sha256()
     h.update(canonical.dumps([kind, selection.task, selection.salt, selection.holdout, settings]).encode())
+    if selection.after:  # the tiers it follows: another chain, another student
+        h.update(canonical.dumps([[t["id"], t["digest"]] for t in selection.after["tiers"]]).encode())
     for e in selection.train:
         h.update(f"{e.id}\0{e.output}\0".encode())
     return f"{selection.task}-{kind}-{h.hexdigest()[:10]}"
 
 
 def base_spec(kind: str, selection: Selection, settings: dict) -> StudentSpec:
+    built_from = {
+        "stores": selection.stores,
+        "teacher_rows": (selection.after["train_rows"] if selection.after else len(selection.train)) + selection.n_holdout,
+        "train": len(selection.train),
+        "holdout": selection.n_holdout,
+        "newest": selection.newest,
+        "teacher_cost_per_call": selection.teacher_cost_per_call,
+    }
+    if selection.after:
+        built_from["after"] = selection.after
     return StudentSpec(
         id=student_id(kind, selection, settings),
         kind=kind,
@@ -232,16 +254,29 @@ def base_spec(kind: str, selection: Selection, settings: dict) -> StudentSpec:
         teacher_model=selection.teacher_model,
         provider=selection.provider,
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        built_from={
-            "stores": selection.stores,
-            "teacher_rows": len(selection.train) + selection.n_holdout,
-            "train": len(selection.train),
-            "holdout": selection.n_holdout,
-            "newest": selection.newest,
-            "teacher_cost_per_call": selection.teacher_cost_per_call,
-        },
+        built_from=built_from,
         split=selection.split,
     )
+
+
+@dataclass
+class Before:
+    """What the earlier tiers of a chain do on the training split (their out-of-fold decisions where they have them).
+
+    Of `rows` training rows they answer `answered`, `agreeing` of them as the teacher did; the rest
+    (`rows - answered`, the selection's `train`) is what the new tier sees. `cost_per_call`: what they
+    spend per call, on average over every call (None: unknown).
+    """
+
+    tiers: list[dict]  # {"id", "kind", "digest", "answered"}
+    rows: int
+    answered: int
+    agreeing: int
+    cost_per_call: float | None = 0.0
+
+    @property
+    def residue(self) -> int:
+        return self.rows - self.answered
 
 
 @dataclass
@@ -264,6 +299,7 @@ class BuildContext:
     dev_calls: int | None
     prices: object
     say: Callable[[str], None]
+    before: Before | None = None  # built after other tiers: what they do on the training rows
 
     @property
     def expected_holdout(self) -> int:
