@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from datetime import datetime
 from pathlib import Path
 
 import pyarrow as pa
@@ -231,3 +232,40 @@ def test_a_chain_member_changed_since_its_gate_uncovers_the_chain(tmp_path, busy
     assert any(f"student tier-b ({student}) changed since" in n and f"in chain {CHAIN}" in n for n in report.notes)
     assert report.tasks[0]["recommendation"] == "keep teacher: the gate does not cover the student file"
     assert report.budget["tasks"][0]["decision"] == "fallback_teacher"
+
+
+def drift_log(path: Path, runs: list[dict]) -> Path:
+    base = {"task": "t1", "window_start": "2026-11-20T00:00:00+00:00", "window_end": "2026-11-20T00:00:00+00:00",
+            "pairs": 200, "agreeing": 190, "agreement": 0.95, "lower_bound": 0.92, "upper_bound": 0.99, "served": 1000,
+            "decline_rate": 0.1, "input_shift": 0.5, "input_shift_threshold": 0.6, "output_shift": 0.0, "reasons": "[]",
+            "drifted": False, "demoted": False}
+    rows = [{**base, **r} for r in runs]
+    for r in rows:
+        for k in ("ts", "window_start", "window_end"):
+            r[k] = datetime.fromisoformat(r[k]) if isinstance(r[k], str) else r[k]
+    cols = {name: [r.get(name) for r in rows] for name in schemas.DRIFT_SCHEMA.names}
+    pq.write_table(pa.table(cols, schema=schemas.DRIFT_SCHEMA), path)
+    return path
+
+
+def test_a_demoted_tier_keeps_the_chains_task_on_the_teacher(tmp_path, busy):
+    """Each tier is checked on its own file; the latest run may be a healthy tier's while another stands demoted."""
+    log = drift_log(tmp_path / "drift.parquet", [
+        {"student_id": "tier-a", "ts": "2026-11-21T06:15:00+00:00", "drifted": True, "demoted": True},
+        {"student_id": "tier-b", "ts": "2026-11-21T06:16:00+00:00"},
+    ])
+    report = build_report([busy, chain_gate(tmp_path / "chain.verdicts.parquet"), log], budget="0.0001/day")
+    [t] = report.tasks
+    assert t["drift"]["status"] == "demoted"
+    assert [(x["student_id"], x["status"]) for x in t["drift"]["tiers"]] == [("tier-a", "demoted"), ("tier-b", "ok")]
+    assert t["recommendation"] == "keep teacher: student demoted"
+    assert report.budget["tasks"][0]["decision"] == "fallback_teacher"
+    assert "_by_student" not in report.drift[0] and report.drift[0]["student_id"] == "tier-a"
+    # Without a chain's gate the latest run decides, as before.
+    alone = build_report([busy, log])
+    assert alone.tasks[0]["drift"]["status"] == "ok" and "tiers" not in alone.tasks[0]["drift"]
+
+
+def test_a_chain_gate_names_what_each_tier_answered(tmp_path, busy):
+    markdown = render_markdown(build_report([busy, chain_gate(tmp_path / "chain.verdicts.parquet")]))
+    assert "tiers answered tier-a 250, tier-b 70" in markdown

@@ -309,6 +309,9 @@ def _gate_line(g: dict) -> str:
         bits.append(f"cost reduction {_reduction(g['cost_reduction'])}")
     if g.get("decision"):
         bits.append(f"decision {g['decision']}")
+    members, answered = g.get("chain"), g.get("tier_answered")
+    if isinstance(members, list) and len(members) > 1 and isinstance(answered, list) and len(answered) == len(members):
+        bits.append("tiers answered " + ", ".join(f"{m.get('id')} {n:,}" for m, n in zip(members, answered)))
     return " · ".join(bits)
 
 

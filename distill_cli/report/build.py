@@ -167,6 +167,9 @@ def _advise(con, tasks: list[TaskRow], gates: list[dict], drift: list[dict], pri
     """Give each task its evidence, levers and recommendation; the levers of all tasks."""
     latest_gate = evidence.latest_by_task(gates)
     drift_by_task = {d["task"]: d for d in drift}
+    for d in drift:
+        evidence.chain_drift(d, latest_gate.get(d["task"]))
+        d.pop("_by_student", None)
     levers: list[dict] = []
     for t in tasks:
         t.gate = evidence.gate_brief(latest_gate.get(t.task))

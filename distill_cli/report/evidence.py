@@ -158,7 +158,10 @@ def read_drift(con, paths: list[Path], since: datetime | None, task: str | None)
             {
                 "task": t,
                 "student_id": last[1],
-                "status": "demoted" if last[11] else "drifted" if last[10] else "ok",
+                "status": _status(last),
+                # Private (build.py removes it): each student's latest run, for a chain's tiers (chain_drift).
+                "_by_student": {r[1]: {"student_id": r[1], "status": _status(r), "ts": r[2].isoformat() if r[2] else None}
+                                for r in runs},
                 "runs": [
                     {"ts": r[2].isoformat() if r[2] else None, "pairs": r[3], "agreement": r[4], "lower_bound": r[5],
                      "upper_bound": r[6], "decline_rate": r[7], "input_shift": r[8],
@@ -168,6 +171,28 @@ def read_drift(con, paths: list[Path], since: datetime | None, task: str | None)
             }
         )
     return out
+
+
+def _status(run) -> str:
+    return "demoted" if run[11] else "drifted" if run[10] else "ok"
+
+
+_SEVERITY = {"ok": 0, "drifted": 1, "demoted": 2}
+
+
+def chain_drift(drift: dict, gate: dict | None) -> None:
+    """A task served by a chain (its newest gate is a chain's): its drift status is the worst of its tiers' latest
+    runs, each tier checked on its own file; `tiers` lists them. The latest run alone could be a healthy tier's
+    while another tier stands demoted (and the router sends the whole chain to the teacher)."""
+    members = chain_members(gate) if gate else []
+    latest = drift.get("_by_student") or {}
+    tiers = [latest[m.get("id")] for m in members if m.get("id") in latest]
+    if not tiers:
+        return
+    drift["tiers"] = tiers
+    worst = max(tiers, key=lambda x: _SEVERITY[x["status"]])
+    if _SEVERITY[worst["status"]] > _SEVERITY[drift["status"]]:
+        drift["status"], drift["student_id"] = worst["status"], worst["student_id"]
 
 
 def _json_or_text(text):
@@ -181,8 +206,11 @@ def drift_brief(drift: dict | None) -> dict | None:
     if drift is None:
         return None
     last = drift["runs"][-1]
-    return {"status": drift["status"], "ts": last["ts"], "agreement": last["agreement"],
-            "lower_bound": last["lower_bound"], "input_shift": last["input_shift"], "runs": len(drift["runs"])}
+    brief = {"status": drift["status"], "ts": last["ts"], "agreement": last["agreement"],
+             "lower_bound": last["lower_bound"], "input_shift": last["input_shift"], "runs": len(drift["runs"])}
+    if drift.get("tiers"):
+        brief["tiers"] = drift["tiers"]
+    return brief
 
 
 def read_student(path: Path) -> dict:
