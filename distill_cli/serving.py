@@ -106,6 +106,33 @@ def latest_gate(
     return newest
 
 
+def latest_member_gate(
+    student_id: str, verdicts: Iterable[str | Path], needed_by: str = "drift --verdicts"
+) -> GateRecord | None:
+    """The newest gate of a chain that certified `student_id` as one of its members (by modification time).
+
+    Its `digest` is the content it certified of that member; its `reason` names the chain.
+    Unreadable files are passed over: a chain's gate can only add a check.
+    """
+    newest: GateRecord | None = None
+    for path in verdicts:
+        try:
+            summary = read_summary(path, needed_by)
+            mtime = os.stat(path).st_mtime
+        except (InputError, OSError, ValueError):
+            continue
+        members = summary.get("chain")
+        if not isinstance(members, list) or len(members) < 2:
+            continue
+        member = next((m for m in members if isinstance(m, dict) and m.get("id") == student_id), None)
+        if member is None or (newest is not None and mtime < newest.mtime):
+            continue
+        digest = member.get("digest")
+        newest = GateRecord(str(path), summary.get("passed") is True, f"a gate of chain {summary.get('student')}",
+                            digest if isinstance(digest, str) else None, mtime)
+    return newest
+
+
 def content_problem(path: str | Path, student_id: str, digest: str | None, gate: GateRecord) -> str | None:
     """Why a passing `gate` does not certify the student file at `path` (content `digest`), or None when it does."""
     if gate.digest is None:
@@ -180,12 +207,15 @@ def _file_student_id(student_path: str | Path) -> str | None:
         return None
 
 
-def lifted_by(info: DemotionInfo, verdicts: Iterable[str | Path], digest: str | None = None) -> str | None:
+def lifted_by(
+    info: DemotionInfo, verdicts: Iterable[str | Path], digest: str | None = None, *, gate_id: str | None = None
+) -> str | None:
     """The verdicts file that lifts a demotion: the newest gate of the demoted student, if it passed after the demotion.
 
     The newest gate decides (`latest_gate`), so a later failing gate keeps it demoted;
     an unreadable verdicts file lifts nothing. With `digest`, only a gate that
-    certified that content lifts it.
+    certified that content lifts it. `gate_id`: whose gate lifts it instead of the
+    demoted student's (a chain's id, for a demoted tier serving in that chain).
     """
     if info.damaged or not info.demoted_at:
         return None
@@ -194,7 +224,7 @@ def lifted_by(info: DemotionInfo, verdicts: Iterable[str | Path], digest: str | 
         demoted = (demoted.replace(tzinfo=timezone.utc) if demoted.tzinfo is None else demoted).timestamp()
     except ValueError:
         return None
-    gate = latest_gate(info.student_id, verdicts, "is_demoted", skip_unreadable=True)
+    gate = latest_gate(gate_id or info.student_id, verdicts, "is_demoted", skip_unreadable=True)
     if gate is None or not gate.passed or gate.mtime <= demoted:
         return None
     if digest is not None and gate.digest != digest:
@@ -204,7 +234,7 @@ def lifted_by(info: DemotionInfo, verdicts: Iterable[str | Path], digest: str | 
 
 def is_demoted(
     student_path: str | Path, *, student_id: str | None = None, verdicts: Iterable[str | Path] = (),
-    digest: str | None = None,
+    digest: str | None = None, gate_id: str | None = None,
 ) -> DemotionInfo | None:
     """The demotion the router must honour for this student file, or None when the student may serve.
 
@@ -213,6 +243,11 @@ def is_demoted(
     the newest of those naming the student's id passed and is newer than the demotion,
     the demotion is lifted. A marker naming another student id (the file was rebuilt)
     does not count. An unreadable marker counts: the teacher answers.
+
+    A tier of a chain (`gate_id` = the chain's id, `digest` = the chain's): only a
+    passing gate of that chain, newer than the demotion and certifying the chain's
+    content, lifts the tier's demotion for the chain; the tier's own gate does not,
+    as a single student's gate never licenses a chain.
     """
     info = read_marker(student_path)
     if info is None or info.damaged:
@@ -220,7 +255,7 @@ def is_demoted(
     current = student_id or _file_student_id(student_path)
     if current is not None and current != info.student_id:
         return None
-    if lifted_by(info, gate_files(student_path, verdicts), digest):
+    if lifted_by(info, gate_files(student_path, verdicts), digest, gate_id=gate_id):
         return None
     return info
 

@@ -36,6 +36,7 @@ class By(str, Enum):
     task = "task"
     model = "model"
     day = "day"
+    tier = "tier"
 
 
 def report(
@@ -46,7 +47,10 @@ def report(
     ),
     since: str | None = typer.Option(None, "--since", metavar="WHEN", help="Only calls since then: 7d, 24h, 2w, or a date (2026-11-01)."),
     task: str | None = typer.Option(None, "--task", metavar="TASK", help="Only this task."),
-    by: By = typer.Option(By.task, "--by", help="The main table's rows: task, model or day (the table --format csv prints)."),
+    by: By = typer.Option(
+        By.task, "--by",
+        help="The main table's rows: task, model, day, or tier (a chain's tiers) (the table --format csv prints).",
+    ),
     budget: str | None = typer.Option(None, "--budget", metavar="USD/PERIOD", help="A spending limit to check against: 50/day or 1000/month (USD)."),
     output_format: ReportFormat = typer.Option(ReportFormat.table, "--format", help="table, json, csv or markdown."),
     prices: Path | None = PricesOption,
@@ -166,7 +170,26 @@ def day_rows(r: Report) -> tuple[list[str], list[list]]:
     return head, [[d[k] for k in head] for d in r.days]
 
 
-MAIN_TABLES = {"task": task_rows, "model": model_rows, "day": day_rows}
+def tier_rows(r: Report) -> tuple[list[str], list[list]]:
+    """A line per tier of every chain, then the teacher's line: what the chain left to it."""
+    head = ["task", "chain", "tier", "student", "asked", "answered", "share", "declined", "errors", "cost_usd",
+            "teacher_cost_usd", "saved_usd", "unknown_cost_attempts"]
+    rows = []
+    for t in r.tasks:
+        for c in t.get("chains", []):
+            for tier in c["tiers"]:
+                rows.append([t["task"], c["chain"], tier["tier"], tier["student"], *(tier[k] for k in head[4:])])
+            rows.append([t["task"], c["chain"], "teacher", t["teacher_model"] or "", c["teacher_calls"], c["teacher_calls"],
+                         c["teacher_share"], 0, 0, c["teacher_cost_usd"], c["teacher_cost_usd"], 0.0,
+                         c["teacher_unknown_cost_calls"]])
+    return head, rows
+
+
+def has_chains(r: Report) -> bool:
+    return any(t.get("chains") for t in r.tasks)
+
+
+MAIN_TABLES = {"task": task_rows, "model": model_rows, "day": day_rows, "tier": tier_rows}
 
 
 # ---- csv -------------------------------------------------------------------------------------------------
@@ -212,8 +235,8 @@ def render_markdown(r: Report) -> str:
             f"- spend: {usd(t['cost_usd'])}{unknown_suffix(t)}\n"
             f"- teacher-only: {usd(t['teacher_only_cost_usd'])}; savings {usd(t['savings_usd'])} ({t['savings_pct']:.1f}%)\n"
         )
-        order = [r.by] + [k for k in ("task", "model", "day") if k != r.by]
-        titles = {"task": "Tasks", "model": "Models", "day": "Spend per day"}
+        order = [r.by] + [k for k in ("task", "tier", "model", "day") if k != r.by and (k != "tier" or has_chains(r))]
+        titles = {"task": "Tasks", "tier": "Chains, tier by tier", "model": "Models", "day": "Spend per day"}
         for key in order:
             parts.append(f"\n## {titles[key]}\n\n" + _md_table(*MAIN_TABLES[key](r)))
         if r.levers:
@@ -286,6 +309,9 @@ def _gate_line(g: dict) -> str:
         bits.append(f"cost reduction {_reduction(g['cost_reduction'])}")
     if g.get("decision"):
         bits.append(f"decision {g['decision']}")
+    members, answered = g.get("chain"), g.get("tier_answered")
+    if isinstance(members, list) and len(members) > 1 and isinstance(answered, list) and len(answered) == len(members):
+        bits.append("tiers answered " + ", ".join(f"{m.get('id')} {n:,}" for m, n in zip(members, answered)))
     return " · ".join(bits)
 
 
@@ -346,8 +372,12 @@ def render_table(r: Report, console: Console) -> None:
         _print_totals(r, console)
         if r.by == "task":
             _print_tasks(r, console)
+            _print_chains(r, console)
             _print_recommendations(r, console)
             _print_models(r, console)
+        elif r.by == "tier":
+            _print_chains(r, console)
+            _print_recommendations(r, console)
         elif r.by == "model":
             _print_models(r, console)
             _print_recommendations(r, console)
@@ -406,7 +436,7 @@ def pipe_width(r: Report) -> int:
     a log has room to spare. A terminal's width, or COLUMNS, is obeyed instead (stdout_console).
     """
     measure = Console(width=10_000)
-    tables = [_tasks_table(r), _models_table(r), _days_table(r)]
+    tables = [_tasks_table(r), _models_table(r), _days_table(r)] + ([_chains_table(r)] if has_chains(r) else [])
     return max([WIDTH] + [Measurement.get(measure, measure.options, t).maximum for t in tables])
 
 
@@ -425,6 +455,39 @@ def _tasks_table(r: Report) -> Table:
             count(t["input_tokens"]), count(t["output_tokens"]), usd(t["cost_usd"]) + ("+?" if t["unknown_cost_calls"] else ""),
             usd(t["teacher_only_cost_usd"]), usd(t["savings_usd"]),
         )
+    return table
+
+
+def _print_chains(r: Report, console: Console) -> None:
+    if not has_chains(r):
+        if r.by == "tier":
+            console.print()
+            console.print("no calls served by a chain of students")
+        return
+    console.print()
+    console.print(_chains_table(r))
+
+
+def _chains_table(r: Report) -> Table:
+    """Per chain, a line per tier (what it answered, what its attempts cost, declines included, and what it saved
+    against the teacher's price of the calls it answered), then the teacher's line."""
+    table = _table("Chains, tier by tier", "task", "tier", "student", "asked", "answered", "declined", "errors", "cost",
+                   "saved")
+    table.columns[2].justify, table.columns[2].no_wrap = "left", True
+    for t in r.tasks:
+        for c in t.get("chains", []):
+            table.add_row(Text(f"{t['task']}: {c['chain']}", style="bold"), "", "", f"{c['calls']:,} calls")
+            for tier in c["tiers"]:
+                table.add_row(
+                    "", str(tier["tier"]), tier["student"] or "?", f"{tier['asked']:,}",
+                    f"{tier['answered']:,} ({pct(tier['share'], None)})", f"{tier['declined']:,}", f"{tier['errors']:,}",
+                    usd(tier["cost_usd"]) + ("+?" if tier["unknown_cost_attempts"] else ""), usd(tier["saved_usd"]),
+                )
+            table.add_row(
+                "", "teacher", t["teacher_model"] or "", f"{c['teacher_calls']:,}",
+                f"{c['teacher_calls']:,} ({pct(c['teacher_share'], None)})", "", "",
+                usd(c["teacher_cost_usd"]) + ("+?" if c["teacher_unknown_cost_calls"] else ""), "",
+            )
     return table
 
 

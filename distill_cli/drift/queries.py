@@ -6,6 +6,14 @@ The router's row contract:
   served_by='shadow', pair_id=<row id>   the teacher, asked in the background about that student row
   served_by='teacher'                    the teacher alone (no student, or the student demoted)
 
+A chain's rows (students/chain.py) name the tier that answered (or, on a fallback,
+the last tier asked) and carry every tier asked in metadata key "chain" = {"id",
+"tier", "tiers": [{"tier", "student_id", "answered", "cost_usd", "error"}]}. So for
+one tier: its served rows and their shadow pairs name it; a call it declined (or
+failed on) and a later tier answered or passed on is found in the metadata: a
+decline of this tier, as a single student's fallback is. Calls an earlier tier
+answered never reached it: they are noted, not counted.
+
 Every query runs on a DuckDB connection with the `examples` view; none writes.
 """
 
@@ -21,6 +29,7 @@ from distill_cli import schemas
 from distill_cli.drift.window import utc
 from distill_cli.judges import normalize
 from distill_cli.students.base import StudentSpec, in_holdout
+from distill_cli.students.chain import CHAIN_KEY, SEPARATOR
 from distill_cli.students.training import CLOSED_SET_MAX
 
 INPUT_SAMPLE = 2000  # inputs per side the domain classifier sees at most
@@ -53,6 +62,7 @@ class Traffic:
     fresh_answered: int = 0
     fresh_declined: int = 0
     other_students: dict = field(default_factory=dict)
+    earlier_tiers: dict = field(default_factory=dict)  # chain id -> calls an earlier tier of it answered
 
 
 
@@ -65,18 +75,39 @@ class Sample:
     source: str = ""
 
 
+# The chain metadata a drift run reads: which tiers were asked, and whether each answered.
+_CHAIN_SHAPE = '{"%s": {"id": "VARCHAR", "tiers": [{"student_id": "VARCHAR", "answered": "BOOLEAN"}]}}' % CHAIN_KEY
+
+
 def count_traffic(con, spec: StudentSpec, start: datetime, end: datetime, fresh_start: datetime) -> Traffic:
+    """The window's calls, and those the student answered and declined (a chain's tier: see the module docstring)."""
+    # Only a chain's row naming another tier is parsed (the LIKE keeps the JSON reader off every other row).
+    chain = f"""CASE WHEN served_by IN ('student', 'fallback') AND student_id IS DISTINCT FROM $id
+                      AND metadata LIKE '%"{CHAIN_KEY}"%'
+                 THEN TRY(json_transform(metadata, '{_CHAIN_SHAPE}')).{CHAIN_KEY} END"""
     rows = con.execute(
-        f"""SELECT served_by, student_id, ts > ? AS fresh, count(*), count(*) FILTER (WHERE {schemas.complete_answer_sql()})
-           FROM examples WHERE task = ? AND ts > ? AND ts <= ? GROUP BY ALL""",
-        [fresh_start, spec.task, start, end],
+        f"""SELECT served_by, student_id, fresh, chain_id, COALESCE(len(list_filter(tiers,
+                       lambda t: t.student_id = $id AND NOT COALESCE(t.answered, false))), 0) > 0 AS declined_here,
+                   count(*), count(*) FILTER (WHERE complete)
+            FROM (SELECT served_by, student_id, ts > $fresh AS fresh, {schemas.complete_answer_sql()} AS complete,
+                         ch.id AS chain_id, ch.tiers AS tiers
+                  FROM (SELECT *, {chain} AS ch FROM examples WHERE task = $task AND ts > $start AND ts <= $end))
+            GROUP BY ALL""",
+        {"id": spec.id, "fresh": fresh_start, "task": spec.task, "start": start, "end": end},
     ).fetchall()
     t = Traffic()
-    for served_by, student_id, fresh, count, with_output in rows:
+    for served_by, student_id, fresh, chain_id, declined_here, count, with_output in rows:
         if served_by in SERVING:
             t.calls += count
+        if declined_here:
+            t.declined += count
+            t.fresh_declined += count if fresh else 0
+            continue
         if served_by in ("student", "fallback") and student_id != spec.id:
-            t.other_students[student_id] = t.other_students.get(student_id, 0) + count
+            if chain_id and spec.id in chain_id.split(SEPARATOR):
+                t.earlier_tiers[chain_id] = t.earlier_tiers.get(chain_id, 0) + count
+            else:
+                t.other_students[student_id] = t.other_students.get(student_id, 0) + count
             continue
         if served_by == "student":
             t.answered += with_output

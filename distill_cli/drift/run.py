@@ -46,6 +46,7 @@ from distill_cli.serving import (
     gate_files,
     is_demoted,
     latest_gate,
+    latest_member_gate,
     write_demotion,
 )
 from distill_cli.students.base import StudentSpec, read_student_file
@@ -177,11 +178,13 @@ def _check_settings(min_agreement, sample, max_spend, arl, confidence) -> None:
 
 
 def _check_certified(student: str | Path, spec: StudentSpec, verdicts: Iterable[str | Path]) -> None:
-    """InputError when the newest passing gate of this student id certified other content than the file's."""
-    gate = latest_gate(spec.id, gate_files(student, verdicts), "drift --verdicts")
-    problem = content_problem(student, spec.id, spec.digest, gate) if gate and gate.passed else None
-    if problem is not None:
-        raise InputError(problem)
+    """InputError when the newest passing gate of this student id, or of a chain it is a tier of, certified other
+    content than the file's. A tier gated only within a chain has no gate of its own: that is no reason to refuse."""
+    files = gate_files(student, verdicts)
+    for gate in (latest_gate(spec.id, files, "drift --verdicts"), latest_member_gate(spec.id, files)):
+        problem = content_problem(student, spec.id, spec.digest, gate) if gate and gate.passed else None
+        if problem is not None:
+            raise InputError(problem)
 
 
 def _old_log(log: str | Path | None) -> pa.Table | None:
@@ -219,6 +222,9 @@ def _count_calls(con, scope: Scope, since: str | datetime) -> Traffic:
         )
     for other, count in sorted(traffic.other_students.items(), key=lambda kv: -kv[1]):
         scope.notes.append(f"{count:,} calls in the window were tried on another student ({other}), not checked here")
+    for chain, count in sorted(traffic.earlier_tiers.items(), key=lambda kv: -kv[1]):
+        scope.notes.append(f"{count:,} calls in the window were answered by an earlier tier of chain {chain} "
+                           f"and never reached {spec.id}")
     return traffic
 
 

@@ -10,7 +10,11 @@ It is the proxy's `answer` step (proxy.py). For each recorded call:
      (as the row will say); no student for it, or header `x-distill-route: teacher`:
      the teacher answers (`served_by=teacher`);
   2. a demoted student (serving.py's marker; re-read at most every `recheck_seconds`)
-     does not answer: the teacher does, and `warn` is told once;
+     does not answer: the teacher does, and `warn` is told once. In a chain every
+     tier's marker counts, and one demoted tier sends the whole chain's calls to the
+     teacher: the gate certified the chain in its order, and the chain without that
+     tier is another chain no gate certified. A passing gate of the chain newer than
+     the demotion lifts it for the chain (the tier's own gate does not);
   3. the student answers within `student_timeout` seconds: a confident answer is
      written back as the provider's own response (responses.py) with `model` = the
      student's id and the student's real token counts, and recorded with
@@ -99,6 +103,7 @@ class Route:
     gate: GateRecord | None  # None: serving ungated (--allow-ungated)
     verdicts: list[Path] = field(default_factory=list)  # what may lift a demotion
     demotion: DemotionInfo | None = None
+    tier_paths: list[Path] = field(default_factory=list)  # a chain's student files, in order (its tiers' markers)
     stats: RouteStats = field(default_factory=RouteStats)
 
     @property
@@ -151,7 +156,7 @@ def load_routes(
             raise InputError(f"{paths[0]}: given twice as --student; a chain names each student once")
         student = members[0][1] if len(members) == 1 else Chain([s for _, s in members])
         gate, considered = _gate_of(student, paths, verdicts, allow_ungated, warn)
-        routes.append(Route(student, paths[0], gate, considered))
+        routes.append(Route(student, paths[0], gate, considered, tier_paths=paths if len(paths) > 1 else []))
     return routes
 
 
@@ -241,12 +246,12 @@ class Router:
     # -- demotion
 
     def check_demotions(self) -> None:
-        """Re-read every student's demotion marker; tell `warn` what changed."""
+        """Re-read every student's demotion marker (every tier's, in a chain); tell `warn` what changed."""
         for route in self.routes.values():
-            demotion = is_demoted(route.path, student_id=route.student.id, verdicts=route.verdicts,
-                                  digest=route.student.spec.digest)
+            demotion = _demotion(route)
+            chain = f"chain {route.student.id}: " if isinstance(route.student, Chain) else ""
             if demotion is not None and route.demotion is None:
-                self.warn(f"Warning: {demotion.message}. The teacher answers its calls.")
+                self.warn(f"Warning: {chain}{demotion.message}. The teacher answers its calls.")
             elif demotion is None and route.demotion is not None:
                 self.warn(f"Student {route.student.id} is no longer demoted; it answers again.")
             route.demotion = demotion
@@ -286,7 +291,10 @@ class Router:
         return self._served(route, call, answer)
 
     async def _ask(self, route: Route, call: Call) -> Answer | None:
-        """The student's answer; None when it failed or ran out of time (counted, and the teacher answers)."""
+        """The student's answer; None when it failed or ran out of time (counted, and the teacher answers).
+
+        A chain whose every tier was asked, the last failing, gives a declined ChainAnswer with every attempt.
+        """
         stats = route.stats
         try:
             answer = await asyncio.wait_for(route.ask(call), self.student_timeout)
@@ -297,6 +305,11 @@ class Router:
         except Exception as e:  # noqa: BLE001 - whatever a student does wrong, the job gets the teacher's answer
             stats.errors += 1
             stats.last_error = canonical.mask_secrets(f"{type(e).__name__}: {e}")
+            attempts = getattr(e, "attempts", None)
+            if isinstance(route.student, Chain) and attempts:
+                # Every tier was asked and the last failed: the row still says what each tier did and cost (drift
+                # counts a tier's declines from it, report its spend).
+                return ChainAnswer(None, confidence=None, cost_usd=None, reason=stats.last_error, attempts=attempts)
             return None
         if answer.declined:
             stats.declined += 1
@@ -339,6 +352,19 @@ class Router:
         outcome.columns = {**outcome.columns, "served_by": "shadow", "pair_id": pair_id, "student_id": student_id}
         route.stats.shadows += 1
         self.proxy.on_call(call, outcome)  # type: ignore[union-attr]
+
+
+def _demotion(route: Route) -> DemotionInfo | None:
+    """The demotion that stops a route: its student's, or in a chain the first demoted tier's (the whole chain stops)."""
+    student = route.student
+    if not isinstance(student, Chain):
+        return is_demoted(route.path, student_id=student.id, verdicts=route.verdicts, digest=student.spec.digest)
+    for path, tier in zip(route.tier_paths or [route.path], student.tiers):
+        demotion = is_demoted(path, student_id=tier.id, verdicts=route.verdicts, digest=student.spec.digest,
+                              gate_id=student.id)
+        if demotion is not None:
+            return demotion
+    return None
 
 
 def _answering(route: Route, answer: Answer | None) -> str:

@@ -58,7 +58,9 @@ def _from_gate(task: TaskRow, gate: dict, advice: dict) -> str:
         return "keep teacher: the gate does not cover the student file"
     if gate.get("passed"):
         rec = "distilled" if task.tally.student_calls else "distill"
-        if advice["kind"]:
+        if advice["kind"] == "chain" and gate.get("student"):
+            rec += f": chain {gate['student']}"  # a gated chain decides as any student: its reduction, its pass
+        elif advice["kind"]:
             rec += f": {advice['kind']}"
         if reduction:
             rec += f", {reduction_text(reduction)}"

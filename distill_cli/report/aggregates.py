@@ -2,7 +2,9 @@
 
 Teacher-only cost is counted at (task, day) granularity: a shadow row measured
 the teacher's cost of one student call exactly; every other student call is
-priced at the task's mean answered, priced teacher call.
+priced at the task's mean answered, priced teacher call. What a chain's tiers
+cost on the calls they passed to the teacher joins the groups as groups of no
+calls (chains.py): spend, never teacher-only cost.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Callable, Hashable
 
 from distill_cli.formatting import round_usd
 from distill_cli.report.calls import EPOCH_DAY
+from distill_cli.report.chains import attempt_rows, chain_calls_table
 from distill_cli.report.rows import TEACHER_SIDE, Tally, TaskRow
 
 _WINDOWS_PER_HOUR = 12  # 5-minute prompt-cache lifetimes
@@ -90,7 +93,9 @@ class Aggregates:
                       sum(cache_read_tokens), sum(cache_write_tokens), min(first), max(last)
                FROM hourly GROUP BY ALL"""
         ).fetchall()
-        groups = cls([Group(*r) for r in rows])
+        # What a chain's tiers cost on the calls they passed to the teacher is spend too (chains.py).
+        chain_calls_table(con)
+        groups = cls([Group(*r) for r in rows + attempt_rows(con)])
         # Prompt-cache writes an uncached prefix would need: 5-minute windows holding such calls, expected per
         # hour as if its calls were spread evenly (the most writes they could need; bunched calls need fewer).
         groups.cache_windows = dict(

@@ -2,6 +2,7 @@
 
 The work is split by concern: inputs.py (what was given), calls.py (the view
 every query reads), aggregates.py (the one GROUP BY pass and its roll-ups),
+chains.py (a chain's calls tier by tier),
 task_stats.py (outputs and repeated inputs), levers.py (prompt caching, batch),
 evidence.py (gates, drift, students), advice.py (recommendation and budget).
 """
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, Iterable
 
 from distill_cli import store
 from distill_cli.errors import InputError
-from distill_cli.report import advice, evidence
+from distill_cli.report import advice, chains, evidence
 from distill_cli.report.aggregates import Aggregates
 from distill_cli.report.calls import calls_view
 from distill_cli.report.inputs import NEEDED_BY, Budget, Inputs, classify_inputs, parse_budget, parse_since
@@ -94,8 +95,8 @@ def build_report(
     wrong-kind or missing inputs and an unknown --task; ValueError for a bad
     `since`/`budget`/`by`.
     """
-    if by not in ("task", "model", "day"):
-        raise ValueError(f"by {by!r}: expected task, model or day")
+    if by not in ("task", "model", "day", "tier"):
+        raise ValueError(f"by {by!r}: expected task, model, day or tier")
     now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
     since_at = parse_since(since, now) if since is not None else None
     budget = parse_budget(budget) if budget is not None else None
@@ -120,6 +121,9 @@ def build_report(
 
     period = agg.period(since_at)
     tasks = agg.tasks(period["days"])
+    tiers = chains.read_chains(con, agg.teacher_mean)
+    for t in tasks:
+        t.chains = tiers.get(t.task, [])
     measure(con, tasks, period)
     levers = _advise(con, tasks, gates, drift, table, since_at)
 
@@ -140,7 +144,7 @@ def build_report(
     )
     if budget is not None and not report.empty:
         report.budget = advice.budget_decisions(budget, tasks)
-    report.notes = advice.notes(report.totals, report.levers) + uncovered
+    report.notes = advice.notes(report.totals, report.levers) + chains.notes(tasks) + uncovered
     for hint in (store.journal_hint(inputs.stores), store.quarantine_hint(inputs.stores)):
         if hint:
             report.notes.append(hint)
@@ -163,6 +167,9 @@ def _advise(con, tasks: list[TaskRow], gates: list[dict], drift: list[dict], pri
     """Give each task its evidence, levers and recommendation; the levers of all tasks."""
     latest_gate = evidence.latest_by_task(gates)
     drift_by_task = {d["task"]: d for d in drift}
+    for d in drift:
+        evidence.chain_drift(d, latest_gate.get(d["task"]))
+        d.pop("_by_student", None)
     levers: list[dict] = []
     for t in tasks:
         t.gate = evidence.gate_brief(latest_gate.get(t.task))

@@ -32,7 +32,8 @@ def calls_view(con, since: datetime | None, task: str | None, reprice) -> None:
 
     `cost` is the recorded cost, or with `reprice` (a PriceTable) the cost of the
     row's tokens at the price in force on its day. Flags: `ok` (answered),
-    `nocache` (no cache read or write), `stakes` (tagged high-stakes).
+    `nocache` (no cache read or write), `stakes` (tagged high-stakes). `student_id`
+    and `metadata` as recorded (a chain's tiers, report/chains.py).
     """
     where = []
     if since is not None:
@@ -69,7 +70,7 @@ def calls_view(con, since: datetime | None, task: str | None, reprice) -> None:
                {cost} AS cost,
                e.cache_read_tokens + e.cache_write_5m_tokens + e.cache_write_1h_tokens = 0 AS nocache,
                {_HIGH_STAKES.format(m="e.metadata")} AS stakes,
-               e.output, e.input_hash, e.status, e.error
+               e.output, e.input_hash, e.status, e.error, e.student_id, e.metadata
         FROM ({base}) e {join}"""
     )
 

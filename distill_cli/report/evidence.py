@@ -81,20 +81,37 @@ def latest_by_task(gates: list[dict]) -> dict[str, dict]:
     return latest
 
 
+def chain_members(gate: dict) -> list[dict]:
+    """The students a chain's gate certified, in order ({"id", "kind", "digest"}); [] for a single student's gate."""
+    members = gate.get("chain")
+    if not isinstance(members, list) or len(members) < 2 or not all(isinstance(m, dict) for m in members):
+        return []
+    return members
+
+
 def uncovered_students(gates: list[dict], students: list[dict]) -> list[str]:
-    """Mark each passing gate whose student file (given to report) holds other content than it certified; the notes."""
+    """Mark each passing gate whose student file (given to report) holds other content than it certified; the notes.
+
+    A chain's gate certified each member's content: a member file given that changed
+    since leaves the chain uncovered.
+    """
     by_id = {s["id"]: s for s in students}
     notes = []
     for gate in gates:
-        student = by_id.get(gate.get("student"))
-        if student is None or gate.get("passed") is not True:
+        if gate.get("passed") is not True:
             continue
-        certified = gate.get("student_digest")
-        if certified != student["digest"]:
+        members = chain_members(gate)
+        certified_by_id = ({m.get("id"): m.get("digest") for m in members} if members
+                           else {gate.get("student"): gate.get("student_digest")})
+        for student_id, certified in certified_by_id.items():
+            student = by_id.get(student_id)
+            if student is None or certified == student["digest"]:
+                continue
             gate["changed_since"] = True
             why = (f"changed since (gate: {short_digest(certified)}, file: {short_digest(student['digest'])})"
                    if certified else "was gated before content digests")
-            notes.append(f"student {student['id']} ({student['file']}) {why}: its gate in {Path(gate['file']).name} "
+            of = f" (in chain {gate.get('student')})" if members else ""
+            notes.append(f"student {student['id']} ({student['file']}) {why}: its gate{of} in {Path(gate['file']).name} "
                          "does not cover it; gate it again")
     return notes
 
@@ -105,7 +122,10 @@ def gate_brief(gate: dict | None) -> dict | None:
     keys = ("passed", "agreement", "lower_bound", "upper_bound", "coverage", "n", "cost_reduction", "decision",
             "student", "teacher_cost_per_call", "routed_cost_per_call", "file", "created", "student_digest",
             "changed_since")
-    return {k: gate.get(k) for k in keys}
+    brief = {k: gate.get(k) for k in keys}
+    if chain_members(gate):
+        brief["chain"] = [m.get("id") for m in chain_members(gate)]
+    return brief
 
 
 def read_drift(con, paths: list[Path], since: datetime | None, task: str | None) -> list[dict]:
@@ -138,7 +158,10 @@ def read_drift(con, paths: list[Path], since: datetime | None, task: str | None)
             {
                 "task": t,
                 "student_id": last[1],
-                "status": "demoted" if last[11] else "drifted" if last[10] else "ok",
+                "status": _status(last),
+                # Private (build.py removes it): each student's latest run, for a chain's tiers (chain_drift).
+                "_by_student": {r[1]: {"student_id": r[1], "status": _status(r), "ts": r[2].isoformat() if r[2] else None}
+                                for r in runs},
                 "runs": [
                     {"ts": r[2].isoformat() if r[2] else None, "pairs": r[3], "agreement": r[4], "lower_bound": r[5],
                      "upper_bound": r[6], "decline_rate": r[7], "input_shift": r[8],
@@ -148,6 +171,28 @@ def read_drift(con, paths: list[Path], since: datetime | None, task: str | None)
             }
         )
     return out
+
+
+def _status(run) -> str:
+    return "demoted" if run[11] else "drifted" if run[10] else "ok"
+
+
+_SEVERITY = {"ok": 0, "drifted": 1, "demoted": 2}
+
+
+def chain_drift(drift: dict, gate: dict | None) -> None:
+    """A task served by a chain (its newest gate is a chain's): its drift status is the worst of its tiers' latest
+    runs, each tier checked on its own file; `tiers` lists them. The latest run alone could be a healthy tier's
+    while another tier stands demoted (and the router sends the whole chain to the teacher)."""
+    members = chain_members(gate) if gate else []
+    latest = drift.get("_by_student") or {}
+    tiers = [latest[m.get("id")] for m in members if m.get("id") in latest]
+    if not tiers:
+        return
+    drift["tiers"] = tiers
+    worst = max(tiers, key=lambda x: _SEVERITY[x["status"]])
+    if _SEVERITY[worst["status"]] > _SEVERITY[drift["status"]]:
+        drift["status"], drift["student_id"] = worst["status"], worst["student_id"]
 
 
 def _json_or_text(text):
@@ -161,8 +206,11 @@ def drift_brief(drift: dict | None) -> dict | None:
     if drift is None:
         return None
     last = drift["runs"][-1]
-    return {"status": drift["status"], "ts": last["ts"], "agreement": last["agreement"],
-            "lower_bound": last["lower_bound"], "input_shift": last["input_shift"], "runs": len(drift["runs"])}
+    brief = {"status": drift["status"], "ts": last["ts"], "agreement": last["agreement"],
+             "lower_bound": last["lower_bound"], "input_shift": last["input_shift"], "runs": len(drift["runs"])}
+    if drift.get("tiers"):
+        brief["tiers"] = drift["tiers"]
+    return brief
 
 
 def read_student(path: Path) -> dict:

@@ -136,6 +136,7 @@ class TaskRow:
     advice: dict = field(default_factory=dict)
     keep: str | None = None  # why the teacher must keep answering, if it must
     budget: dict | None = None
+    chains: list[dict] = field(default_factory=list)  # the task's chains, tier by tier (chains.py)
 
     @property
     def high_stakes(self) -> bool:
@@ -170,6 +171,8 @@ class TaskRow:
             "recommendation": self.recommendation,
             "advice": self.advice,
         }
+        if self.chains:
+            out["chains"] = self.chains
         if self.budget is not None:
             out["budget"] = self.budget
         return out
