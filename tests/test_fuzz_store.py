@@ -119,7 +119,8 @@ def test_any_openai_answer_makes_one_good_row(response):
     row = calls.openai_row({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}, response, prices=PRICES)
     _check_row(row)
     usage = response.get("usage")
-    if isinstance(usage, dict) and "completion_tokens" in usage:
+    # Counts are read from a chat completion only (a body with `choices`); any other body is an error row.
+    if response.get("choices") is not None and isinstance(usage, dict) and "completion_tokens" in usage:
         value = usage["completion_tokens"]
         assert row["output_tokens"] == (int(value or 0) if _is_count(value) else None)
 
