@@ -73,8 +73,21 @@ NEEDED_BY = "record --student"
 
 
 @dataclass
+class TierStats:
+    """What one tier of a chain did with the calls it was asked (a tier is asked only what earlier tiers left)."""
+
+    student: str
+    asked: int = 0
+    answered: int = 0
+    declined: int = 0
+    errors: int = 0
+    timeouts: int = 0
+
+
+@dataclass
 class RouteStats:
-    """What one student did in a session."""
+    """What one student (or chain) did in a session. A chain's `declined` counts calls every tier declined, its
+    `errors` and `timeouts` calls whose last tier failed; `tiers` says what each tier did (empty for one student)."""
 
     served: int = 0
     declined: int = 0
@@ -84,6 +97,7 @@ class RouteStats:
     while_demoted: int = 0  # calls the teacher answered because the student was demoted
     shadows: int = 0
     last_error: str | None = None
+    tiers: list[TierStats] = field(default_factory=list)
 
     @property
     def calls(self) -> int:
@@ -101,20 +115,27 @@ class Route:
     demotion: DemotionInfo | None = None
     stats: RouteStats = field(default_factory=RouteStats)
 
+    def __post_init__(self) -> None:
+        if isinstance(self.student, Chain) and not self.stats.tiers:
+            self.stats.tiers = [TierStats(tier.id) for tier in self.student.tiers]
+
     @property
     def task(self) -> str:
         return self.student.spec.task
 
-    async def ask(self, call: Call) -> Answer:
-        """The student's answer to a call, in the request shape it was trained on."""
+    async def ask(self, call: Call, tier_timeout: float | None = None) -> Answer:
+        """The student's answer to a call, in the request shape it was trained on (a chain: each tier within
+        `tier_timeout` seconds)."""
         student = self.student
         request = call.request
         if call.api.name != student.spec.provider:
             request = student.request_for(request_input(request, call.api.name))
+        if isinstance(student, Chain):
+            return await student.answer_async(request, tier_timeout=tier_timeout)
         return await student.answer_async(request)
 
     def to_dict(self) -> dict:
-        return {
+        data = {
             "student": self.student.id,
             "file": str(self.path),
             "task": self.task,
@@ -123,6 +144,9 @@ class Route:
             "demoted": self.demotion.message if self.demotion else None,
             **dataclasses.asdict(self.stats),
         }
+        if not isinstance(self.student, Chain):
+            del data["tiers"]
+        return data
 
 
 def load_routes(
@@ -229,7 +253,12 @@ class Router:
 
     @property
     def student_ids(self) -> set[str]:
-        return {route.student.id for route in self.routes.values()}
+        """Every id a row's `model` may carry: each student's, and each tier's of a chain."""
+        ids = {route.student.id for route in self.routes.values()}
+        for route in self.routes.values():
+            if isinstance(route.student, Chain):
+                ids.update(tier.id for tier in route.student.tiers)
+        return ids
 
     def to_dict(self) -> dict:
         data: dict = {"students": [route.to_dict() for route in self.routes.values()]}
@@ -280,24 +309,42 @@ class Router:
             _note_tiers(call, route, answer)
             outcome = await self.teacher(call, job)
             outcome.columns = {**outcome.columns, "served_by": "fallback", "student_id": _answering(route, answer),
-                               "confidence": answer.confidence if answer is not None else None}
+                               "confidence": _declined_confidence(answer)}
             return outcome
         route.stats.served += 1
         return self._served(route, call, answer)
 
     async def _ask(self, route: Route, call: Call) -> Answer | None:
-        """The student's answer; None when it failed or ran out of time (counted, and the teacher answers)."""
+        """The student's answer; None when it failed or ran out of time (counted, and the teacher answers).
+
+        A chain is given the timeout per tier (a slow tier passes the call on like a failed one); when its last
+        tier failed, the answer is a declined ChainAnswer holding every attempt, so the row still names them.
+        """
         stats = route.stats
+        chain = isinstance(route.student, Chain)
         try:
-            answer = await asyncio.wait_for(route.ask(call), self.student_timeout)
+            if chain:
+                answer = await route.ask(call, tier_timeout=self.student_timeout)
+            else:
+                answer = await asyncio.wait_for(route.ask(call), self.student_timeout)
         except asyncio.TimeoutError:
             stats.timeouts += 1
             stats.last_error = f"no answer within {self.student_timeout * 1000:.0f} ms"
             return None
         except Exception as e:  # noqa: BLE001 - whatever a student does wrong, the job gets the teacher's answer
+            attempts = getattr(e, "attempts", None) if chain else None
+            if attempts:  # every tier declined or failed, the last one failed
+                _count_tiers(stats, attempts)
+                if attempts[-1].timed_out:
+                    stats.timeouts += 1
+                else:
+                    stats.errors += 1
+                return ChainAnswer(None, confidence=None, cost_usd=None, attempts=attempts)
             stats.errors += 1
             stats.last_error = canonical.mask_secrets(f"{type(e).__name__}: {e}")
             return None
+        if isinstance(answer, ChainAnswer):
+            _count_tiers(stats, answer.attempts)
         if answer.declined:
             stats.declined += 1
         return answer
@@ -334,7 +381,7 @@ class Router:
 
     async def _shadow(self, route: Route, call: Call, pair_id: str, student_id: str) -> None:
         """Ask the teacher the call a student answered, for nobody; record it paired with the student's row."""
-        call = dataclasses.replace(call, ts=time.time(), started=time.monotonic())
+        call = dataclasses.replace(call, ts=time.time(), started=time.monotonic(), metadata=_shadow_metadata(route, call.metadata))
         outcome = await self.teacher(call, None)
         outcome.columns = {**outcome.columns, "served_by": "shadow", "pair_id": pair_id, "student_id": student_id}
         route.stats.shadows += 1
@@ -351,6 +398,41 @@ def _answering(route: Route, answer: Answer | None) -> str:
     if isinstance(route.student, Chain):
         return route.student.tiers[-1].id
     return route.student.id
+
+
+def _declined_confidence(answer: Answer | None) -> float | None:
+    """A fallback row's confidence: the declining student's; a chain's, that of the tier the row names (the last)."""
+    if answer is None:
+        return None
+    if isinstance(answer, ChainAnswer):
+        return answer.attempts[-1].confidence if answer.attempts else None
+    return answer.confidence
+
+
+def _count_tiers(stats: RouteStats, attempts: list) -> None:
+    """Count what each tier of a chain did with one call; a tier's failure is the route's last error."""
+    for attempt in attempts:
+        tier = stats.tiers[attempt.tier]
+        tier.asked += 1
+        if attempt.error is not None:
+            if attempt.timed_out:
+                tier.timeouts += 1
+            else:
+                tier.errors += 1
+            stats.last_error = canonical.mask_secrets(attempt.error)
+        elif attempt.output is None:
+            tier.declined += 1
+        else:
+            tier.answered += 1
+
+
+def _shadow_metadata(route: Route, metadata: dict) -> dict:
+    """A shadow row of a chain names the chain and the tier it checks; the tiers' attempts and costs stay on the
+    row it pairs with (so summing them over rows counts each once)."""
+    chain = metadata.get(CHAIN_KEY)
+    if not isinstance(route.student, Chain) or not isinstance(chain, dict):
+        return metadata
+    return {**metadata, CHAIN_KEY: {"id": chain.get("id"), "tier": chain.get("tier")}}
 
 
 def _note_tiers(call: Call, route: Route, answer: Answer | None) -> None:
