@@ -58,10 +58,11 @@ from distill_cli.serving import (
     gate_files,
     is_demoted,
     latest_gate,
+    read_summary,
 )
 from distill_cli.store import new_id
 from distill_cli.students.base import Answer, Student, request_input
-from distill_cli.students.chain import CHAIN_KEY, Chain, ChainAnswer
+from distill_cli.students.chain import CHAIN_KEY, SEPARATOR, Chain, ChainAnswer
 from distill_cli.students.registry import load_student
 
 ROUTE_HEADER = "x-distill-route"
@@ -198,7 +199,7 @@ def _gate_of(student: Student, paths: list[Path], verdicts: list[Path], allow_un
         where = ", ".join(map(str, considered)) or f"{beside} (not found)"
         short = f"{named}: student {student.id} has no passing gate"
         problem = (
-            f"{short} (no verdicts for it in {where}); "
+            f"{short} (no verdicts for it in {where}){_other_order(student, considered)}; "
             f"run `distill gate {named} STORE --verdicts {beside}` first, or pass --allow-ungated"
         )
     else:
@@ -208,6 +209,18 @@ def _gate_of(student: Student, paths: list[Path], verdicts: list[Path], allow_un
         raise InputError(problem)
     warn(f"Warning: {short}; serving it anyway (--allow-ungated)")
     return None, considered
+
+
+def _other_order(student: Student, considered: list[Path]) -> str:
+    """For a chain without a gate: "; FILE gates the same students in another order" when one does, else ""."""
+    if not isinstance(student, Chain):
+        return ""
+    members = sorted(tier.id for tier in student.tiers)
+    for path in considered:
+        other = str(read_summary(path, "record --verdicts").get("student") or "")
+        if other != student.id and sorted(other.split(SEPARATOR)) == members:
+            return f"; {path} gates the same students in another order, {other}: a chain serves in the order its gate certified"
+    return ""
 
 
 # ---- routing -----------------------------------------------------------------------------------------------------
