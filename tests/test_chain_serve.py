@@ -254,6 +254,41 @@ def test_the_timeout_applies_to_each_tier(tmp_path, fake_provider):
         assert send(rec, "anthropic", "hard one") == ("tier-b", "lost_card")  # 0.5 s in all, each tier within 0.4
 
 
+def test_a_declined_llm_tier_costs_its_real_tokens(tmp_path, fake_provider, monkeypatch):
+    """A few-shot tier on the fake provider: an answer outside the teacher's labels is declined, and paid for."""
+    from distill_cli.students import few_shot, load_student
+    from distill_cli.students.base import write_student_file
+
+    monkeypatch.setenv("DISTILL_TEST_STUDENT_API_KEY", "student-test-key-not-real")
+    haiku = StudentSpec(
+        id="haiku-tier", kind="few-shot", task=TASK, teacher_model=TEACHER, student_model="claude-haiku-4-5",
+        params={"api": "anthropic", "base_url": fake_provider.url, "api_key_env": "DISTILL_TEST_STUDENT_API_KEY"},
+    )
+    prompt = few_shot.Prompt("Classify the support message.", "examples", [("where is my card", "card_arrival")],
+                             ["card_arrival", "lost_card"])
+    path = write_student_file(tmp_path / "haiku.student", haiku, few_shot.rows_for(prompt, []))
+    llm = load_student(path, allowed_endpoints=[fake_provider.url])
+    fake_provider.responder = lambda body, provider: (
+        "card_arrival" if body["model"] == "claude-haiku-4-5" and "easy" in json.dumps(body) else None)
+    _, b = tiers()
+    with routed(tmp_path, fake_provider, [Route(Chain([llm, b]), path, gate=None)]) as (rec, router):
+        assert send(rec, "anthropic", "easy one") == ("haiku-tier", "card_arrival")
+        assert send(rec, "openai-stream", "hard one") == ("tier-b", "lost_card")  # haiku said "echo: ...": declined
+        assert send(rec, "anthropic-stream", "stuck one")[1] == "echo: stuck one"  # the teacher's
+    assert [r.json["model"] for r in fake_provider.requests] == ["claude-haiku-4-5"] * 3 + [TEACHER]
+    rows = {r["input"]: r for r in stored(tmp_path / "store")}
+    easy, hard, stuck = (chain_of(rows[t]) for t in ("easy one", "hard one", "stuck one"))
+    haiku_cost = easy["tiers"][0]["cost_usd"]
+    assert 0 < haiku_cost < 1e-4 and rows["easy one"]["cost_usd"] == pytest.approx(haiku_cost)
+    assert rows["easy one"]["input_tokens"] > 0 and rows["easy one"]["student_id"] == "haiku-tier"
+    [declined, answered] = hard["tiers"]
+    assert declined["answered"] is False and declined["student_id"] == "haiku-tier" and declined["cost_usd"] > 0
+    assert rows["hard one"]["cost_usd"] == pytest.approx(declined["cost_usd"] + COST_B)
+    assert (answered["student_id"], answered["answered"], hard["tier"]) == ("tier-b", True, 1)
+    assert stuck["tier"] is None and stuck["tiers"][0]["cost_usd"] > 0 and stuck["tiers"][1]["cost_usd"] == COST_B
+    assert [(t.answered, t.declined) for t in router.routes[TASK].stats.tiers] == [(1, 2), (1, 1)]
+
+
 # ---------------------------------------------------------------------- shadows
 
 
@@ -398,3 +433,30 @@ def test_a_chain_of_another_task_than_the_runs_is_warned_about(tmp_path):
     assert (f"Warning: the chain {CHAIN} is of task {TASK}, but every call of this run is task other (--task): "
             "it will answer none of them.") in result.output
     assert f"Chain {CHAIN}: no calls of task {TASK}." in result.output
+
+
+def test_an_ungated_chain_with_an_llm_tier_names_its_endpoint(tmp_path, fake_provider, monkeypatch):
+    from distill_cli.students import few_shot
+    from distill_cli.students.base import write_student_file
+
+    monkeypatch.setenv("DISTILL_TEST_STUDENT_API_KEY", "student-test-key-not-real")
+    a, _ = cache_tiers(tmp_path)
+    haiku = StudentSpec(
+        id="haiku-tier", kind="few-shot", task=TASK, teacher_model=TEACHER, student_model="claude-haiku-4-5",
+        params={"api": "anthropic", "base_url": fake_provider.url, "api_key_env": "DISTILL_TEST_STUDENT_API_KEY"},
+    )
+    llm = write_student_file(tmp_path / "haiku.student", haiku,
+                             few_shot.rows_for(few_shot.Prompt("Classify.", "examples", [("hi", "greeting")], None), []))
+    command = ["record", "--store", str(tmp_path / "s"), "--student", str(a), "--student", str(llm),
+               "--", sys.executable, "-c", "pass"]
+    refused = CliRunner().invoke(app, command)
+    assert refused.exit_code == 3 and "is not a provider's API host nor an endpoint you allowed" in refused.output
+    result = CliRunner().invoke(app, [*command[:-4], "--allow-ungated", "--allow-endpoint", fake_provider.url,
+                                      *command[-4:]])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == (f"Warning: {a} {llm}: student tier-a > haiku-tier has no passing gate; serving it anyway "
+                        "(--allow-ungated)")
+    assert lines[1] == (f"Chain tier-a > haiku-tier (cache > few-shot, ungated) answers task {TASK}, each tier what "
+                        "the one before declined; shadow rate 0.05.")
+    assert lines[2] == f"Student haiku-tier calls {fake_provider.url} (key from DISTILL_TEST_STUDENT_API_KEY)"
