@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 from test_record_cli import job_env, upstreams, write_job
 from test_record_proxy import stored
-from test_route import TASK, TEACHER, ant, ask, oai, oai_ask, routed, write_cache_student
+from test_route import TASK, TEACHER, ant, ask, demote, oai, oai_ask, routed, write_cache_student
 from test_route_cli import job_request, run
 from typer.testing import CliRunner
 
@@ -287,6 +287,24 @@ def test_a_declined_llm_tier_costs_its_real_tokens(tmp_path, fake_provider, monk
     assert (answered["student_id"], answered["answered"], hard["tier"]) == ("tier-b", True, 1)
     assert stuck["tier"] is None and stuck["tiers"][0]["cost_usd"] > 0 and stuck["tiers"][1]["cost_usd"] == COST_B
     assert [(t.answered, t.declined) for t in router.routes[TASK].stats.tiers] == [(1, 2), (1, 1)]
+
+
+def test_a_demoted_tier_stops_the_chain(tmp_path, fake_provider):
+    """The gate certified the chain whole: when drift demotes one tier, the teacher answers the chain's calls."""
+    a, b = tiers()
+    route = Route(Chain([a, b]), tmp_path / "a.student", gate=None, tier_paths=[tmp_path / "a.student",
+                                                                               tmp_path / "b.student"])
+    demote(tmp_path / "b.student", student_id="tier-b")
+    demote(tmp_path / "a.student", student_id="an-older-tier-a")  # a marker of another student: does not count
+    warnings: list[str] = []
+    with routed(tmp_path, fake_provider, [route], warn=warnings.append) as (rec, router):
+        assert send(rec, "anthropic", "easy one")[1] == "echo: easy one"
+    assert a.asked == [] and b.asked == [] and route.stats.while_demoted == 1
+    [row] = stored(tmp_path / "store")
+    assert (row["served_by"], row["student_id"]) == ("teacher", None)
+    [warning] = warnings
+    assert warning.startswith("Warning: student tier-b demoted at ")
+    assert warning.endswith(f"The chain {CHAIN} does not serve; the teacher answers its calls.")
 
 
 # ---------------------------------------------------------------------- shadows

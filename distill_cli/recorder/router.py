@@ -115,6 +115,7 @@ class Route:
     verdicts: list[Path] = field(default_factory=list)  # what may lift a demotion
     demotion: DemotionInfo | None = None
     stats: RouteStats = field(default_factory=RouteStats)
+    tier_paths: list[Path] = field(default_factory=list)  # a chain's: each tier's file, in order (demotion markers)
 
     def __post_init__(self) -> None:
         if isinstance(self.student, Chain) and not self.stats.tiers:
@@ -176,7 +177,7 @@ def load_routes(
             raise InputError(f"{paths[0]}: given twice as --student; a chain names each student once")
         student = members[0][1] if len(members) == 1 else Chain([s for _, s in members])
         gate, considered = _gate_of(student, paths, verdicts, allow_ungated, warn)
-        routes.append(Route(student, paths[0], gate, considered))
+        routes.append(Route(student, paths[0], gate, considered, tier_paths=paths if len(paths) > 1 else []))
     return routes
 
 
@@ -283,14 +284,25 @@ class Router:
     # -- demotion
 
     def check_demotions(self) -> None:
-        """Re-read every student's demotion marker; tell `warn` what changed."""
+        """Re-read every student's demotion marker; tell `warn` what changed.
+
+        A chain is demoted when its own marker (beside its first file, naming the chain) or any tier's (beside
+        that tier's file, naming the tier) stands: the gate certified the chain whole, so it serves whole or not.
+        """
         for route in self.routes.values():
             demotion = is_demoted(route.path, student_id=route.student.id, verdicts=route.verdicts,
                                   digest=route.student.spec.digest)
+            tiers = route.student.tiers if isinstance(route.student, Chain) else []
+            for tier, path in zip(tiers, route.tier_paths):
+                if demotion is not None:
+                    break
+                demotion = is_demoted(path, student_id=tier.id, verdicts=route.verdicts, digest=tier.spec.digest)
             if demotion is not None and route.demotion is None:
-                self.warn(f"Warning: {demotion.message}. The teacher answers its calls.")
+                who = f"The chain {route.student.id} does not serve; the teacher" if tiers else "The teacher"
+                self.warn(f"Warning: {demotion.message}. {who} answers its calls.")
             elif demotion is None and route.demotion is not None:
-                self.warn(f"Student {route.student.id} is no longer demoted; it answers again.")
+                who = "Chain" if tiers else "Student"
+                self.warn(f"{who} {route.student.id} is no longer demoted; it answers again.")
             route.demotion = demotion
 
     def _recheck_if_due(self) -> None:
