@@ -16,7 +16,9 @@ It is the proxy's `answer` step (proxy.py). For each recorded call:
      student's id and the student's real token counts, and recorded with
      `served_by=student`, `provider=student`, its confidence and cost; a decline, a
      StudentError (or any exception) or a timeout lets the teacher answer
-     (`served_by=fallback`, `student_id` set);
+     (`served_by=fallback`, `student_id` set). A chain (several students of one task, students/chain.py) is asked tier by
+     tier, each tier within `student_timeout`; its rows name the tier that answered
+     (`student_id`) and, in metadata `chain`, every tier asked and what it cost;
   4. a fraction `shadow_rate` of student answers (drawn from `rng`) is also sent
      to the teacher once the job has its answer (`Outcome.after`); that row is
      `served_by=shadow` with `pair_id` = the student row's id, for drift.
