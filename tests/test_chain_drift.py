@@ -166,7 +166,8 @@ def test_a_demoted_tier_sends_the_whole_chain_to_the_teacher(tmp_path, fake_prov
     assert [r["served_by"] for r in stored(tmp_path / "store")] == ["teacher", "teacher"]
     assert route.stats.while_demoted == 2 and route.student.tiers[0].asked == [] and route.student.tiers[1].asked == []
     [warning] = warnings
-    assert warning.startswith(f"Warning: chain toy-a > toy-b: student {tier} demoted at ")
+    assert warning.startswith(f"Warning: student {tier} demoted at ")
+    assert warning.endswith("The chain toy-a > toy-b does not serve; the teacher answers its calls.")
 
 
 def test_only_a_newer_passing_gate_of_the_chain_lifts_a_tiers_demotion(tmp_path):

@@ -62,7 +62,8 @@ def record(
     port: int = typer.Option(0, "--port", min=0, max=65535, help="Port on 127.0.0.1 for the proxy (0: a free one)."),
     students: List[Path] = typer.Option(
         [], "--student", metavar="FILE",
-        help="A gated student answers its task's calls; the teacher answers what it declines (repeatable, one per task).",
+        help="A gated student answers its task's calls; the teacher answers what it declines (repeatable: several "
+        "of one task are a chain, asked in the order given, that needs a gate of its own).",
     ),
     verdicts: List[Path] = typer.Option(
         [], "--verdicts", metavar="FILE",
@@ -77,7 +78,7 @@ def record(
     shadow_seed: int | None = typer.Option(None, "--shadow-seed", help="Seed of the shadow sampler (repeatable runs)."),
     student_timeout: float = typer.Option(
         DEFAULT_STUDENT_TIMEOUT_MS, "--student-timeout", min=1.0, metavar="MS", callback=finite,
-        help="A student slower than this falls back to the teacher.",
+        help="A student slower than this falls back to the teacher (a chain's tier: to the next tier).",
     ),
     recheck: float = typer.Option(
         DEFAULT_RECHECK_SECONDS, "--recheck", min=0.0, metavar="SECONDS", callback=finite,
@@ -99,10 +100,13 @@ def record(
     127.0.0.1 that passes every call through and writes it to the store;
     `distill record` then exits with the job's own status.
 
-    With --student, a student that passed its gate answers its task's calls, and the
-    teacher answers what it declines (exit 3 for an ungated student, or one whose
-    file changed since its gate). With --replay,
-    the teacher's answers come from a store instead of the network.
+    With --student, a student that passed its gate answers its task's calls, and
+    the teacher answers what it declines (exit 3 for an ungated student, or one
+    whose file changed since its gate). Several --student of one task are a
+    chain, asked in the order given, each tier what the tier before declined; it
+    serves only under a passing gate of that chain in that order (distill gate
+    a.student b.student STORE). With --replay, the teacher's answers come from a
+    store instead of the network.
 
     Exit: the job's own status (128+N if a signal N killed it, 127 or 126 if it
     could not start); 0 when --serve stops on SIGTERM or SIGINT; 0 after --import,
@@ -114,6 +118,8 @@ def record(
       distill record --store runs/ -- python job.py
 
       distill record --store runs/ --student intent.student --verdicts gate.parquet -- python job.py
+
+      distill record --store runs/ --student intent.student --student haiku.student -- python job.py   # a chain
 
       distill record --store ci-runs/ --replay runs/ -- python job.py      # offline: no network, no key
 
@@ -214,13 +220,20 @@ def _router(console, students, *, verdicts, allow_ungated, allow_endpoint, shado
     )
     for route in routes:
         gate = f"gate passed in {route.gate.verdicts}" if route.gate else "ungated"
-        console.print(f"Student {route.student.id} ({route.student.spec.kind}, {gate}) answers task {route.task}; "
-                      f"shadow rate {shadow_rate:g}.", markup=False)
-        line = endpoint_line(route.student)
-        if line:
-            console.print(line, markup=False)
+        tiers = getattr(route.student, "tiers", None)  # a chain (students/chain.py): its students, in order
+        if tiers:
+            kinds = " > ".join(tier.spec.kind for tier in tiers)
+            console.print(f"Chain {route.student.id} ({kinds}, {gate}) answers task {route.task}, each tier what the "
+                          f"one before declined; shadow rate {shadow_rate:g}.", markup=False)
+        else:
+            console.print(f"Student {route.student.id} ({route.student.spec.kind}, {gate}) answers task {route.task}; "
+                          f"shadow rate {shadow_rate:g}.", markup=False)
+        for line in map(endpoint_line, tiers or [route.student]):
+            if line:
+                console.print(line, markup=False)
         if task is not None and route.task != task:
-            warn(f"Warning: {route.path} is a student of task {route.task}, but every call of this run is task {task} "
+            what = f"the chain {route.student.id} is" if tiers else f"{route.path} is a student"
+            warn(f"Warning: {what} of task {route.task}, but every call of this run is task {task} "
                  "(--task): it will answer none of them.")
     if replayed is not None:
         console.print(f"Replaying {len(replayed):,} recorded answers from {replay} (a call it never saw: {replay_miss}).",
@@ -229,19 +242,27 @@ def _router(console, students, *, verdicts, allow_ungated, allow_endpoint, shado
 
 
 def _print_routing(console, router) -> None:
-    """Per student: how many calls it answered and where the rest went; the replay's hits and misses."""
+    """Per student (or chain, then per tier): how many calls it answered and where the rest went; the replay's."""
     for route in router.routes.values():
         s = route.stats
+        who = "Chain" if s.tiers else "Student"
         if not s.calls:
-            console.print(f"Student {route.student.id}: no calls of task {route.task}.", markup=False)
+            console.print(f"{who} {route.student.id}: no calls of task {route.task}.", markup=False)
             continue
         teacher = s.calls - s.served
+        declined = "every tier declined" if s.tiers else "declined"
         console.print(
-            f"Student {route.student.id} answered {s.served:,} of {s.calls:,} calls ({s.served / s.calls:.1%}); "
-            f"the teacher answered {teacher:,} (declined {s.declined:,}, errors {s.errors:,}, timeouts {s.timeouts:,}, "
+            f"{who} {route.student.id} answered {s.served:,} of {s.calls:,} calls ({s.served / s.calls:.1%}); "
+            f"the teacher answered {teacher:,} ({declined} {s.declined:,}, errors {s.errors:,}, timeouts {s.timeouts:,}, "
             f"forced {s.forced_teacher:,}, demoted {s.while_demoted:,}); {s.shadows:,} shadow calls.",
             markup=False,
         )
+        for number, t in enumerate(s.tiers, 1):
+            console.print(
+                f"  tier {number}, {t.student}: answered {t.answered:,} of the {t.asked:,} calls it was asked "
+                f"(declined {t.declined:,}, errors {t.errors:,}, timeouts {t.timeouts:,}).",
+                markup=False,
+            )
         if s.last_error:
             console.print(f"  last student error: {s.last_error}", markup=False)
     if router.replay is not None:

@@ -20,7 +20,9 @@ It is the proxy's `answer` step (proxy.py). For each recorded call:
      student's id and the student's real token counts, and recorded with
      `served_by=student`, `provider=student`, its confidence and cost; a decline, a
      StudentError (or any exception) or a timeout lets the teacher answer
-     (`served_by=fallback`, `student_id` set);
+     (`served_by=fallback`, `student_id` set). A chain (several students of one task, students/chain.py) is asked tier by
+     tier, each tier within `student_timeout`; its rows name the tier that answered
+     (`student_id`) and, in metadata `chain`, every tier asked and what it cost;
   4. a fraction `shadow_rate` of student answers (drawn from `rng`) is also sent
      to the teacher once the job has its answer (`Outcome.after`); that row is
      `served_by=shadow` with `pair_id` = the student row's id, for drift.
@@ -62,10 +64,11 @@ from distill_cli.serving import (
     gate_files,
     is_demoted,
     latest_gate,
+    read_summary,
 )
 from distill_cli.store import new_id
 from distill_cli.students.base import Answer, Student, request_input
-from distill_cli.students.chain import CHAIN_KEY, Chain, ChainAnswer
+from distill_cli.students.chain import CHAIN_KEY, SEPARATOR, Chain, ChainAnswer
 from distill_cli.students.registry import load_student
 
 ROUTE_HEADER = "x-distill-route"
@@ -77,8 +80,21 @@ NEEDED_BY = "record --student"
 
 
 @dataclass
+class TierStats:
+    """What one tier of a chain did with the calls it was asked (a tier is asked only what earlier tiers left)."""
+
+    student: str
+    asked: int = 0
+    answered: int = 0
+    declined: int = 0
+    errors: int = 0
+    timeouts: int = 0
+
+
+@dataclass
 class RouteStats:
-    """What one student did in a session."""
+    """What one student (or chain) did in a session. A chain's `declined` counts calls every tier declined, its
+    `errors` and `timeouts` calls whose last tier failed; `tiers` says what each tier did (empty for one student)."""
 
     served: int = 0
     declined: int = 0
@@ -88,6 +104,7 @@ class RouteStats:
     while_demoted: int = 0  # calls the teacher answered because the student was demoted
     shadows: int = 0
     last_error: str | None = None
+    tiers: list[TierStats] = field(default_factory=list)
 
     @property
     def calls(self) -> int:
@@ -103,23 +120,30 @@ class Route:
     gate: GateRecord | None  # None: serving ungated (--allow-ungated)
     verdicts: list[Path] = field(default_factory=list)  # what may lift a demotion
     demotion: DemotionInfo | None = None
-    tier_paths: list[Path] = field(default_factory=list)  # a chain's student files, in order (its tiers' markers)
     stats: RouteStats = field(default_factory=RouteStats)
+    tier_paths: list[Path] = field(default_factory=list)  # a chain's: each tier's file, in order (demotion markers)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.student, Chain) and not self.stats.tiers:
+            self.stats.tiers = [TierStats(tier.id) for tier in self.student.tiers]
 
     @property
     def task(self) -> str:
         return self.student.spec.task
 
-    async def ask(self, call: Call) -> Answer:
-        """The student's answer to a call, in the request shape it was trained on."""
+    async def ask(self, call: Call, tier_timeout: float | None = None) -> Answer:
+        """The student's answer to a call, in the request shape it was trained on (a chain: each tier within
+        `tier_timeout` seconds)."""
         student = self.student
         request = call.request
         if call.api.name != student.spec.provider:
             request = student.request_for(request_input(request, call.api.name))
+        if isinstance(student, Chain):
+            return await student.answer_async(request, tier_timeout=tier_timeout)
         return await student.answer_async(request)
 
     def to_dict(self) -> dict:
-        return {
+        data = {
             "student": self.student.id,
             "file": str(self.path),
             "task": self.task,
@@ -128,6 +152,9 @@ class Route:
             "demoted": self.demotion.message if self.demotion else None,
             **dataclasses.asdict(self.stats),
         }
+        if not isinstance(self.student, Chain):
+            del data["tiers"]
+        return data
 
 
 def load_routes(
@@ -179,7 +206,7 @@ def _gate_of(student: Student, paths: list[Path], verdicts: list[Path], allow_un
         where = ", ".join(map(str, considered)) or f"{beside} (not found)"
         short = f"{named}: student {student.id} has no passing gate"
         problem = (
-            f"{short} (no verdicts for it in {where}); "
+            f"{short} (no verdicts for it in {where}){_other_order(student, considered)}; "
             f"run `distill gate {named} STORE --verdicts {beside}` first, or pass --allow-ungated"
         )
     else:
@@ -189,6 +216,18 @@ def _gate_of(student: Student, paths: list[Path], verdicts: list[Path], allow_un
         raise InputError(problem)
     warn(f"Warning: {short}; serving it anyway (--allow-ungated)")
     return None, considered
+
+
+def _other_order(student: Student, considered: list[Path]) -> str:
+    """For a chain without a gate: "; FILE gates the same students in another order" when one does, else ""."""
+    if not isinstance(student, Chain):
+        return ""
+    members = sorted(tier.id for tier in student.tiers)
+    for path in considered:
+        other = str(read_summary(path, "record --verdicts").get("student") or "")
+        if other != student.id and sorted(other.split(SEPARATOR)) == members:
+            return f"; {path} gates the same students in another order, {other}: a chain serves in the order its gate certified"
+    return ""
 
 
 # ---- routing -----------------------------------------------------------------------------------------------------
@@ -234,7 +273,12 @@ class Router:
 
     @property
     def student_ids(self) -> set[str]:
-        return {route.student.id for route in self.routes.values()}
+        """Every id a row's `model` may carry: each student's, and each tier's of a chain."""
+        ids = {route.student.id for route in self.routes.values()}
+        for route in self.routes.values():
+            if isinstance(route.student, Chain):
+                ids.update(tier.id for tier in route.student.tiers)
+        return ids
 
     def to_dict(self) -> dict:
         data: dict = {"students": [route.to_dict() for route in self.routes.values()]}
@@ -246,14 +290,20 @@ class Router:
     # -- demotion
 
     def check_demotions(self) -> None:
-        """Re-read every student's demotion marker (every tier's, in a chain); tell `warn` what changed."""
+        """Re-read every student's demotion marker; tell `warn` what changed.
+
+        A chain is demoted when any tier's marker (beside that tier's file, naming the tier) stands: the gate
+        certified the chain whole, so it serves whole or not at all (`_demotion`).
+        """
         for route in self.routes.values():
             demotion = _demotion(route)
-            chain = f"chain {route.student.id}: " if isinstance(route.student, Chain) else ""
+            tiers = route.student.tiers if isinstance(route.student, Chain) else []
             if demotion is not None and route.demotion is None:
-                self.warn(f"Warning: {chain}{demotion.message}. The teacher answers its calls.")
+                who = f"The chain {route.student.id} does not serve; the teacher" if tiers else "The teacher"
+                self.warn(f"Warning: {demotion.message}. {who} answers its calls.")
             elif demotion is None and route.demotion is not None:
-                self.warn(f"Student {route.student.id} is no longer demoted; it answers again.")
+                who = "Chain" if tiers else "Student"
+                self.warn(f"{who} {route.student.id} is no longer demoted; it answers again.")
             route.demotion = demotion
 
     def _recheck_if_due(self) -> None:
@@ -285,7 +335,7 @@ class Router:
             _note_tiers(call, route, answer)
             outcome = await self.teacher(call, job)
             outcome.columns = {**outcome.columns, "served_by": "fallback", "student_id": _answering(route, answer),
-                               "confidence": answer.confidence if answer is not None else None}
+                               "confidence": _declined_confidence(answer)}
             return outcome
         route.stats.served += 1
         return self._served(route, call, answer)
@@ -293,24 +343,34 @@ class Router:
     async def _ask(self, route: Route, call: Call) -> Answer | None:
         """The student's answer; None when it failed or ran out of time (counted, and the teacher answers).
 
-        A chain whose every tier was asked, the last failing, gives a declined ChainAnswer with every attempt.
+        A chain is given the timeout per tier (a slow tier passes the call on like a failed one); when its last
+        tier failed, the answer is a declined ChainAnswer holding every attempt, so the row still names them.
         """
         stats = route.stats
+        chain = isinstance(route.student, Chain)
         try:
-            answer = await asyncio.wait_for(route.ask(call), self.student_timeout)
+            if chain:
+                answer = await route.ask(call, tier_timeout=self.student_timeout)
+            else:
+                answer = await asyncio.wait_for(route.ask(call), self.student_timeout)
         except asyncio.TimeoutError:
             stats.timeouts += 1
             stats.last_error = f"no answer within {self.student_timeout * 1000:.0f} ms"
             return None
         except Exception as e:  # noqa: BLE001 - whatever a student does wrong, the job gets the teacher's answer
+            attempts = getattr(e, "attempts", None) if chain else None
+            if attempts:  # every tier declined or failed, the last one failed
+                _count_tiers(stats, attempts)
+                if attempts[-1].timed_out:
+                    stats.timeouts += 1
+                else:
+                    stats.errors += 1
+                return ChainAnswer(None, confidence=None, cost_usd=None, attempts=attempts)
             stats.errors += 1
             stats.last_error = canonical.mask_secrets(f"{type(e).__name__}: {e}")
-            attempts = getattr(e, "attempts", None)
-            if isinstance(route.student, Chain) and attempts:
-                # Every tier was asked and the last failed: the row still says what each tier did and cost (drift
-                # counts a tier's declines from it, report its spend).
-                return ChainAnswer(None, confidence=None, cost_usd=None, reason=stats.last_error, attempts=attempts)
             return None
+        if isinstance(answer, ChainAnswer):
+            _count_tiers(stats, answer.attempts)
         if answer.declined:
             stats.declined += 1
         return answer
@@ -347,7 +407,7 @@ class Router:
 
     async def _shadow(self, route: Route, call: Call, pair_id: str, student_id: str) -> None:
         """Ask the teacher the call a student answered, for nobody; record it paired with the student's row."""
-        call = dataclasses.replace(call, ts=time.time(), started=time.monotonic())
+        call = dataclasses.replace(call, ts=time.time(), started=time.monotonic(), metadata=_shadow_metadata(route, call.metadata))
         outcome = await self.teacher(call, None)
         outcome.columns = {**outcome.columns, "served_by": "shadow", "pair_id": pair_id, "student_id": student_id}
         route.stats.shadows += 1
@@ -377,6 +437,41 @@ def _answering(route: Route, answer: Answer | None) -> str:
     if isinstance(route.student, Chain):
         return route.student.tiers[-1].id
     return route.student.id
+
+
+def _declined_confidence(answer: Answer | None) -> float | None:
+    """A fallback row's confidence: the declining student's; a chain's, that of the tier the row names (the last)."""
+    if answer is None:
+        return None
+    if isinstance(answer, ChainAnswer):
+        return answer.attempts[-1].confidence if answer.attempts else None
+    return answer.confidence
+
+
+def _count_tiers(stats: RouteStats, attempts: list) -> None:
+    """Count what each tier of a chain did with one call; a tier's failure is the route's last error."""
+    for attempt in attempts:
+        tier = stats.tiers[attempt.tier]
+        tier.asked += 1
+        if attempt.error is not None:
+            if attempt.timed_out:
+                tier.timeouts += 1
+            else:
+                tier.errors += 1
+            stats.last_error = canonical.mask_secrets(attempt.error)
+        elif attempt.output is None:
+            tier.declined += 1
+        else:
+            tier.answered += 1
+
+
+def _shadow_metadata(route: Route, metadata: dict) -> dict:
+    """A shadow row of a chain names the chain and the tier it checks; the tiers' attempts and costs stay on the
+    row it pairs with (so summing them over rows counts each once)."""
+    chain = metadata.get(CHAIN_KEY)
+    if not isinstance(route.student, Chain) or not isinstance(chain, dict):
+        return metadata
+    return {**metadata, CHAIN_KEY: {"id": chain.get("id"), "tier": chain.get("tier")}}
 
 
 def _note_tiers(call: Call, route: Route, answer: Answer | None) -> None:

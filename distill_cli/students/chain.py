@@ -20,6 +20,7 @@ chain on a row any tier trained on.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ class Attempt:
     cost_usd: float | None
     error: str | None = None
     reason: str | None = None  # why it declined
+    timed_out: bool = False  # failed by taking longer than the chain's tier timeout
 
     def to_dict(self) -> dict:
         return {"tier": self.tier, "student_id": self.student_id, "answered": self.output is not None,
@@ -110,11 +112,11 @@ class Chain(Student):
         return self.spec.params["tiers"]
 
     def answer(self, request: dict) -> ChainAnswer:
-        import asyncio
-
         return asyncio.run(self.answer_async(request))
 
-    async def answer_async(self, request: dict) -> ChainAnswer:
+    async def answer_async(self, request: dict, *, tier_timeout: float | None = None) -> ChainAnswer:
+        """The first answer of a tier, in order. `tier_timeout` (seconds): a tier slower than that is passed
+        over like one that failed (the router's --student-timeout applies to each tier, not the whole chain)."""
         started = time.perf_counter()
         attempts: list[Attempt] = []
         failure: str | None = None
@@ -123,12 +125,21 @@ class Chain(Student):
             if tier.spec.provider != self.spec.provider:
                 asked = tier.request_for(request_input(request, self.spec.provider))
             try:
-                got = await tier.answer_async(asked)
+                if tier_timeout is None:
+                    got = await tier.answer_async(asked)
+                else:
+                    got = await asyncio.wait_for(tier.answer_async(asked), tier_timeout)
             except ProviderError:
                 raise  # a refused key or a provider down beyond retries stops a gate, as it does for one student
             except Exception as e:  # noqa: BLE001 - any failure of a tier passes the call on, as the router does
-                failure = f"{tier.id}: {e}" if isinstance(e, StudentError) else f"{tier.id}: {type(e).__name__}: {e}"
-                attempts.append(Attempt(i, tier.id, None, None, None, error=failure))
+                timed_out = tier_timeout is not None and isinstance(e, asyncio.TimeoutError)
+                if timed_out:
+                    failure = f"{tier.id}: no answer within {tier_timeout * 1000:.0f} ms"
+                elif isinstance(e, StudentError):
+                    failure = f"{tier.id}: {e}"
+                else:
+                    failure = f"{tier.id}: {type(e).__name__}: {e}"
+                attempts.append(Attempt(i, tier.id, None, None, None, error=failure, timed_out=timed_out))
                 continue
             attempts.append(Attempt(i, tier.id, got.output, got.confidence, got.cost_usd, reason=got.reason))
             if not got.declined:
