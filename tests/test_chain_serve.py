@@ -373,7 +373,8 @@ def test_an_ungated_or_reordered_chain_is_refused_before_the_job_runs(tmp_path):
     result = CliRunner().invoke(app, [*store, "--student", str(a), "--student", str(b), *job])
     assert result.exit_code == 3 and not marker.exists()
     assert result.output.startswith(f"Error: {a} {b}: student {CHAIN} has no passing gate (no verdicts for it in ")
-    assert f"run `distill gate {a} {b} STORE --verdicts {a}.verdicts.parquet` first" in result.output
+    chain_file = a.parent / f"{a.name}+{b.name}.verdicts.parquet"
+    assert f"run `distill gate {a} {b} STORE --verdicts {chain_file}` first and give it with --verdicts" in result.output
     # A gate of the chain in one order does not license the other order.
     gate = write_gate(tmp_path / "chain.parquet", CHAIN, load_chain([a, b]).spec.digest)
     result = CliRunner().invoke(app, [*store, "--student", str(b), "--student", str(a), "--verdicts", str(gate), *job])
@@ -381,8 +382,8 @@ def test_an_ungated_or_reordered_chain_is_refused_before_the_job_runs(tmp_path):
     assert " ".join(result.output.split()) == (
         f"Error: {b} {a}: student tier-b > tier-a has no passing gate (no verdicts for it in {gate}, "
         f"{b}.verdicts.parquet); {gate} gates the same students in another order, {CHAIN}: a chain serves in the "
-        f"order its gate certified; run `distill gate {b} {a} STORE --verdicts {b}.verdicts.parquet` first, or pass "
-        "--allow-ungated")
+        f"order its gate certified; run `distill gate {b} {a} STORE --verdicts {b.parent / (b.name + '+' + a.name)}"
+        ".verdicts.parquet` first and give it with --verdicts, or pass --allow-ungated")
     # A failed gate of the chain is refused as a student's is.
     failed = write_gate(tmp_path / "failed.parquet", CHAIN, load_chain([a, b]).spec.digest, passed=False)
     result = CliRunner().invoke(app, [*store, "--student", str(a), "--student", str(b), "--verdicts", str(failed), *job])

@@ -444,7 +444,8 @@ def test_gating_errors_name_the_file(tmp_path):
         load_routes([student, twin])
     assert str(e.value).startswith(
         f"{student} {twin}: student cache-student > twin-student has no passing gate (no verdicts for it in "
-        f"{student}.verdicts.parquet); run `distill gate {student} {twin} STORE --verdicts {student}.verdicts.parquet`"
+        f"{student}.verdicts.parquet); run `distill gate {student} {twin} STORE --verdicts "
+        f"{tmp_path / 'intent.student+twin.student.verdicts.parquet'}` first and give it with --verdicts"
     )
     with pytest.raises(InputError, match=r"^intent\.student is a student file; record --verdicts needs a verdicts file$"):
         load_routes([student], verdicts=[student])

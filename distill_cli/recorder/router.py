@@ -205,9 +205,13 @@ def _gate_of(student: Student, paths: list[Path], verdicts: list[Path], allow_un
         beside = f"{path}{VERDICTS_SUFFIX}"
         where = ", ".join(map(str, considered)) or f"{beside} (not found)"
         short = f"{named}: student {student.id} has no passing gate"
+        if len(paths) == 1:
+            run = f"run `distill gate {named} STORE --verdicts {beside}` first"
+        else:  # not beside the first file: that one holds the first student's own gate
+            own = path.parent / ("+".join(p.name for p in paths) + VERDICTS_SUFFIX)
+            run = f"run `distill gate {named} STORE --verdicts {own}` first and give it with --verdicts"
         problem = (
-            f"{short} (no verdicts for it in {where}){_other_order(student, considered)}; "
-            f"run `distill gate {named} STORE --verdicts {beside}` first, or pass --allow-ungated"
+            f"{short} (no verdicts for it in {where}){_other_order(student, considered)}; {run}, or pass --allow-ungated"
         )
     else:
         short = f"{named}: student {student.id} failed its gate in {gate.verdicts}"
