@@ -24,6 +24,7 @@ import math
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Awaitable, Callable, Iterable, TypeVar
 
@@ -180,6 +181,7 @@ class GateSummary:
     verdicts_file: str | None = None
     student_digest: str | None = None  # the content the gate measured (students/base.content_digest): what it certifies
     chain: list = field(default_factory=list)  # every student it certified, in order: {"id", "kind", "digest"}
+    gated_at: str | None = None  # when the gate ran (UTC): what orders gates and lifts a demotion, never a file's mtime
     tier_answered: list | None = None  # a chain's answers per tier, in order
     student_endpoint: str | None = None  # where an LLM student's calls went
     verdicts: list[Verdict] = field(default_factory=list, repr=False)
@@ -600,6 +602,7 @@ def run_gate(
     summary.judge_cost_usd = judge_spent
     summary.student_cost_usd = student_spent
     summary.spent_usd = spend.total
+    summary.gated_at = datetime.now(timezone.utc).isoformat()
     summary.student_digest = student.spec.digest
     summary.student_endpoint = student.endpoint
     tiers = getattr(student, "tiers", [student])

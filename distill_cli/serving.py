@@ -77,13 +77,18 @@ class GateRecord:
     passed: bool
     reason: str
     digest: str | None = None  # the student content it certified; None for a gate made before digests
-    mtime: float = 0.0
+    mtime: float = 0.0  # when the gate ran (its summary's `gated_at`), else, for an older file, its modification time
+    gated_at: float | None = None  # when the gate ran, as the summary says; None for a gate made before that was kept
 
 
 def latest_gate(
     student_id: str, verdicts: Iterable[str | Path], needed_by: str = "record --verdicts", *, skip_unreadable: bool = False
 ) -> GateRecord | None:
-    """The newest gate of `student_id` among `verdicts` (by modification time; the later of a tie).
+    """The newest gate of `student_id` among `verdicts` (by `gated_at`; the later of a tie).
+
+    When a gate ran is read from its summary, never from the file's modification time,
+    which a copy, a checkout or a touch changes (an older summary without `gated_at`
+    falls back to it for the order, and lifts no demotion).
 
     A file that is not a readable verdicts file is an InputError, or with
     `skip_unreadable` is passed over (it can only keep a demotion standing).
@@ -99,11 +104,22 @@ def latest_gate(
             raise
         if summary.get("student") != student_id:
             continue
-        if newest is None or mtime >= newest.mtime:
+        gated_at = gated_at_of(summary)
+        when = gated_at if gated_at is not None else mtime
+        if newest is None or when >= newest.mtime:
             digest = summary.get("student_digest")
             newest = GateRecord(str(path), summary.get("passed") is True, str(summary.get("reason") or ""),
-                                digest if isinstance(digest, str) else None, mtime)
+                                digest if isinstance(digest, str) else None, when, gated_at)
     return newest
+
+
+def gated_at_of(summary: dict) -> float | None:
+    """When the gate ran (POSIX seconds), from its summary's `gated_at`; None when it says nothing readable."""
+    try:
+        moment = datetime.fromisoformat(str(summary["gated_at"]))
+    except (KeyError, ValueError, TypeError):
+        return None
+    return (moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment).timestamp()
 
 
 def latest_member_gate(
@@ -125,11 +141,13 @@ def latest_member_gate(
         if not isinstance(members, list) or len(members) < 2:
             continue
         member = next((m for m in members if isinstance(m, dict) and m.get("id") == student_id), None)
-        if member is None or (newest is not None and mtime < newest.mtime):
+        gated_at = gated_at_of(summary)
+        when = gated_at if gated_at is not None else mtime
+        if member is None or (newest is not None and when < newest.mtime):
             continue
         digest = member.get("digest")
         newest = GateRecord(str(path), summary.get("passed") is True, f"a gate of chain {summary.get('student')}",
-                            digest if isinstance(digest, str) else None, mtime)
+                            digest if isinstance(digest, str) else None, when, gated_at)
     return newest
 
 
@@ -225,7 +243,8 @@ def lifted_by(
     except ValueError:
         return None
     gate = latest_gate(gate_id or info.student_id, verdicts, "is_demoted", skip_unreadable=True)
-    if gate is None or not gate.passed or gate.mtime <= demoted:
+    # Only a gate that says it ran after the demotion lifts it: a copied or touched old file does not.
+    if gate is None or not gate.passed or gate.gated_at is None or gate.gated_at <= demoted:
         return None
     if digest is not None and gate.digest != digest:
         return None

@@ -181,3 +181,21 @@ def queries(sample_store):
 @pytest.fixture
 def site(tmp_path, sample_store):
     return Site(tmp_path, sample_store)
+
+
+def set_gated_at(path: Path, when: datetime) -> Path:
+    """Rewrite a verdicts file's summary to say the gate ran at `when` (what orders gates and lifts demotions)."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    from distill_cli import schemas
+
+    table = pq.read_table(path)
+    meta = dict(table.schema.metadata)
+    summary = json.loads(meta[schemas.SUMMARY_KEY.encode()])
+    summary["gated_at"] = when.isoformat()
+    meta[schemas.SUMMARY_KEY.encode()] = json.dumps(summary).encode()
+    pq.write_table(table.replace_schema_metadata(meta), path)
+    return path
+

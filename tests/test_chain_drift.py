@@ -98,6 +98,7 @@ def chain_gate(path: Path, digests, *, passed: bool = True, chain: str = CHAIN) 
     ids = chain.split(" > ")
     summary = {"schema": "gate-summary/1", "student": chain, "student_kind": "chain", "task": TASK, "passed": passed,
                "reason": "passed" if passed else "failed", "student_digest": "sha256:" + "c" * 64,
+               "gated_at": datetime.now(timezone.utc).isoformat(),
                "chain": [{"id": i, "kind": "cache", "digest": d} for i, d in zip(ids, digests)]}
     schema = schemas.tagged(schemas.VERDICTS_SCHEMA, schemas.VERDICTS, {schemas.SUMMARY_KEY: json.dumps(summary)})
     pq.write_table(schema.empty_table(), path)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 from drift_support import (  # queries, site: shared fixtures
     STUDENT_ID,
+    set_gated_at,
     write_student,
 )
 
@@ -59,9 +60,12 @@ def test_a_newer_passing_gate_lifts_the_demotion(site, queries, sample_store, tm
     assert summary.passed and summary.student == STUDENT_ID
 
     demoted_at = now.timestamp()
-    os.utime(gate_file, (demoted_at - 3600, demoted_at - 3600))  # gated before the demotion: does not lift it
+    set_gated_at(gate_file, now - timedelta(hours=1))  # gated before the demotion: does not lift it
     assert is_demoted(site.student, verdicts=[gate_file]) is not None
+    # ... even when the file is copied, checked out or touched after it: when a gate ran is in its summary.
     os.utime(gate_file, (demoted_at + 3600, demoted_at + 3600))
+    assert is_demoted(site.student, verdicts=[gate_file]) is not None
+    set_gated_at(gate_file, now + timedelta(hours=1))
     assert is_demoted(site.student, verdicts=[gate_file]) is None
     assert is_demoted(site.student, verdicts=[tmp_path / "missing.parquet"]) is not None
 
@@ -83,9 +87,8 @@ def test_only_the_newest_gate_of_the_student_decides(site, queries, tmp_path):
     run_drift(site.student, site.stores, now=now, demote=True)
 
     def gate(name: str, minutes_after: int, **fields) -> Path:
-        path = write_verdicts(tmp_path / name, GateSummary(**{**_summary_fields(), **fields}))
-        os.utime(path, (now.timestamp() + 60 * minutes_after, now.timestamp() + 60 * minutes_after))
-        return path
+        gated_at = (now + timedelta(minutes=minutes_after)).isoformat()
+        return write_verdicts(tmp_path / name, GateSummary(**{**_summary_fields(), "gated_at": gated_at, **fields}))
 
     failed = gate("failed.parquet", 2, passed=False)
     other = gate("other.parquet", 3, student="another-student")
@@ -159,14 +162,14 @@ def test_the_router_honours_the_demotion_and_its_lifting(site, queries, sample_s
     held, _ = queries
     rng = random.Random(15)
     now = site.day(rng.sample(held, 200), 0, rng, wrong_shadow=0.3)
-    os.utime(gate_file, (now.timestamp() - 86_400, now.timestamp() - 86_400))  # gated before this night
+    set_gated_at(gate_file, now - timedelta(days=1))  # gated before this night
     run_drift(site.student, site.stores, now=now, demote=True)
     router.check_demotions()
     assert route.demotion is not None and route.demotion.student_id == STUDENT_ID
     assert warnings[-1].startswith(f"Warning: student {STUDENT_ID} demoted at {now.isoformat()} (agreement: ")
 
     run_gate(site.student, sample_store, verdicts=gate_file, limit=200)  # a new gate, written now: after the demotion
-    os.utime(gate_file, (now.timestamp() + 3600, now.timestamp() + 3600))
+    set_gated_at(gate_file, now + timedelta(hours=1))
     router.check_demotions()
     assert route.demotion is None
     assert warnings[-1] == f"Student {STUDENT_ID} is no longer demoted; it answers again."

@@ -11,7 +11,7 @@ import json
 import random
 import time
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import anthropic
@@ -375,7 +375,8 @@ def test_a_running_proxy_notices_a_demotion_within_the_recheck_interval(tmp_path
 
 
 def write_verdicts(
-    path: Path, student_id: str, *, passed: bool, reason: str | None = None, student: Path | None = None
+    path: Path, student_id: str, *, passed: bool, reason: str | None = None, student: Path | None = None,
+    gated_at: datetime | None = None,
 ) -> Path:
     """A verdicts file whose footer holds a gate summary of `student_id` (certifying the content of `student`)."""
     summary = {"schema": "gate-summary/1", "student": student_id, "passed": passed,
@@ -383,6 +384,7 @@ def write_verdicts(
                                     "agreement 91.0%, lower bound 89.2% < 95.0% at 95% confidence; the teacher keeps answering")}
     if student is not None:
         summary["student_digest"] = read_student_file(student)[0].digest
+    summary["gated_at"] = (gated_at or datetime.now(timezone.utc)).isoformat()
     schema = schemas.tagged(schemas.VERDICTS_SCHEMA, schemas.VERDICTS, {schemas.SUMMARY_KEY: json.dumps(summary)})
     pq.write_table(schema.empty_table(), path)
     return path
@@ -422,16 +424,21 @@ def test_only_gated_students_serve(tmp_path):
 def test_the_newest_gate_of_the_student_decides_and_the_file_beside_it_counts(tmp_path):
     import os
 
+    now = datetime.now(timezone.utc)
     student = write_cache_student(tmp_path / "intent.student")
-    beside = write_verdicts(tmp_path / "intent.student.verdicts.parquet", "cache-student", passed=True, student=student)
+    beside = write_verdicts(tmp_path / "intent.student.verdicts.parquet", "cache-student", passed=True, student=student,
+                            gated_at=now - timedelta(hours=1))
     [route] = load_routes([student])
     assert route.gate.verdicts == str(beside) and route.gate.passed
-    later_fail = write_verdicts(tmp_path / "rerun.parquet", "cache-student", passed=False)
-    os.utime(beside, (time.time() - 3600, time.time() - 3600))
+    later_fail = write_verdicts(tmp_path / "rerun.parquet", "cache-student", passed=False, gated_at=now)
     with pytest.raises(InputError, match="failed its gate in .*rerun.parquet"):
         load_routes([student], verdicts=[later_fail])
-    os.utime(later_fail, (time.time() - 7200, time.time() - 7200))
-    assert load_routes([student], verdicts=[later_fail])[0].gate.verdicts == str(beside)
+    # When a gate ran is what its summary says: touching (or copying) the older pass does not make it newer.
+    os.utime(beside, (time.time() + 3600, time.time() + 3600))
+    with pytest.raises(InputError, match="failed its gate in .*rerun.parquet"):
+        load_routes([student], verdicts=[later_fail])
+    earlier_fail = write_verdicts(tmp_path / "rerun.parquet", "cache-student", passed=False, gated_at=now - timedelta(hours=2))
+    assert load_routes([student], verdicts=[earlier_fail])[0].gate.verdicts == str(beside)
 
 
 def test_gating_errors_name_the_file(tmp_path):

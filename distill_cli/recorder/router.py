@@ -147,7 +147,7 @@ class Route:
             "student": self.student.id,
             "file": str(self.path),
             "task": self.task,
-            "gate": {k: v for k, v in dataclasses.asdict(self.gate).items() if k != "mtime"} if self.gate else None,
+            "gate": {k: v for k, v in dataclasses.asdict(self.gate).items() if k not in ("mtime", "gated_at")} if self.gate else None,
             "digest": self.student.spec.digest,
             "demoted": self.demotion.message if self.demotion else None,
             **dataclasses.asdict(self.stats),
