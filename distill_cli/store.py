@@ -600,12 +600,21 @@ def parquet_files(path: str | Path) -> list:
 
 
 def example_files(paths: Iterable[str | Path], needed_by: str) -> list:
-    """Every part of the given stores, each checked to be examples/1 (remote parts as `scheme://key`)."""
+    """Every part of the given stores, once each, checked to be examples/1 (remote parts as `scheme://key`).
+
+    A store named twice (`report runs runs/`, or a store and one of its own parts) is read once: its rows
+    would otherwise count twice, since the id dedupe only looks across different files.
+    """
     files: list = []
+    seen: set[str] = set()
     for path in paths:
         fs = remote.filesystem(path)[0] if remote.is_remote(path) else None
         scheme = path.split("://", 1)[0] + "://" if fs else ""
         for f in parquet_files(path):
+            key = scheme + str(f) if fs else os.path.realpath(f)
+            if key in seen:
+                continue
+            seen.add(key)
             schema = schemas.read_schema(f, filesystem=fs)
             schemas.check_kind(scheme + str(f), schemas.kind_of(schema), "examples", needed_by)
             schemas.check_columns(scheme + str(f), schema, schemas.EXAMPLES_SCHEMA)

@@ -307,3 +307,19 @@ def test_gate_names_the_endpoint_it_talks_to(gated, tmp_path, fake_provider, mon
     assert f"Student llm-student calls {fake_provider.url} (key from ANTHROPIC_API_KEY)" in result.output
     assert len(fake_provider.requests) == 3 and KEY not in result.output
     assert read_summary(tmp_path / "v.parquet")["student_endpoint"] == fake_provider.url
+
+
+def test_a_loopback_endpoint_with_no_key_of_its_own_still_counts_the_sdks_fallback_token(tmp_path, monkeypatch):
+    """The Anthropic SDK sends ANTHROPIC_AUTH_TOKEN when given no key: loopback is keyless only when nothing is sent."""
+    for name in ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "DISTILL_ALLOWED_ENDPOINTS", "NOPE_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ANTHROPIC_AUTH_TOKEN", "sk-secret-token-never-sent")
+    spec = StudentSpec(id="local", kind="endpoint", task="t", teacher_model=None, student_model="m",
+                       params={"api": "anthropic", "base_url": "http://127.0.0.1:9/", "api_key_env": "NOPE_API_KEY",
+                               "key_required": False})
+    prompt = few_shot.Prompt("Classify.", "examples", [], None)
+    path = write_student_file(tmp_path / "local.student", spec, few_shot.rows_for(prompt, []))
+    with pytest.raises(InputError, match="distill sends no key or input there"):
+        load_student(path)
+    monkeypatch.delenv("ANTHROPIC_AUTH_TOKEN")
+    assert load_student(path).endpoint == "http://127.0.0.1:9/"  # nothing to send: a local server is fine

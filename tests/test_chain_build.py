@@ -127,6 +127,15 @@ def test_after_refuses_a_student_of_another_task(tmp_path, tiers, small_store):
     assert result.exit_code == 3 and "support-intent" in result.output and not out.exists()
 
 
+def test_after_refuses_to_write_over_the_earlier_tier(tmp_path, tiers, small_store):
+    _, _, a_path, _ = tiers
+    before = a_path.read_bytes()
+    same = a_path.parent / "." / a_path.name
+    result = CliRunner().invoke(app, ["build-student", str(small_store), "-o", str(same), "--after", str(a_path)])
+    assert result.exit_code == 3 and "is the --after student" in result.output
+    assert a_path.read_bytes() == before
+
+
 def test_after_refuses_tiers_on_other_splits_and_llm_tiers(tmp_path, monkeypatch):
     rows = make_rows(110, 330)
     store = write_store(tmp_path / "runs", rows)

@@ -481,6 +481,18 @@ def test_readers_count_an_id_once_when_parts_are_copied_between_stores(tmp_path)
     assert count([b], "SELECT count(*) FROM examples WHERE input = 'q9'") == (1,)
 
 
+def test_a_store_named_twice_is_read_once(tmp_path):
+    """`distill report runs runs/`, or a store and one of its own parts: each part is read once."""
+    s = tmp_path / "s"
+    with store.StoreWriter(s) as w:
+        for i in range(4):
+            w.append(row(i))
+    part = next(s.glob("date=*/*.parquet"))
+    assert count([s, f"{s}/"]) == (4, 4)
+    assert count([s, part]) == (4, 4)
+    assert count([s, tmp_path / "." / "s"]) == (4, 4)
+
+
 def test_parts_whose_id_ranges_overlap_lose_no_row(tmp_path):
     """Concurrent writers' parts cover the same id ranges; none of their rows is a repeat."""
     s = tmp_path / "s"

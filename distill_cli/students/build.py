@@ -12,6 +12,7 @@ This module never prints.
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -95,6 +96,9 @@ def build_student(
     if isinstance(after, (str, Path)):
         after = [after]
     after = list(after or [])
+    for earlier in after:
+        if Path(earlier).exists() and Path(out).exists() and os.path.samefile(earlier, out):
+            raise InputError(f"{out}: is the --after student {earlier}; the next tier needs a file of its own")
     notes: list[str] = []
     before = None
     if after:

@@ -173,8 +173,10 @@ class LLMStudent(Student):
 
     def _sends_key(self) -> bool:
         name = self.key_env
-        # With no key of its own the Anthropic SDK falls back to ANTHROPIC_API_KEY.
-        return bool((name and os.environ.get(name)) or (self.api == "anthropic" and os.environ.get("ANTHROPIC_API_KEY")))
+        if name and os.environ.get(name):
+            return True
+        # With no key of its own the Anthropic SDK sends what it finds: ANTHROPIC_API_KEY or ANTHROPIC_AUTH_TOKEN.
+        return self.api == "anthropic" and providers.read_key("anthropic", None, who=f"student {self.id}") is not None
 
     def authorize(self, allowed: tuple[str, ...] = ()) -> None:
         endpoints.check_allowed(self.endpoint, sends_key=self._sends_key(), given=(*self._allowed, *allowed),
