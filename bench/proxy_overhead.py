@@ -3,11 +3,13 @@
 The same load goes straight to a loopback upstream and through `distill record
 --serve` (a real subprocess, journaling to a temporary store), interleaved in
 rounds so both see the same machine noise. Scenarios: concurrency 1 and 32,
-JSON and SSE Messages calls. The upstream is a minimal aiohttp server in its own
-process answering a fixed Anthropic message (or its 13-event stream) at once,
-so what is measured is the proxy and not a model.
+JSON and SSE calls of the APIs `--api` names (Messages by default; `chat` for
+chat completions, `responses` for the Responses API). The upstream is a minimal
+aiohttp server in its own process answering a fixed Anthropic message, chat
+completion or Responses API `response` (or its event stream) at once, so what is
+measured is the proxy and not a model.
 
-    /tmp/v/bin/python bench/proxy_overhead.py [--calls 2000] [--rounds 5]
+    /tmp/v/bin/python bench/proxy_overhead.py [--calls 2000] [--rounds 5] [--api messages,chat,responses]
 
 Prints, per scenario (concurrency, JSON or SSE, the upstream's own delay):
 p50/p99 latency direct and through the proxy (beyond the upstream's own delay), the added p50/p99/mean, calls/s
@@ -52,6 +54,67 @@ MESSAGE = {
 HEADERS = {"x-api-key": "sk-ant-bench-not-a-key", "anthropic-version": "2023-06-01", "content-type": "application/json"}
 
 
+OPENAI_HEADERS = {"authorization": "Bearer sk-bench-not-a-key", "content-type": "application/json"}
+SYSTEM = REQUEST["system"]
+QUESTION = REQUEST["messages"][0]["content"]
+CHAT_REQUEST = {"model": "gpt-4o-mini", "max_completion_tokens": 64,
+                "messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": QUESTION}]}
+CHAT_STREAM_OPTIONS = {"stream_options": {"include_usage": True}}  # asked by the load, so the proxy adds nothing
+COMPLETION = {
+    "id": "chatcmpl-bench", "object": "chat.completion", "created": 1764979200, "model": "gpt-4o-mini",
+    "system_fingerprint": "fp_bench", "service_tier": "default",
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": "card_arrival", "refusal": None},
+                 "logprobs": None, "finish_reason": "stop"}],
+    "usage": {"prompt_tokens": 41, "completion_tokens": 4, "total_tokens": 45,
+              "prompt_tokens_details": {"cached_tokens": 0}},
+}
+RESPONSES_REQUEST = {"model": "gpt-4o-mini", "max_output_tokens": 64, "instructions": SYSTEM, "input": QUESTION}
+RESPONSE = {
+    "id": "resp_bench", "object": "response", "created_at": 1764979200, "status": "completed", "error": None,
+    "incomplete_details": None, "instructions": SYSTEM, "max_output_tokens": 64, "model": "gpt-4o-mini",
+    "output": [{"id": "msg_bench", "type": "message", "status": "completed", "role": "assistant",
+                "content": [{"type": "output_text", "text": "card_arrival", "annotations": [], "logprobs": []}]}],
+    "parallel_tool_calls": True, "previous_response_id": None, "reasoning": {"effort": None, "summary": None},
+    "store": True, "temperature": 1.0, "text": {"format": {"type": "text"}}, "tool_choice": "auto", "tools": [],
+    "top_p": 1.0, "truncation": "disabled", "user": None, "metadata": {},
+    "usage": {"input_tokens": 41, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 4,
+              "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 45},
+}
+PIECES = ["card", "_", "arr", "ival", " ", "(", "confident", ")"]
+
+
+def _chat_chunks() -> list[bytes]:
+    base = {k: COMPLETION[k] for k in ("id", "created", "model", "system_fingerprint", "service_tier")}
+    base["object"] = "chat.completion.chunk"
+
+    def chunk(choices: list, usage=None) -> bytes:
+        return f"data: {json.dumps({**base, 'choices': choices, 'usage': usage}, separators=(',', ':'))}\n\n".encode()
+
+    out = [chunk([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])]
+    out += [chunk([{"index": 0, "delta": {"content": p}, "finish_reason": None}]) for p in PIECES]
+    out.append(chunk([{"index": 0, "delta": {}, "finish_reason": "stop"}]))
+    out.append(chunk([], COMPLETION["usage"]))
+    out.append(b"data: [DONE]\n\n")
+    return out
+
+
+def _responses_events() -> list[bytes]:
+    start = {**RESPONSE, "status": "in_progress", "output": [], "usage": None}
+    item = RESPONSE["output"][0]
+    at = {"item_id": item["id"], "output_index": 0, "content_index": 0}
+    part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
+    events = [{"type": "response.created", "response": start}, {"type": "response.in_progress", "response": start},
+              {"type": "response.output_item.added", "output_index": 0, "item": {**item, "content": []}},
+              {"type": "response.content_part.added", **at, "part": part}]
+    events += [{"type": "response.output_text.delta", **at, "delta": p, "logprobs": []} for p in PIECES]
+    events += [{"type": "response.output_text.done", **at, "text": "".join(PIECES), "logprobs": []},
+               {"type": "response.content_part.done", **at, "part": {**part, "text": "".join(PIECES)}},
+               {"type": "response.output_item.done", "output_index": 0, "item": item},
+               {"type": "response.completed", "response": RESPONSE}]
+    return [f"event: {e['type']}\ndata: {json.dumps({**e, 'sequence_number': n}, separators=(',', ':'))}\n\n".encode()
+            for n, e in enumerate(events)]
+
+
 def _sse_events() -> bytes:
     def ev(data: dict) -> bytes:
         return f"event: {data['type']}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
@@ -76,11 +139,15 @@ def _sse_events() -> bytes:
 def run_upstream() -> None:
     from aiohttp import web
 
-    body = json.dumps(MESSAGE).encode()
-    events = _sse_events()
+    answers = {  # path -> (JSON body, SSE events)
+        "/v1/messages": (json.dumps(MESSAGE).encode(), _sse_events()),
+        "/v1/chat/completions": (json.dumps(COMPLETION).encode(), _chat_chunks()),
+        "/v1/responses": (json.dumps(RESPONSE).encode(), _responses_events()),
+    }
 
     async def messages(request: web.Request) -> web.StreamResponse:
         req = await request.json()
+        body, events = answers[request.path]
         delay = float(request.headers.get("x-bench-delay-ms", 0)) / 1000
         if delay:
             await asyncio.sleep(delay)  # a model that takes its time (the same on both paths)
@@ -95,7 +162,8 @@ def run_upstream() -> None:
 
     async def main() -> None:
         app = web.Application()
-        app.router.add_post("/v1/messages", messages)
+        for path in answers:
+            app.router.add_post(path, messages)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -110,9 +178,17 @@ def run_upstream() -> None:
 # ---------------------------------------------------------------------- the load
 
 
-async def one_call(session, url: str, body: bytes, stream: bool, headers: dict) -> float:
+# --api: (path, request body, headers, what a stream adds to the request)
+APIS = {
+    "messages": ("/v1/messages", REQUEST, HEADERS, {}),
+    "chat": ("/v1/chat/completions", CHAT_REQUEST, OPENAI_HEADERS, CHAT_STREAM_OPTIONS),
+    "responses": ("/v1/responses", RESPONSES_REQUEST, OPENAI_HEADERS, {}),
+}
+
+
+async def one_call(session, url: str, body: bytes, stream: bool, headers: dict, path: str = "/v1/messages") -> float:
     start = time.perf_counter()
-    async with session.post(url + "/v1/messages", data=body, headers=headers) as resp:
+    async with session.post(url + path, data=body, headers=headers) as resp:
         if stream:
             async for _ in resp.content.iter_any():
                 pass
@@ -124,7 +200,7 @@ async def one_call(session, url: str, body: bytes, stream: bool, headers: dict) 
 
 
 async def load(
-    session, url: str, calls: int, concurrency: int, stream: bool, delay_ms: int = 0
+    session, url: str, calls: int, concurrency: int, stream: bool, delay_ms: int = 0, api: str = "messages"
 ) -> tuple[list[float], float]:
     """`calls` calls from `concurrency` workers; (ms each call took beyond the upstream's delay, wall seconds).
 
@@ -132,7 +208,8 @@ async def load(
     0.5-1.5 x delay, as a model's latency is, so the workers do not march in lock-step, and the same
     sequence on both paths, so subtracting each call's own delay leaves what the path added.
     """
-    body = json.dumps({**REQUEST, "stream": stream}).encode()
+    path, request, api_headers, stream_extra = APIS[api]
+    body = json.dumps({**request, "stream": stream, **(stream_extra if stream else {})}).encode()
     latencies: list[float] = []
     sent = 0
 
@@ -142,8 +219,8 @@ async def load(
             n = sent
             sent += 1
             wait = delay_ms * (0.5 + (n * 0.6180339887) % 1.0) if delay_ms else 0.0
-            headers = {**HEADERS, "x-bench-delay-ms": f"{wait:.3f}"}
-            latencies.append(await one_call(session, url, body, stream, headers) - wait)
+            headers = {**api_headers, "x-bench-delay-ms": f"{wait:.3f}"}
+            latencies.append(await one_call(session, url, body, stream, headers, path) - wait)
 
     start = time.perf_counter()
     await asyncio.gather(*[worker() for _ in range(concurrency)])
@@ -166,25 +243,28 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def bench(upstream: str, proxy: str, calls: int, rounds: int, proxy_pid: int) -> tuple[list[dict], int]:
+async def bench(upstream: str, proxy: str, calls: int, rounds: int, proxy_pid: int,
+                apis: tuple[str, ...] = ("messages",)) -> tuple[list[dict], int]:
+    """Every scenario for each API in `apis`, the APIs one after the other within a scenario (so that their
+    figures share the machine's state), each direct and through the proxy, interleaved in rounds."""
     import aiohttp
 
     results = []
     sent = 0
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as session:
-        for concurrency, stream, delay in SCENARIOS:
+        for (concurrency, stream, delay), api in ((s, a) for s in SCENARIOS for a in apis):
             per_round = max(calls // rounds, concurrency)
-            await load(session, upstream, 64, concurrency, stream, delay)  # warm both paths' connections
-            await load(session, proxy, 64, concurrency, stream, delay)
+            await load(session, upstream, 64, concurrency, stream, delay, api)  # warm both paths' connections
+            await load(session, proxy, 64, concurrency, stream, delay, api)
             sent += 64
             direct: list[float] = []
             proxied: list[float] = []
             direct_wall = proxied_wall = proxy_cpu = 0.0
             for _ in range(rounds):
-                d, d_wall = await load(session, upstream, per_round, concurrency, stream, delay)
+                d, d_wall = await load(session, upstream, per_round, concurrency, stream, delay, api)
                 cpu = cpu_seconds(proxy_pid)
-                p, p_wall = await load(session, proxy, per_round, concurrency, stream, delay)
+                p, p_wall = await load(session, proxy, per_round, concurrency, stream, delay, api)
                 proxy_cpu += cpu_seconds(proxy_pid) - cpu
                 direct += d
                 proxied += p
@@ -193,6 +273,7 @@ async def bench(upstream: str, proxy: str, calls: int, rounds: int, proxy_pid: i
                 sent += per_round
             results.append(
                 {
+                    "api": api,
                     "concurrency": concurrency,
                     "stream": stream,
                     "upstream_delay_ms": delay,
@@ -224,8 +305,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--calls", type=int, default=2000, help="calls per scenario and path (default 2000)")
     parser.add_argument("--rounds", type=int, default=5, help="direct/proxy alternations per scenario (default 5)")
+    parser.add_argument("--api", default="messages",
+                        help="comma-separated APIs to load: messages, chat (chat completions), responses "
+                             "(the Responses API); default messages")
     parser.add_argument("--upstream", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    apis = tuple(a.strip() for a in args.api.split(",") if a.strip())
+    if not apis or set(apis) - set(APIS):
+        parser.error(f"--api: one or more of {', '.join(APIS)}")
     if args.upstream:
         run_upstream()
         return 0
@@ -237,13 +324,13 @@ def main() -> int:
         env = {**os.environ, "NO_COLOR": "1"}
         proxy_proc = subprocess.Popen(
             [sys.executable, "-m", "distill_cli", "record", "--store", str(store), "--serve",
-             "--anthropic-upstream", upstream],
+             "--anthropic-upstream", upstream, "--openai-upstream", upstream + "/v1"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT,
         )
         proxy = proxy_proc.stdout.readline().strip().split("=", 1)[1]
         proxy_proc.stdout.readline()
         try:
-            results, sent = asyncio.run(bench(upstream, proxy, args.calls, args.rounds, proxy_proc.pid))
+            results, sent = asyncio.run(bench(upstream, proxy, args.calls, args.rounds, proxy_proc.pid, apis))
         finally:
             proxy_proc.send_signal(signal.SIGTERM)
             _, err = proxy_proc.communicate(timeout=120)
@@ -255,13 +342,13 @@ def main() -> int:
         rows = count_rows(store)
 
     print(f"proxy overhead: {sys.platform}, {os.cpu_count()} cores, python {sys.version.split()[0]}, "
-          f"{args.calls} calls per scenario and path, {args.rounds} rounds")
-    print(f"{'scenario':<20} {'direct p50':>10} {'p99':>8} {'proxy p50':>10} {'p99':>8} {'added p50':>10} "
+          f"{args.calls} calls per scenario and path, {args.rounds} rounds, API {', '.join(apis)}")
+    print(f"{'scenario':<30} {'direct p50':>10} {'p99':>8} {'proxy p50':>10} {'p99':>8} {'added p50':>10} "
           f"{'p99':>8} {'mean':>8} {'calls/s direct':>15} {'proxy':>7} {'proxy CPU/call':>15}")
     for r in results:
-        name = f"c={r['concurrency']:<2} {'sse' if r['stream'] else 'json'} +{r['upstream_delay_ms']}ms"
+        name = f"{r['api']} c={r['concurrency']:<2} {'sse' if r['stream'] else 'json'} +{r['upstream_delay_ms']}ms"
         print(
-            f"{name:<20} {r['direct_p50']:>8.2f}ms {r['direct_p99']:>6.2f}ms {r['proxy_p50']:>8.2f}ms "
+            f"{name:<30} {r['direct_p50']:>8.2f}ms {r['direct_p99']:>6.2f}ms {r['proxy_p50']:>8.2f}ms "
             f"{r['proxy_p99']:>6.2f}ms {r['added_p50']:>8.2f}ms {r['added_p99']:>6.2f}ms {r['added_mean']:>6.2f}ms "
             f"{r['direct_calls_per_s']:>15,.0f} {r['calls_per_s']:>7,.0f} {r['proxy_cpu_us_per_call']:>13,.0f}us"
         )

@@ -9,7 +9,14 @@ from __future__ import annotations
 import json
 
 from distill_cli import canonical
-from distill_cli.prices import USAGE_FIELDS, PriceTable, Usage, usage_from_anthropic, usage_from_openai
+from distill_cli.prices import (
+    USAGE_FIELDS,
+    PriceTable,
+    Usage,
+    usage_from_anthropic,
+    usage_from_openai,
+    usage_from_responses,
+)
 
 # The metadata key that says why a row's token counts are null: the answer itself was fine, so `error` stays
 # empty (the row still teaches and judges), but its counts were no token counts and it has no cost.
@@ -81,6 +88,12 @@ def _openai_answer(completion: dict) -> tuple:
     return canonical.openai_output(completion), choices[0].get("finish_reason")
 
 
+def _responses_answer(response: dict) -> tuple:
+    incomplete = response.get("incomplete_details")
+    reason = incomplete.get("reason") if isinstance(incomplete, dict) else None
+    return canonical.responses_output(response), reason or response.get("status")
+
+
 def _from_request(read, request: dict, default):
     """A column worked out from the job's request; `default` for a request of a shape upstream will refuse anyway."""
     try:
@@ -91,19 +104,25 @@ def _from_request(read, request: dict, default):
 
 def _row(provider: str, request: dict, answer: dict | None, response: dict | None, usage: Usage, *, read,
          prices: PriceTable, priced: bool, status: int, error: str | None, task: str | None,
-         endpoint: str, columns: dict, request_json: str, response_json: str | None) -> dict:
-    """The columns every provider's row has, from what that provider's body gave."""
+         endpoint: str, columns: dict, request_json: str, response_json: str | None,
+         shape: str | None = None) -> dict:
+    """The columns every provider's row has, from what that provider's body gave.
+
+    `shape` is the request's API when the provider has several (`responses`); the provider's own by default.
+    """
+    shape = shape or provider
     output, stop_reason, unreadable = _read_answer(read, answer)
     model = _text((answer or {}).get("model")) or _text(request.get("model"))
     if usage.problem is not None:
         columns = {**columns, "metadata": _with_usage_error(columns.get("metadata"), usage.problem)}
     error = error or _error_text(response) or unreadable
     if error is None and status == 200 and answer is None:  # an OK status is no answer by itself
-        kind = "chat completion" if provider == "openai" else "message"
+        kind = {"openai": "chat completion", "responses": "response"}.get(shape, "message")
         error = f"unreadable answer: {'no body' if response is None else f'a JSON object that is no {kind}'}"
-    read_input = canonical.openai_input if provider == "openai" else canonical.anthropic_input
+    read_input = {"openai": canonical.openai_input, "responses": canonical.responses_input}.get(
+        shape, canonical.anthropic_input)
     return {
-        "task": task or _from_request(lambda r: canonical.task_fingerprint(r, provider), request, "task"),
+        "task": task or _from_request(lambda r: canonical.task_fingerprint(r, shape), request, "task"),
         "provider": provider,
         "endpoint": endpoint,
         "model": model,
@@ -167,6 +186,31 @@ def openai_row(
         read=_openai_answer, prices=prices, priced=bool(completion and completion.get("usage")), status=status,
         error=error, task=task, endpoint=endpoint, columns=columns, request_json=request_json,
         response_json=response_json,
+    )
+
+
+def responses_row(
+    request: dict,
+    response: dict | None,
+    *,
+    prices: PriceTable,
+    status: int = 200,
+    error: str | None = None,
+    task: str | None = None,
+    endpoint: str = "/v1/responses",
+    **columns,
+) -> dict:
+    """A row for a Responses API call; `response` is the final `response` object (of a stream: the one its
+    `response.completed` event carries). Priced like a chat completion: cached input at the cache-read rate,
+    reasoning tokens as output."""
+    request, request_json = _clean(request)
+    response, response_json = _clean(response)
+    answer = response if response and response.get("object") == "response" else None
+    return _row(
+        "openai", request, answer, response, usage_from_responses((answer or {}).get("usage")),
+        read=_responses_answer, prices=prices, priced=bool(answer and answer.get("usage")), status=status,
+        error=error, task=task, endpoint=endpoint, columns=columns, request_json=request_json,
+        response_json=response_json, shape="responses",
     )
 
 

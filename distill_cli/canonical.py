@@ -179,6 +179,69 @@ def openai_output(response: dict | None) -> str | None:
     return "\n".join(parts) if parts else ""
 
 
+# ---- OpenAI Responses API --------------------------------------------------------
+
+
+def _responses_item_text(item) -> str:
+    """The text of one Responses input item: a message's text parts, a tool result's output."""
+    if isinstance(item, str):
+        return item
+    if not isinstance(item, dict):
+        return ""
+    kind = item.get("type", "message")
+    if kind == "message":
+        content = item.get("content")
+        if isinstance(content, str) or content is None:
+            return content or ""
+        return "\n".join(
+            p.get("text", "") if p.get("type") in ("input_text", "output_text", "text") else f"[{p.get('type', 'part')}]"
+            for p in content if isinstance(p, dict)
+        )
+    if kind in ("function_call_output", "custom_tool_call_output"):
+        output = item.get("output")
+        return output if isinstance(output, str) else dumps(output)
+    return ""
+
+
+def responses_input(request: dict) -> str:
+    """`instructions`, then the text of every input item (a string input is one user message), in order."""
+    raw = request.get("input")
+    items = [raw] if isinstance(raw, str) else raw or []
+    parts = [request["instructions"]] if isinstance(request.get("instructions"), str) and request["instructions"] else []
+    parts += [t for t in (_responses_item_text(i) for i in items) if t]
+    return "\n\n".join(parts)
+
+
+def responses_system(request: dict) -> str:
+    instructions = request.get("instructions")
+    return instructions if isinstance(instructions, str) else ""
+
+
+def responses_tool_names(request: dict) -> list[str]:
+    """Names of the function (and custom) tools a Responses request offers; built-in tools by their type."""
+    return [t.get("name") or t.get("type", "") for t in request.get("tools") or [] if isinstance(t, dict)]
+
+
+def responses_output(response: dict | None) -> str | None:
+    """The `output_text` of the message items, with function calls as canonical tool JSON (as chat's)."""
+    if not response or not isinstance(response.get("output"), list):
+        return None
+    parts = []
+    for item in response["output"]:
+        kind = item.get("type")
+        if kind == "message":
+            text = "".join(p.get("text", "") for p in item.get("content") or [] if p.get("type") == "output_text")
+            if text:
+                parts.append(text)
+        elif kind == "function_call":
+            try:
+                args = json.loads(item.get("arguments") or "{}")
+            except ValueError:
+                args = item.get("arguments")
+            parts.append(dumps({"tool": item.get("name"), "input": args}))
+    return "\n".join(parts)
+
+
 # ---- task fingerprint -------------------------------------------------------------
 
 
@@ -200,6 +263,10 @@ def task_fingerprint(request: dict, provider: str) -> str:
     Same model family + system prompt + tool names -> same id.
     """
     family = model_family(request.get("model"))
+    if provider == "responses":
+        # The Responses API (a request shape, not a row's provider): its rows' input holds the instructions, as
+        # chat rows' does not, so its tasks are its own and a student of chat calls never serves Responses calls.
+        return _fingerprint(family, responses_system(request), tuple(sorted(responses_tool_names(request))), "responses")
     if provider == "openai":
         system = openai_system(request)
         tools = sorted((t.get("function") or {}).get("name", "") for t in request.get("tools") or [])
@@ -210,7 +277,8 @@ def task_fingerprint(request: dict, provider: str) -> str:
 
 
 @functools.lru_cache(maxsize=1024)  # a job asks the same few instructions over and over
-def _fingerprint(family: str, system: str, tools: tuple[str, ...]) -> str:
-    digest = hashlib.sha256(dumps([family, system, list(tools)]).encode()).hexdigest()[:6]
+def _fingerprint(family: str, system: str, tools: tuple[str, ...], api: str | None = None) -> str:
+    hashed = [family, system, list(tools)] + ([api] if api else [])
+    digest = hashlib.sha256(dumps(hashed).encode()).hexdigest()[:6]
     words = re.findall(r"[a-z0-9]+", system.lower())[:3] or list(tools[:2]) or ["task"]
     return "-".join([family, *words, digest])

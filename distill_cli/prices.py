@@ -207,6 +207,30 @@ def usage_from_openai(usage: Mapping | None) -> Usage:
     )
 
 
+def usage_from_responses(usage: Mapping | None) -> Usage:
+    """A Responses API `usage` object as a `Usage`.
+
+    `input_tokens` includes `input_tokens_details.cached_tokens` (taken out, as for chat
+    completions); `output_tokens` includes `output_tokens_details.reasoning_tokens`,
+    which are billed as output: a record whose reasoning count exceeds its output
+    count is read as output = reasoning, never fewer tokens than were reasoned.
+    """
+    bad = _not_an_object(usage)
+    if bad is not None:
+        return bad
+    u, count = _plain(usage), _Counts()
+    prompt, output = count.get(u, "input_tokens"), count.get(u, "output_tokens")
+    cached = count.get(_plain(u.get("input_tokens_details")), "cached_tokens", "usage.input_tokens_details")
+    reasoning = count.get(_plain(u.get("output_tokens_details")), "reasoning_tokens", "usage.output_tokens_details")
+    return count.usage(
+        input_tokens=max(prompt - cached, 0) if None not in (prompt, cached) else None,
+        output_tokens=max(output, reasoning) if None not in (output, reasoning) else None,
+        cache_read_tokens=cached,
+        cache_write_5m_tokens=0,
+        cache_write_1h_tokens=0,
+    )
+
+
 @dataclass(frozen=True)
 class ModelPrice:
     """One model's prices from one effective date, in USD per million tokens."""

@@ -41,6 +41,13 @@ breakpoint prefix already seen (same model) is reported as
 expiry. OpenAI ``cached_tokens`` is always 0. ``max_tokens`` (Anthropic) and
 ``max_tokens`` / ``max_completion_tokens`` (OpenAI) truncate a text answer to
 that many words with stop reason ``max_tokens`` / ``length``.
+
+The Responses API (``POST /v1/responses``, JSON or its event stream) answers the
+same way: input tokens are the words of ``instructions`` and the input items,
+``max_output_tokens`` truncates (status ``incomplete``), a ``previous_response_id``
+must name a response this fake gave, and the request headers
+``x-fake-cached-tokens`` / ``x-fake-reasoning-tokens`` add that many cached input
+and reasoning output tokens.
 """
 
 from __future__ import annotations
@@ -179,6 +186,7 @@ class FakeProvider:
         self._failures: list[_Failure] = []
         self._cuts: list[list[int]] = []  # [after_events, remaining]
         self._cache: set[str] = set()
+        self._responses: dict[str, dict] = {}  # Responses API objects by id, for previous_response_id
         self._counter = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -288,6 +296,7 @@ class FakeProvider:
             self._failures.clear()
             self._cuts.clear()
             self._cache.clear()
+            self._responses.clear()
 
     def wait_for(self, n: int, *, timeout: float = 5.0, path: str | None = None) -> list[RecordedRequest]:
         """Block until at least `n` requests (to `path`, if given) have arrived; return them."""
@@ -447,6 +456,8 @@ class FakeProvider:
                 return self._anthropic_count_tokens(parsed)
             if route == ("POST", "/v1/chat/completions"):
                 return await self._openai_chat(request, parsed, headers)
+            if route == ("POST", "/v1/responses"):
+                return await self._openai_responses(request, parsed, headers)
             if request.method == "GET" and request.path.rstrip("/") == "/v1/models":
                 return self._models(provider, None)
             if request.method == "GET" and request.path.startswith("/v1/models/"):
@@ -811,6 +822,106 @@ class FakeProvider:
         return await self._stream(request, headers, extra, events)
 
 
+    async def _openai_responses(self, request: web.Request, req: Any, headers: dict[str, str]) -> web.StreamResponse:
+        """The Responses API: a `response` object, or its event stream (response.created ... response.completed).
+
+        Responses are kept by id, so `previous_response_id` must name one this fake gave (else a 400, as the API
+        answers). Usage: input words of instructions and input; `x-fake-cached-tokens` and
+        `x-fake-reasoning-tokens` request headers add cached input and reasoning output tokens to the counts.
+        """
+        _require(req, ("model", "input"))
+        previous = req.get("previous_response_id")
+        if previous is not None and previous not in self._responses:
+            raise _BadRequest(f"Previous response with id '{previous}' not found.", "previous_response_id")
+        answer = await self._answer(req, "openai")
+        tools = [t for t in req.get("tools") or [] if isinstance(t, dict) and t.get("type") == "function"]
+        call: dict | None = None
+        text = ""
+        status, incomplete = "completed", None
+        if isinstance(answer, dict) and "tool" in answer and tools and req.get("tool_choice") != "none":
+            call = {"name": answer["tool"], "arguments": _dumps(answer.get("input") or {})}
+        else:
+            if isinstance(answer, dict):
+                answer = str(answer.get("text") or _dumps(answer.get("input", answer)))
+            if tools and req.get("tool_choice") == "required":
+                fn = tools[0]
+                call = {"name": fn.get("name"), "arguments": _dumps(_fake_input(fn.get("parameters") or {}, str(answer)))}
+            else:
+                text, truncated = _truncate(str(answer), req.get("max_output_tokens"))
+                if truncated:
+                    status, incomplete = "incomplete", {"reason": "max_output_tokens"}
+        raw_input = req["input"]
+        items = [raw_input] if isinstance(raw_input, str) else raw_input if isinstance(raw_input, list) else []
+        words = count_words(str(req.get("instructions") or "")) + sum(
+            count_words(i) if isinstance(i, str) else count_words(_content_text(i.get("content")))
+            + count_words(str(i.get("output") or i.get("arguments") or ""))
+            for i in items if isinstance(i, (str, dict))
+        )
+        cached = int(headers.get("x-fake-cached-tokens", "0"))
+        reasoning = int(headers.get("x-fake-reasoning-tokens", "0"))
+        output_tokens = max(1, count_words(call["arguments"] if call else text)) + reasoning
+        output: list[dict] = []
+        if reasoning:
+            output.append({"id": self._new_id("rs_", 48), "type": "reasoning", "summary": []})
+        if call:
+            output.append({"id": self._new_id("fc_", 48), "type": "function_call", "status": "completed",
+                           "arguments": call["arguments"], "call_id": self._new_id("call_", 24), "name": call["name"]})
+        else:
+            output.append({"id": self._new_id("msg_", 48), "type": "message", "status": "completed", "role": "assistant",
+                           "content": [{"type": "output_text", "annotations": [], "logprobs": [], "text": text}]})
+        rid = self._new_id("resp_", 48)
+        response = {
+            "id": rid, "object": "response", "created_at": int(time.time()), "status": status, "background": False,
+            "error": None, "incomplete_details": incomplete, "instructions": req.get("instructions"),
+            "max_output_tokens": req.get("max_output_tokens"), "model": req["model"], "output": output,
+            "parallel_tool_calls": req.get("parallel_tool_calls", True), "previous_response_id": previous,
+            "reasoning": {"effort": None, "summary": None}, "service_tier": "default", "store": req.get("store", True),
+            "temperature": req.get("temperature", 1.0), "text": {"format": {"type": "text"}, "verbosity": "medium"},
+            "tool_choice": req.get("tool_choice", "auto"), "tools": req.get("tools") or [],
+            "top_p": req.get("top_p", 1.0), "truncation": "disabled",
+            "usage": {"input_tokens": words + cached, "input_tokens_details": {"cached_tokens": cached},
+                      "output_tokens": output_tokens, "output_tokens_details": {"reasoning_tokens": reasoning},
+                      "total_tokens": words + cached + output_tokens},
+            "user": None, "metadata": req.get("metadata") or {},
+        }
+        self._responses[rid] = response
+        extra = {"x-request-id": self._new_id("req_", 32), "openai-processing-ms": "1"}
+        if not req.get("stream"):
+            return web.json_response(response, headers=extra, dumps=_dumps)
+
+        start = {**response, "status": "in_progress", "output": [], "usage": None, "incomplete_details": None}
+        events: list[dict] = [{"type": "response.created", "response": start},
+                              {"type": "response.in_progress", "response": start}]
+        for index, item in enumerate(output):
+            at = {"item_id": item["id"], "output_index": index}
+            if item["type"] == "message":
+                events.append({"type": "response.output_item.added", "output_index": index,
+                               "item": {**item, "status": "in_progress", "content": []}})
+                part = {"type": "output_text", "annotations": [], "logprobs": [], "text": ""}
+                events.append({"type": "response.content_part.added", **at, "content_index": 0, "part": part})
+                for piece in _chunks(text):
+                    events.append({"type": "response.output_text.delta", **at, "content_index": 0, "delta": piece,
+                                   "logprobs": []})
+                events.append({"type": "response.output_text.done", **at, "content_index": 0, "text": text,
+                               "logprobs": []})
+                events.append({"type": "response.content_part.done", **at, "content_index": 0,
+                               "part": {**part, "text": text}})
+            elif item["type"] == "function_call":
+                events.append({"type": "response.output_item.added", "output_index": index,
+                               "item": {**item, "status": "in_progress", "arguments": ""}})
+                for piece in _split_fixed(item["arguments"], 12):
+                    events.append({"type": "response.function_call_arguments.delta", **at, "delta": piece})
+                events.append({"type": "response.function_call_arguments.done", **at, "arguments": item["arguments"]})
+            else:
+                events.append({"type": "response.output_item.added", "output_index": index, "item": item})
+            events.append({"type": "response.output_item.done", "output_index": index, "item": item})
+        terminal = "response.incomplete" if status == "incomplete" else "response.completed"
+        events.append({"type": terminal, "response": response})
+        raw = [f"event: {e['type']}\ndata: {_dumps({**e, 'sequence_number': n})}\n\n".encode()
+               for n, e in enumerate(events)]
+        return await self._stream(request, headers, extra, raw)
+
+
 # ---------------------------------------------------------------------- request helpers
 
 
@@ -909,6 +1020,14 @@ def _openai_message_words(m: dict) -> int:
 
 
 def _last_user_text(req: dict, provider: str) -> str:
+    if "messages" not in req and "input" in req:  # the Responses API: a string, or a list of input items
+        items = req["input"]
+        if isinstance(items, str):
+            return items
+        for item in reversed(items if isinstance(items, list) else []):
+            if isinstance(item, dict) and item.get("role") == "user":
+                return _content_text(item.get("content"))
+        return ""
     for m in reversed(req.get("messages") or []):
         if isinstance(m, dict) and m.get("role") == "user":
             return _content_text(m.get("content"))

@@ -2,8 +2,10 @@
 where a path goes upstream, the error shape a job's SDK understands, how a
 stream is assembled, and how a call becomes a row.
 
-One proxy port serves both APIs: Anthropic's SDK always sends `anthropic-version`
-(and its paths start with /v1/messages), so anything else is OpenAI's.
+One proxy port serves both providers: Anthropic's SDK always sends `anthropic-version`
+(and its paths start with /v1/messages), so anything else is OpenAI's. OpenAI has two
+recorded APIs, chat completions and the Responses API (`POST /v1/responses`): each is
+a `ProviderAPI` of its own (`shape` says which), with the same upstream and provider.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from distill_cli import calls
-from distill_cli.recorder.sse import AnthropicStream, OpenAIStream
+from distill_cli.recorder.sse import AnthropicStream, OpenAIStream, ResponsesStream
 
 DEFAULT_ANTHROPIC_UPSTREAM = "https://api.anthropic.com"
 DEFAULT_OPENAI_UPSTREAM = "https://api.openai.com/v1"
@@ -34,8 +36,13 @@ class ProviderAPI:
     upstream: str  # base URL, as the provider's SDK takes it
     recorded: frozenset[tuple[str, str]]  # (method, path) pairs that become rows
     row: Callable[..., dict]  # calls.anthropic_row / calls.openai_row
-    new_stream: Callable[[], AnthropicStream | OpenAIStream]
+    new_stream: Callable[[], AnthropicStream | OpenAIStream | ResponsesStream]
     proxy: str | None = None  # an HTTP(S)_PROXY from the environment for this upstream, as the SDK would use
+    shape: str = ""  # the request/response shape: `anthropic`, `openai` (chat completions) or `responses`
+
+    def __post_init__(self) -> None:
+        if not self.shape:
+            object.__setattr__(self, "shape", self.name)
 
     def records(self, method: str, path: str) -> bool:
         return (method, path) in self.recorded
@@ -61,7 +68,7 @@ class ProviderAPI:
         without it a row would have no tokens and no cost. So the proxy asks for it,
         and hides the extra usage chunk (and the `"usage":null` members) from the job.
         """
-        if self.name != "openai" or not request.get("stream"):
+        if self.shape != "openai" or not request.get("stream"):  # a Responses stream always ends with its usage
             return body, False
         options = request.get("stream_options")
         if isinstance(options, dict) and options.get("include_usage"):
@@ -83,7 +90,7 @@ def env_proxy(url: str) -> str | None:
     return urllib.request.getproxies().get(parts.scheme)
 
 
-def _api(name: str, upstream: str, recorded: str, row, new_stream) -> ProviderAPI:
+def _api(name: str, upstream: str, recorded: str, row, new_stream, shape: str = "") -> ProviderAPI:
     upstream = upstream.rstrip("/")
     return ProviderAPI(
         name=name,
@@ -92,6 +99,7 @@ def _api(name: str, upstream: str, recorded: str, row, new_stream) -> ProviderAP
         row=row,
         new_stream=new_stream,
         proxy=env_proxy(upstream),
+        shape=shape,
     )
 
 
@@ -101,6 +109,12 @@ def anthropic_api(upstream: str | None = None) -> ProviderAPI:
 
 def openai_api(upstream: str | None = None) -> ProviderAPI:
     return _api("openai", upstream or DEFAULT_OPENAI_UPSTREAM, "/v1/chat/completions", calls.openai_row, OpenAIStream)
+
+
+def responses_api(upstream: str | None = None) -> ProviderAPI:
+    """OpenAI's Responses API: rows with provider `openai`, endpoint `/v1/responses`."""
+    return _api("openai", upstream or DEFAULT_OPENAI_UPSTREAM, "/v1/responses", calls.responses_row, ResponsesStream,
+                shape="responses")
 
 
 def is_anthropic_request(path: str, headers) -> bool:

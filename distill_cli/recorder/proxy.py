@@ -2,9 +2,10 @@
 
 It passes the job's calls upstream and the answers back, byte for byte and as
 they arrive (an SSE stream is written to the job chunk by chunk), and hands each
-recorded call (`POST /v1/messages`, `POST /v1/chat/completions`) with its
-outcome to `on_call`, which journals the row *before* the job sees the end of
-the response: a recorder killed after a call returned has that call on disk.
+recorded call (`POST /v1/messages`, `POST /v1/chat/completions`, `POST
+/v1/responses`) with its outcome to `on_call`, which journals the row *before*
+the job sees the end of the response: a recorder killed after a call returned
+has that call on disk.
 Every other path (count_tokens, models, files, ...) is passed through unrecorded.
 
 Hot path: read and parse the request body (the row needs it), forward, relay.
@@ -63,7 +64,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from distill_cli import canonical
-from distill_cli.recorder.providers import ProviderAPI, anthropic_api, is_anthropic_request, openai_api
+from distill_cli.recorder.providers import ProviderAPI, anthropic_api, is_anthropic_request, openai_api, responses_api
 from distill_cli.recorder.sse import EventSplitter
 
 DISTILL_HEADER_PREFIX = "x-distill-"
@@ -248,6 +249,7 @@ class Proxy:
     ) -> None:
         self.anthropic = anthropic_api(anthropic_upstream)
         self.openai = openai_api(openai_upstream)
+        self.responses = responses_api(openai_upstream)
         self.task = task
         self.on_call = on_call
         self.answer: Answer = self.forward
@@ -311,7 +313,10 @@ class Proxy:
             # A web page can reach 127.0.0.1 too (cross-origin POSTs, DNS rebinding): SDKs send neither
             # a foreign Host nor an Origin, browsers always do.
             return web.json_response({"error": "distill proxy: only local programs, not web pages, may call it"}, status=403)
-        api = self.anthropic if is_anthropic_request(job.path, job.headers) else self.openai
+        if is_anthropic_request(job.path, job.headers):
+            api = self.anthropic
+        else:
+            api = self.responses if job.path == "/v1/responses" else self.openai
         if not api.records(job.method, job.path):
             return await self._passthrough(api, job)
         started, ts = self._clock(), self._wall_clock()

@@ -83,7 +83,7 @@ class Replay:
         body = json.loads(recorded)
         latency = (time.monotonic() - call.started) * 1000
         return Outcome(
-            response=response_for(call.api.name, call.request, body),
+            response=response_for(call.api.shape, call.request, body),
             status=200,
             body=body,
             latency_ms=latency,

@@ -1,10 +1,11 @@
 """Provider responses the proxy writes itself: a student's answer, or a recorded answer replayed.
 
-A job's SDK must not tell them from the provider's own: an Anthropic `message` or
-an OpenAI `chat.completion` as JSON, or, when the job asked for a stream, the
-event sequence the provider would send (message_start ... message_stop; chunks
-... [DONE], with the usage chunk only when `stream_options.include_usage` asked
-for it). A whole stream goes out as one body: the answer exists before the first
+A job's SDK must not tell them from the provider's own: an Anthropic `message`,
+an OpenAI `chat.completion` or Responses API `response` as JSON, or, when the job
+asked for a stream, the event sequence the provider would send (message_start ...
+message_stop; chunks ... [DONE], with the usage chunk only when
+`stream_options.include_usage` asked for it; response.created ...
+response.completed). A whole stream goes out as one body: the answer exists before the first
 byte is written, so there is nothing to trickle.
 
 A student's answer is the canonical output text (calls.py): assistant text, and
@@ -190,6 +191,96 @@ def openai_chunks(completion: dict, include_usage: bool) -> bytes:
     return "".join(out).encode()
 
 
+# ---- OpenAI Responses API ----------------------------------------------------------------------------------------
+
+# Request parameters a `response` object echoes back, with the value the API reports when the request left one out.
+_ECHOED = {
+    "instructions": None, "max_output_tokens": None, "metadata": {}, "parallel_tool_calls": True,
+    "previous_response_id": None, "reasoning": {"effort": None, "summary": None}, "service_tier": "default",
+    "store": True, "temperature": 1.0, "text": {"format": {"type": "text"}}, "tool_choice": "auto", "tools": [],
+    "top_p": 1.0, "truncation": "disabled", "user": None,
+}
+
+
+def responses_object(request: dict, answer: Answer, model: str) -> dict:
+    """The `response` object a student's answer makes: a message item with its text, a function_call item per
+    tool call, the request's parameters echoed as the API echoes them."""
+    text, calls = split_output(request, answer.output or "")
+    output: list[dict] = []
+    if text or not calls:
+        output.append({"id": f"msg_{new_id()}", "type": "message", "status": "completed", "role": "assistant",
+                       "content": [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}]})
+    output += [{"id": f"fc_{new_id()}", "type": "function_call", "status": "completed", "call_id": f"call_{new_id()}",
+                "name": name, "arguments": _json(args)} for name, args in calls]
+    prompt = answer.input_tokens + answer.cache_read_tokens + answer.cache_write_5m_tokens
+    return {
+        "id": f"resp_{new_id()}",
+        "object": "response",
+        "created_at": int(time.time()),
+        "status": "completed",
+        "error": None,
+        "incomplete_details": None,
+        **{key: request.get(key, default) if request.get(key) is not None else default for key, default in _ECHOED.items()},
+        "model": model,
+        "output": output,
+        "usage": {
+            "input_tokens": prompt,
+            "input_tokens_details": {"cached_tokens": answer.cache_read_tokens},
+            "output_tokens": answer.output_tokens,
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": prompt + answer.output_tokens,
+        },
+    }
+
+
+def _responses_item_events(index: int, item: dict) -> list[dict]:
+    kind = item.get("type")
+    where = {"item_id": item.get("id"), "output_index": index}
+    if kind == "message":
+        events = [{"type": "response.output_item.added", "output_index": index,
+                   "item": {**item, "status": "in_progress", "content": []}}]
+        for c, part in enumerate(item.get("content") or []):
+            at = {**where, "content_index": c}
+            if part.get("type") == "output_text":
+                text = part.get("text", "")
+                events += [
+                    {"type": "response.content_part.added", **at, "part": {**part, "text": "", "annotations": []}},
+                    {"type": "response.output_text.delta", **at, "delta": text, "logprobs": []},
+                    {"type": "response.output_text.done", **at, "text": text, "logprobs": []},
+                ]
+            else:  # a refusal: whole in its start event
+                events.append({"type": "response.content_part.added", **at, "part": part})
+            events.append({"type": "response.content_part.done", **at, "part": part})
+    elif kind == "function_call":
+        arguments = item.get("arguments", "")
+        events = [
+            {"type": "response.output_item.added", "output_index": index,
+             "item": {**item, "status": "in_progress", "arguments": ""}},
+            {"type": "response.function_call_arguments.delta", **where, "delta": arguments},
+            {"type": "response.function_call_arguments.done", **where, "name": item.get("name"), "arguments": arguments},
+        ]
+    else:  # reasoning, built-in tool calls: whole in both events
+        events = [{"type": "response.output_item.added", "output_index": index, "item": item}]
+    events.append({"type": "response.output_item.done", "output_index": index, "item": item})
+    return events
+
+
+_TERMINAL = {"incomplete": "response.incomplete", "failed": "response.failed"}
+
+
+def responses_events(response: dict) -> bytes:
+    """The Responses API event stream of a whole `response`: created, in_progress, each output item's events,
+    then the terminal event carrying the response (`response.completed` unless it says otherwise)."""
+    start = {**response, "status": "in_progress", "output": [], "usage": None}
+    events = [{"type": "response.created", "response": start}, {"type": "response.in_progress", "response": start}]
+    for index, item in enumerate(response.get("output") or []):
+        events += _responses_item_events(index, item)
+    events.append({"type": _TERMINAL.get(response.get("status"), "response.completed"), "response": response})
+    return b"".join(
+        f"event: {e['type']}\ndata: {_json({**e, 'sequence_number': n})}\n\n".encode() for n, e in enumerate(events)
+    )
+
+
 # ---- the HTTP response -------------------------------------------------------------------------------------------
 
 
@@ -198,9 +289,15 @@ def wants_usage_chunk(request: dict) -> bool:
     return isinstance(options, dict) and bool(options.get("include_usage"))
 
 
-def response_for(provider: str, request: dict, body: dict) -> web.Response:
-    """`body` (a message or completion) as the job asked for it: JSON, or the provider's event stream."""
+def response_for(shape: str, request: dict, body: dict) -> web.Response:
+    """`body` (a message, completion or response) as the job asked for it: JSON, or the API's event stream.
+    `shape` is the API's (`ProviderAPI.shape`): `anthropic`, `openai` (chat completions) or `responses`."""
     if not request.get("stream"):
         return web.Response(text=_json(body), content_type="application/json")
-    events = anthropic_events(body) if provider == "anthropic" else openai_chunks(body, wants_usage_chunk(request))
+    if shape == "anthropic":
+        events = anthropic_events(body)
+    elif shape == "responses":
+        events = responses_events(body)
+    else:
+        events = openai_chunks(body, wants_usage_chunk(request))
     return web.Response(body=events, content_type="text/event-stream", charset="utf-8", headers=SSE_HEADERS)

@@ -55,7 +55,7 @@ from distill_cli import canonical
 from distill_cli.errors import InputError
 from distill_cli.recorder.proxy import Call, Outcome, Proxy
 from distill_cli.recorder.replay import Replay
-from distill_cli.recorder.responses import anthropic_message, openai_completion, response_for
+from distill_cli.recorder.responses import anthropic_message, openai_completion, response_for, responses_object
 from distill_cli.serving import (
     VERDICTS_SUFFIX,
     DemotionInfo,
@@ -136,8 +136,8 @@ class Route:
         `tier_timeout` seconds)."""
         student = self.student
         request = call.request
-        if call.api.name != student.spec.provider:
-            request = student.request_for(request_input(request, call.api.name))
+        if call.api.shape != student.spec.provider:  # a Responses call is no student's provider shape
+            request = student.request_for(request_input(request, call.api.shape))
         if isinstance(student, Chain):
             return await student.answer_async(request, tier_timeout=tier_timeout)
         return await student.answer_async(request)
@@ -324,7 +324,7 @@ class Router:
             message = f"distill: header {ROUTE_HEADER} must be one of {', '.join(ROUTE_VALUES)}, not {asked!r}"
             return Outcome(response=call.api.error_response(400, "invalid_request_error", message), status=400,
                            error=f"invalid_request_error: {message}")
-        route = self.routes.get(call.task or canonical.task_fingerprint(call.request, call.api.name)) if self.routes else None
+        route = self.routes.get(call.task or canonical.task_fingerprint(call.request, call.api.shape)) if self.routes else None
         if route is None:
             return await self.teacher(call, job)
         if asked == "teacher":
@@ -382,12 +382,12 @@ class Router:
     def _served(self, route: Route, call: Call, answer: Answer) -> Outcome:
         student_id = _answering(route, answer)
         _note_tiers(call, route, answer)
-        build = anthropic_message if call.api.name == "anthropic" else openai_completion
+        build = {"anthropic": anthropic_message, "responses": responses_object}.get(call.api.shape, openai_completion)
         body = build(call.request, answer, student_id)
         latency = (time.monotonic() - call.started) * 1000
         row_id = new_id()
         outcome = Outcome(
-            response=response_for(call.api.name, call.request, body),
+            response=response_for(call.api.shape, call.request, body),
             status=200,
             body=body,
             latency_ms=latency,

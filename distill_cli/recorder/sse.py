@@ -1,5 +1,6 @@
 """Server-sent events of the provider APIs: split a byte stream into events, and
-assemble the final message (Anthropic) or completion (OpenAI) from them.
+assemble the final message (Anthropic), completion (OpenAI chat) or response (OpenAI
+Responses API) from them.
 
 The recorder feeds these a *copy* of what it forwards; nothing here decides what
 the job receives, except `OpenAIStream.is_usage_only`, which names the one chunk
@@ -236,3 +237,81 @@ class OpenAIStream:
             "choices": [self.choices[i] for i in sorted(self.choices)],
             "usage": self.usage,
         }
+
+
+class ResponsesStream:
+    """Responses API stream events -> the `response` object they describe.
+
+    The terminal event (`response.completed`, or `response.incomplete` / `response.failed`)
+    carries the whole response, usage included: that is the result. A stream cut before
+    it gives the last `response` snapshot seen (`response.created` / `in_progress`) with
+    the output items that were done by then, and the text of those still under way.
+    """
+
+    TERMINAL = ("response.completed", "response.incomplete", "response.failed")
+
+    def __init__(self) -> None:
+        self.response: dict | None = None
+        self.items: dict[int, dict] = {}  # output_index -> item (done, or as far as it got)
+        self.complete = False  # a terminal event seen
+        self.error: str | None = None  # an `error` event in the stream
+
+    def feed(self, raw: bytes) -> dict | None:
+        data = event_data(raw)
+        if data is None:
+            return None
+        try:
+            event = _json(data)
+        except ValueError:
+            return None
+        if isinstance(event, dict):
+            self.event(event)
+            return event
+        return None
+
+    @staticmethod
+    def is_usage_only(event: dict | None) -> bool:
+        return False  # a Responses stream always reports usage: the proxy adds nothing to hide
+
+    def event(self, event: dict) -> None:
+        kind = event.get("type")
+        if kind == "response.output_text.delta":  # most events: first
+            item = self.items.get(event.get("output_index"))
+            content = item.get("content") if isinstance(item, dict) else None
+            index = event.get("content_index", 0)
+            if isinstance(content, list) and isinstance(index, int) and 0 <= index < len(content):
+                part = content[index]
+                if isinstance(part, dict):
+                    part["text"] = part.get("text", "") + (event.get("delta") or "")
+            return
+        if kind in ("response.created", "response.in_progress", "response.queued") or kind in self.TERMINAL:
+            if isinstance(event.get("response"), dict):
+                self.response = event["response"]
+            if kind in self.TERMINAL:
+                self.complete = True
+            return
+        if kind == "error":
+            error = event.get("error")  # the Responses API puts code and message on the event itself
+            self.error = _error_text(error if isinstance(error, dict) else {"code": event.get("code"),
+                                                                            "message": event.get("message", "")})
+            return
+        index = event.get("output_index")
+        if not isinstance(index, int):
+            return
+        if kind in ("response.output_item.added", "response.output_item.done") and isinstance(event.get("item"), dict):
+            self.items[index] = event["item"]
+        elif kind == "response.content_part.added" and isinstance(event.get("part"), dict):
+            item = self.items.get(index)
+            if isinstance(item, dict) and isinstance(item.get("content"), list):
+                item["content"].append(event["part"])
+        elif kind == "response.function_call_arguments.delta":
+            item = self.items.get(index)
+            if isinstance(item, dict):
+                item["arguments"] = (item.get("arguments") or "") + (event.get("delta") or "")
+
+    def result(self) -> dict | None:
+        if self.response is None:
+            return None
+        if self.complete or self.response.get("output") or not self.items:
+            return self.response
+        return {**self.response, "output": [self.items[i] for i in sorted(self.items)]}

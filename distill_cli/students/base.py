@@ -153,6 +153,8 @@ def in_holdout(salt: str, example_id: str, holdout: float) -> bool:
 
 def request_input(request: dict, provider: str = "anthropic") -> str:
     """The canonical input text of a request body of the given provider's shape."""
+    if provider == "responses":
+        return canonical.responses_input(request)
     return canonical.openai_input(request) if provider == "openai" else canonical.anthropic_input(request)
 
 
