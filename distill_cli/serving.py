@@ -94,6 +94,38 @@ def latest_gate(
     `skip_unreadable` is passed over (it can only keep a demotion standing).
     """
     newest: GateRecord | None = None
+    for path, summary, when, gated_at in _gates(verdicts, needed_by, skip_unreadable):
+        if summary.get("student") == student_id and (newest is None or when >= newest.mtime):
+            digest = summary.get("student_digest")
+            newest = GateRecord(str(path), summary.get("passed") is True, str(summary.get("reason") or ""),
+                                digest if isinstance(digest, str) else None, when, gated_at)
+    return newest
+
+
+def latest_member_gate(
+    student_id: str, verdicts: Iterable[str | Path], needed_by: str = "drift --verdicts"
+) -> GateRecord | None:
+    """The newest gate of a chain that certified `student_id` as one of its members (ordered as `latest_gate`).
+
+    Its `digest` is the content it certified of that member; its `reason` names the chain.
+    Unreadable files are passed over: a chain's gate can only add a check.
+    """
+    newest: GateRecord | None = None
+    for path, summary, when, gated_at in _gates(verdicts, needed_by, skip_unreadable=True):
+        members = summary.get("chain")
+        if not isinstance(members, list) or len(members) < 2:
+            continue
+        member = next((m for m in members if isinstance(m, dict) and m.get("id") == student_id), None)
+        if member is None or (newest is not None and when < newest.mtime):
+            continue
+        digest = member.get("digest")
+        newest = GateRecord(str(path), summary.get("passed") is True, f"a gate of chain {summary.get('student')}",
+                            digest if isinstance(digest, str) else None, when, gated_at)
+    return newest
+
+
+def _gates(verdicts: Iterable[str | Path], needed_by: str, skip_unreadable: bool):
+    """(path, summary, when it ran, gated_at) of each verdicts file; `when` falls back to the mtime of an older one."""
     for path in verdicts:
         try:
             summary = read_summary(path, needed_by)
@@ -102,15 +134,8 @@ def latest_gate(
             if skip_unreadable:
                 continue
             raise
-        if summary.get("student") != student_id:
-            continue
         gated_at = gated_at_of(summary)
-        when = gated_at if gated_at is not None else mtime
-        if newest is None or when >= newest.mtime:
-            digest = summary.get("student_digest")
-            newest = GateRecord(str(path), summary.get("passed") is True, str(summary.get("reason") or ""),
-                                digest if isinstance(digest, str) else None, when, gated_at)
-    return newest
+        yield path, summary, gated_at if gated_at is not None else mtime, gated_at
 
 
 def gated_at_of(summary: dict) -> float | None:
@@ -120,35 +145,6 @@ def gated_at_of(summary: dict) -> float | None:
     except (KeyError, ValueError, TypeError):
         return None
     return (moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment).timestamp()
-
-
-def latest_member_gate(
-    student_id: str, verdicts: Iterable[str | Path], needed_by: str = "drift --verdicts"
-) -> GateRecord | None:
-    """The newest gate of a chain that certified `student_id` as one of its members (by modification time).
-
-    Its `digest` is the content it certified of that member; its `reason` names the chain.
-    Unreadable files are passed over: a chain's gate can only add a check.
-    """
-    newest: GateRecord | None = None
-    for path in verdicts:
-        try:
-            summary = read_summary(path, needed_by)
-            mtime = os.stat(path).st_mtime
-        except (InputError, OSError, ValueError):
-            continue
-        members = summary.get("chain")
-        if not isinstance(members, list) or len(members) < 2:
-            continue
-        member = next((m for m in members if isinstance(m, dict) and m.get("id") == student_id), None)
-        gated_at = gated_at_of(summary)
-        when = gated_at if gated_at is not None else mtime
-        if member is None or (newest is not None and when < newest.mtime):
-            continue
-        digest = member.get("digest")
-        newest = GateRecord(str(path), summary.get("passed") is True, f"a gate of chain {summary.get('student')}",
-                            digest if isinstance(digest, str) else None, when, gated_at)
-    return newest
 
 
 def content_problem(path: str | Path, student_id: str, digest: str | None, gate: GateRecord) -> str | None:
