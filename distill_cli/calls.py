@@ -117,8 +117,8 @@ def _row(provider: str, request: dict, answer: dict | None, response: dict | Non
         "stream": bool(request.get("stream")),
         "stop_reason": stop_reason,
         **usage.columns(),
-        # None when a count is unknown or the model has no price
-        "cost_usd": prices.cost(model, usage) if priced and model else None,
+        # None when a count is unknown or the model has no price; the price in force on the call's own day
+        "cost_usd": prices.cost(model, usage, at=columns.get("ts")) if priced and model else None,
         "price_version": prices.version,
         "input_hash": canonical.input_hash(request),
         **columns,

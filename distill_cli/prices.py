@@ -15,7 +15,7 @@ import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta, timezone
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ _DATE_SUFFIX = re.compile(r"-(?:\d{8}|\d{4}-\d{2}-\d{2})$")
 # The largest token count distill keeps. Counts are int64 in the store and are summed and priced as doubles,
 # which hold every whole number below 2**53 exactly; no call comes near it, so a count beyond it is garbage.
 MAX_TOKENS = 2**53 - 1
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 USAGE_FIELDS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_5m_tokens", "cache_write_1h_tokens")
 
 
@@ -238,12 +239,25 @@ def base_model(model: str) -> str:
     return _DATE_SUFFIX.sub("", model)
 
 
-def _as_date(at: date | datetime | str | None) -> date | None:
+def _as_date(at: date | datetime | str | int | float | None) -> date | None:
+    """The UTC day of a call's timestamp: a date, a datetime, an ISO string, integer microseconds since the
+    epoch (a row's `ts`) or float seconds (`time.time()`), as `store.to_micros` reads them."""
     if at is None or (isinstance(at, date) and not isinstance(at, datetime)):
         return at
     if isinstance(at, datetime):
-        return at.date()
+        return (at.astimezone(timezone.utc) if at.tzinfo else at).date()
+    if isinstance(at, bool):
+        raise TypeError("a timestamp, not a bool")
+    if isinstance(at, int):
+        return (_EPOCH + timedelta(microseconds=at)).date()
+    if isinstance(at, float):
+        return (_EPOCH + timedelta(seconds=at)).date()
     return date.fromisoformat(at[:10])
+
+
+def today() -> date:
+    """Today in UTC: the day whose prices apply to a call with no timestamp."""
+    return datetime.now(timezone.utc).date()
 
 
 class PriceTable:
@@ -268,15 +282,14 @@ class PriceTable:
         return self.retired.get(model) or self.retired.get(base_model(model))
 
     def lookup(self, model: str, *, at: date | datetime | str | None = None) -> ModelPrice | None:
-        """The price of `model` (exact id, then without its date suffix); the one in force `at`, or the latest."""
+        """The price of `model` (exact id, then without its date suffix) in force on the day of `at` (a call's
+        timestamp), or today without one: an entry dated in the future is not applied before its day."""
         if model in self.unpriced:  # the table says outright that it has no price for this id
             return None
         entries = self._models.get(model) or self._models.get(base_model(model))
         if not entries:
             return None
-        day = _as_date(at)
-        if day is None:
-            return entries[-1]
+        day = _as_date(at) or today()
         in_force = [p for p in entries if p.effective <= day]
         # A call dated before the first known price is priced at the launch price, not left unpriced.
         return in_force[-1] if in_force else entries[0]

@@ -391,3 +391,45 @@ def test_packaged_table_follows_the_provider_rules(table):
                 assert tier.cache_write_5m == pytest.approx(tier.input * 1.25), model
                 assert tier.cache_write_1h == pytest.approx(tier.input * 2), model
         assert price.effective <= date(2026, 11, 26), model
+
+
+# --- the price on the call's own day --------------------------------------------------------------------------
+
+
+def test_a_price_dated_in_the_future_is_not_applied_before_its_day(tmp_path):
+    # A cut announced for 2099-01-01: today's calls (and a lookup with no date) keep the price in force now.
+    path = write_override(tmp_path, {"models": {"claude-haiku-4-5": {"effective": "2099-01-01", "input": 0.5, "output": 2.5}}})
+    custom = load_prices(path)
+    usage = Usage(input_tokens=1000, output_tokens=100)
+    # today: $1 / $5: 1000*1 + 100*5 = 1500
+    assert custom.lookup("claude-haiku-4-5").input == 1.0
+    assert custom.cost("claude-haiku-4-5", usage) == pytest.approx(0.0015)
+    # from its day: $0.50 / $2.50: 1000*0.5 + 100*2.5 = 750
+    assert custom.cost("claude-haiku-4-5", usage, at="2099-01-01") == pytest.approx(0.00075)
+
+
+def test_cost_reads_a_rows_timestamp(table):
+    usage = Usage(input_tokens=1000, output_tokens=100)
+    # o3 launched at $10/$40 (2025-04-16), cut to $2/$8 on 2025-06-10.
+    may_micros = 1_746_057_600_000_000  # 2025-05-01T00:00:00Z as a row's ts (microseconds)
+    may_seconds = 1_746_057_600.0  # the same instant as time.time() gives it
+    # 1000*10 + 100*40 = 14_000
+    assert table.cost("o3", usage, at=may_micros) == pytest.approx(0.014)
+    assert table.cost("o3", usage, at=may_seconds) == pytest.approx(0.014)
+    # 1000*2 + 100*8 = 2_800
+    assert table.cost("o3", usage, at=datetime(2025, 7, 1, tzinfo=timezone.utc)) == pytest.approx(0.0028)
+
+
+def test_a_recorded_row_is_priced_on_its_own_day(table):
+    from distill_cli import calls
+
+    request = {"model": "o3", "messages": [{"role": "user", "content": "hi"}]}
+    response = {"id": "c1", "object": "chat.completion", "model": "o3-2025-04-16",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 1000, "completion_tokens": 100}}
+    # the proxy passes ts as time.time(): 2025-05-01 -> launch price, 1000*10 + 100*40 = 14_000
+    row = calls.openai_row(request, response, prices=table, ts=1_746_057_600.0)
+    assert row["cost_usd"] == pytest.approx(0.014)
+    # 2025-07-01 -> after the cut, 1000*2 + 100*8 = 2_800
+    row = calls.openai_row(request, response, prices=table, ts=1_751_328_000.0)
+    assert row["cost_usd"] == pytest.approx(0.0028)
