@@ -376,6 +376,9 @@ def test_every_openai_sdk_chat_model_is_priced_or_listed_unpriced(table):
         assert table.lookup(model).provider == "openai", model
 
 
+PUBLISHED_CACHE_WRITES = {"claude-3-haiku": (0.3, 0.5)}
+
+
 def test_packaged_table_follows_the_provider_rules(table):
     data = json.loads(resources.files("distill_cli").joinpath("data/prices.json").read_text(encoding="utf-8"))
     assert data["version"] == "2026-11-26" and data["sources"]
@@ -387,9 +390,13 @@ def test_packaged_table_follows_the_provider_rules(table):
             assert tier.batch_input == pytest.approx(tier.input / 2), model
             assert tier.batch_output == pytest.approx(tier.output / 2), model
             assert tier.cache_read <= tier.input, model
-            if price.provider == "anthropic":
+            if price.provider == "anthropic" and model not in PUBLISHED_CACHE_WRITES:
                 assert tier.cache_write_5m == pytest.approx(tier.input * 1.25), model
                 assert tier.cache_write_1h == pytest.approx(tier.input * 2), model
+    # The one model whose published cache writes are not the 1.25x / 2x rule: Claude Haiku 3 ($0.30 / $0.50).
+    for model, (write_5m, write_1h) in PUBLISHED_CACHE_WRITES.items():
+        price = table.lookup(model)
+        assert (price.cache_write_5m, price.cache_write_1h) == (write_5m, write_1h), model
         assert price.effective <= date(2026, 11, 26), model
 
 
@@ -433,3 +440,50 @@ def test_a_recorded_row_is_priced_on_its_own_day(table):
     # 2025-07-01 -> after the cut, 1000*2 + 100*8 = 2_800
     row = calls.openai_row(request, response, prices=table, ts=1_751_328_000.0)
     assert row["cost_usd"] == pytest.approx(0.0028)
+
+
+# --- ids responses carry, and models still on the pricing pages -----------------------------------------------------
+
+
+@pytest.mark.parametrize(("model", "dollars"), [
+    # 1000 input, 100 output tokens at the published prices: input*1000 + output*100, / 1e6
+    ("gpt-3.5-turbo-0125", 0.00065),  # $0.50 / $1.50: 500 + 150
+    ("gpt-3.5-turbo-1106", 0.0012),  # $1 / $2: 1000 + 200
+    ("gpt-3.5-turbo-0613", 0.0017),  # $1.50 / $2: 1500 + 200
+    ("gpt-3.5-turbo-16k-0613", 0.0034),  # $3 / $4: 3000 + 400
+    ("gpt-4-0613", 0.036),  # $30 / $60: 30_000 + 6000
+    ("gpt-4-32k-0314", 0.072),  # $60 / $120: 60_000 + 12_000
+    ("gpt-4-1106-preview", 0.013),  # $10 / $30: 10_000 + 3000
+    ("gpt-4-0125-preview", 0.013),
+    ("chatgpt-4o-latest", 0.0065),  # $5 / $15: 5000 + 1500
+    ("gpt-5-pro", 0.027),  # $15 / $120: 15_000 + 12_000
+    ("o3-pro", 0.028),  # $20 / $80: 20_000 + 8000
+    ("gpt-5.5-pro", 0.048),  # $30 / $180: 30_000 + 18_000
+    ("gpt-5-codex", 0.00225),  # $1.25 / $10: 1250 + 1000
+    ("gpt-5.1-codex-mini", 0.00045),  # $0.25 / $2: 250 + 200
+    ("claude-3-5-haiku-20241022", 0.0012),  # $0.80 / $4: 800 + 400
+    ("claude-3-7-sonnet-20250219", 0.0045),  # $3 / $15: 3000 + 1500
+    ("claude-3-opus-20240229", 0.0225),  # $15 / $75: 15_000 + 7500
+    ("claude-3-haiku-20240307", 0.000375),  # $0.25 / $1.25: 250 + 125
+])
+def test_snapshot_ids_and_listed_models_are_priced(table, model, dollars):
+    assert table.cost(model, Usage(input_tokens=1000, output_tokens=100)) == pytest.approx(dollars)
+    assert model not in table.unknown
+
+
+def test_claude_haiku_3_cache_writes_are_its_published_ones(table):
+    # 1000 5-minute writes at $0.30 + 1000 1-hour writes at $0.50 + 1000 hits at $0.03 = 300 + 500 + 30
+    usage = Usage(cache_write_5m_tokens=1000, cache_write_1h_tokens=1000, cache_read_tokens=1000)
+    assert table.cost("claude-3-haiku-20240307", usage) == pytest.approx(0.00083)
+
+
+def test_gpt_5_6_sol_cut_is_dated_as_the_changelog_dates_it(table):
+    usage = Usage(input_tokens=1000, output_tokens=100)
+    # 2026-08-20: launch price $5 / $30: 5000 + 3000 = 8000; from 2026-08-21: $4 / $20: 4000 + 2000 = 6000
+    assert table.cost("gpt-5.6-sol", usage, at="2026-08-20") == pytest.approx(0.008)
+    assert table.cost("gpt-5.6-sol", usage, at="2026-08-21") == pytest.approx(0.006)
+
+
+def test_an_unpriced_id_stays_null_never_zero(table):
+    assert table.cost("gpt-4o-audio-preview", Usage(1000, 100)) is None
+    assert table.cost("gpt-3.5-turbo-0999", Usage(1000, 100)) is None  # MMDD is no date stamp: no base model
