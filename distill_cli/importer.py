@@ -175,7 +175,8 @@ class _Lines:
         if calls.usage_error(row) is not None:
             raise BadLine(calls.usage_error(row))
         row["ts"] = ts
-        row["metadata"] = calls.metadata_json(meta)
+        # the line's metadata, with what the row learned from the response (price modifiers) kept
+        row["metadata"] = calls.metadata_json(json.loads(row["metadata"]) if row.get("metadata") else None, meta)
         try:
             self.pairs.append(store.complete_row(row))
         except (ValueError, TypeError) as e:

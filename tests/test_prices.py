@@ -15,6 +15,7 @@ import pytest
 
 from distill_cli.errors import InputError
 from distill_cli.prices import (
+    Modifiers,
     PriceTable,
     Usage,
     base_model,
@@ -487,3 +488,101 @@ def test_gpt_5_6_sol_cut_is_dated_as_the_changelog_dates_it(table):
 def test_an_unpriced_id_stays_null_never_zero(table):
     assert table.cost("gpt-4o-audio-preview", Usage(1000, 100)) is None
     assert table.cost("gpt-3.5-turbo-0999", Usage(1000, 100)) is None  # MMDD is no date stamp: no base model
+
+
+# --- price modifiers carried in the response --------------------------------------------------------------------
+
+# 1000 uncached input, 100 output, 1000 cache reads: the usage every modifier row below prices.
+MOD_USAGE = Usage(input_tokens=1000, output_tokens=100, cache_read_tokens=1000)
+
+
+@pytest.mark.parametrize(("model", "modifiers", "dollars"), [
+    # claude-opus-4-6 standard: 1000*5 + 100*25 + 1000*0.5 = 8000; fast mode is 6x: 48_000
+    ("claude-opus-4-6", Modifiers(speed="fast"), 0.048),
+    ("claude-opus-4-6", Modifiers(speed="standard"), 0.008),
+    # US-only inference 1.1x: 8000 * 1.1 = 8800; global is standard
+    ("claude-opus-4-6", Modifiers(inference_geo="us"), 0.0088),
+    ("claude-opus-4-6", Modifiers(inference_geo="global"), 0.008),
+    # the two stack: 8000 * 6 * 1.1 = 52_800
+    ("claude-opus-4-6-20260205", Modifiers(speed="fast", inference_geo="us"), 0.0528),
+    # Anthropic batch results (usage.service_tier "batch"): claude-haiku-4-5 $0.50 / $2.50, reads 0.1*0.5:
+    # 1000*0.5 + 100*2.5 + 1000*0.05 = 500 + 250 + 50 = 800
+    ("claude-haiku-4-5", Modifiers(service_tier="batch"), 0.0008),
+    ("claude-haiku-4-5", Modifiers(service_tier="standard"), 0.0016),  # 1000*1 + 100*5 + 1000*0.1
+])
+def test_anthropic_modifiers(table, model, modifiers, dollars):
+    cost, why = table.priced(model, MOD_USAGE, modifiers=modifiers)
+    assert why is None and cost == pytest.approx(dollars)
+
+
+@pytest.mark.parametrize(("model", "tier", "dollars"), [
+    # flex is billed at Batch API rates: gpt-5.6-terra batch $1 / $6, cached 0.2*0.5: 1000 + 600 + 100 = 1700
+    ("gpt-5.6-terra", "flex", 0.0017),
+    # batch: gpt-4.1 $1 / $4, cached 0.5*0.5: 1000 + 400 + 250 = 1650
+    ("gpt-4.1", "batch", 0.00165),
+    # priority (= fast): gpt-5.4 $5 / cached $0.50 / $30: 5000 + 3000 + 500 = 8500
+    ("gpt-5.4", "priority", 0.0085),
+    ("gpt-5.4-2026-03-05", "fast", 0.0085),
+    # gpt-4.1 priority $3.50 / cached $0.875 / $14: 3500 + 1400 + 875 = 5775
+    ("gpt-4.1", "priority", 0.005775),
+    # default is the standard price: gpt-4.1 $2 / $8 / cached $0.50: 2000 + 800 + 500 = 3300
+    ("gpt-4.1", "default", 0.0033),
+])
+def test_openai_service_tiers(table, model, tier, dollars):
+    cost, why = table.priced(model, MOD_USAGE, modifiers=Modifiers(service_tier=tier))
+    assert why is None and cost == pytest.approx(dollars)
+
+
+@pytest.mark.parametrize(("model", "modifiers", "usage", "reason"), [
+    # fast mode on a model whose fast price Anthropic's pages do not give
+    ("claude-opus-5-5", Modifiers(speed="fast"), MOD_USAGE, "no verified fast-mode price"),
+    # fast mode over 200K prompt tokens: the page's 12x and its $60/$225 table disagree
+    ("claude-opus-4-6", Modifiers(speed="fast"), Usage(input_tokens=200_001), "over 200,000 tokens"),
+    ("claude-opus-4-6", Modifiers(inference_geo="eu"), MOD_USAGE, "no verified price multiplier"),
+    ("claude-sonnet-4-6", Modifiers(service_tier="priority"), MOD_USAGE, "no verified price for this tier"),
+    ("gpt-5.6-sol", Modifiers(service_tier="priority"), MOD_USAGE, "no verified priority price for gpt-5.6-sol"),
+    ("gpt-5.4", Modifiers(service_tier="priority"), Usage(input_tokens=300_000), "over 272,000 tokens"),
+    ("gpt-5.4", Modifiers(service_tier="priority"), Usage(input_tokens=10, cache_write_5m_tokens=10), "cache-write"),
+    ("gpt-4.1", Modifiers(service_tier="scale"), MOD_USAGE, "no verified price for this tier"),
+])
+def test_an_unverified_modifier_leaves_the_cost_null_with_a_reason(table, model, modifiers, usage, reason):
+    cost, why = table.priced(model, usage, modifiers=modifiers)
+    assert cost is None and reason in why
+    assert table.cost(model, usage, modifiers=modifiers) is None
+    assert model not in table.unknown  # the model has a price; only the modifier's is unknown
+
+
+def test_the_packaged_modifiers_cite_their_sources():
+    data = json.loads(resources.files("distill_cli").joinpath("data/prices.json").read_text(encoding="utf-8"))
+    mods = data["modifiers"]
+    for group in ("anthropic_speed", "anthropic_inference_geo", "anthropic_service_tier", "openai_service_tier"):
+        for name, rule in mods[group].items():
+            if name.startswith("_") or "same_as" in rule:
+                continue
+            assert rule["source"].startswith("https://") and rule["source"] in data["sources"], (group, name)
+
+
+def test_rows_carry_their_modifiers_and_the_reason_a_cost_is_null(table):
+    from distill_cli import calls
+
+    request = {"model": "claude-opus-4-6", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}
+
+    def message(model, **usage):
+        return {"id": "m", "type": "message", "role": "assistant", "model": model,
+                "content": [{"type": "text", "text": "ok"}], "stop_reason": "end_turn",
+                "usage": {"input_tokens": 1000, "output_tokens": 100, "cache_read_input_tokens": 1000, **usage}}
+
+    us = calls.anthropic_row(request, message("claude-opus-4-6", inference_geo="us", service_tier="standard"), prices=table)
+    assert us["cost_usd"] == pytest.approx(0.0088)  # 8000 * 1.1, as above
+    assert json.loads(us["metadata"]) == {"inference_geo": "us"}
+    fast = calls.anthropic_row(request, message("claude-opus-5-5", speed="fast"), prices=table)
+    assert fast["cost_usd"] is None and fast["error"] is None
+    assert "fast-mode price" in json.loads(fast["metadata"])[calls.PRICE_UNVERIFIED_KEY]
+
+    chat = {"model": "gpt-5.6-terra", "messages": [{"role": "user", "content": "hi"}], "service_tier": "flex"}
+    completion = {"id": "c", "object": "chat.completion", "model": "gpt-5.6-terra", "service_tier": "flex",
+                  "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
+                  "usage": {"prompt_tokens": 2000, "completion_tokens": 100, "prompt_tokens_details": {"cached_tokens": 1000}}}
+    flex = calls.openai_row(chat, completion, prices=table, metadata=calls.metadata_json({"team": "ops"}))
+    assert flex["cost_usd"] == pytest.approx(0.0017)  # as above
+    assert json.loads(flex["metadata"]) == {"team": "ops", "service_tier": "flex"}
