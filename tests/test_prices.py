@@ -472,6 +472,17 @@ def test_snapshot_ids_and_listed_models_are_priced(table, model, dollars):
     assert model not in table.unknown
 
 
+def test_the_claude_3_models_are_retired_and_never_a_default(table):
+    from distill_cli.economics import cheapest_haiku
+
+    # Their end of life per Anthropic's model deprecations page: priced for the calls made before, never picked.
+    assert table.retired_on("claude-3-haiku-20240307") == date(2026, 4, 20)
+    assert table.retired_on("claude-3-5-haiku-20241022") == date(2026, 2, 19)
+    assert table.retired_on("claude-3-7-sonnet-20250219") == date(2026, 2, 19)
+    assert table.retired_on("claude-3-opus-20240229") == date(2026, 1, 5)
+    assert cheapest_haiku(table) == "claude-haiku-5-5"
+
+
 def test_claude_haiku_3_cache_writes_are_its_published_ones(table):
     # 1000 5-minute writes at $0.30 + 1000 1-hour writes at $0.50 + 1000 hits at $0.03 = 300 + 500 + 30
     usage = Usage(cache_write_5m_tokens=1000, cache_write_1h_tokens=1000, cache_read_tokens=1000)
