@@ -13,6 +13,7 @@ from distill_cli.prices import (
     USAGE_FIELDS,
     PriceTable,
     Usage,
+    modifiers_of,
     usage_from_anthropic,
     usage_from_openai,
     usage_from_responses,
@@ -21,6 +22,9 @@ from distill_cli.prices import (
 # The metadata key that says why a row's token counts are null: the answer itself was fine, so `error` stays
 # empty (the row still teaches and judges), but its counts were no token counts and it has no cost.
 USAGE_ERROR_KEY = "usage_error"
+# The metadata key that says why a row has no cost although its model and counts are known: the response carries a
+# price modifier (fast mode, a data-residency geography, a service tier) whose rate distill has not verified.
+PRICE_UNVERIFIED_KEY = "price_unverified"
 
 
 def usage_error(row: dict) -> str | None:
@@ -33,13 +37,18 @@ def usage_error(row: dict) -> str | None:
         return None
 
 
-def _with_usage_error(metadata: str | None, problem: str) -> str:
-    """The row's metadata JSON with the reason its counts are null added."""
+def _with_tags(metadata: str | None, added: dict) -> str:
+    """The row's metadata JSON with `added` keys."""
     try:
         tags = json.loads(metadata) if metadata else {}
     except ValueError:
         tags = {}
-    return metadata_json(tags if isinstance(tags, dict) else {}, {USAGE_ERROR_KEY: problem})
+    return metadata_json(tags if isinstance(tags, dict) else {}, added)
+
+
+def _with_usage_error(metadata: str | None, problem: str) -> str:
+    """The row's metadata JSON with the reason its counts are null added."""
+    return _with_tags(metadata, {USAGE_ERROR_KEY: problem})
 
 
 def _error_text(body: dict | None) -> str | None:
@@ -115,6 +124,17 @@ def _row(provider: str, request: dict, answer: dict | None, response: dict | Non
     model = _text((answer or {}).get("model")) or _text(request.get("model"))
     if usage.problem is not None:
         columns = {**columns, "metadata": _with_usage_error(columns.get("metadata"), usage.problem)}
+    # None when a count is unknown, the model has no price, or a price modifier's rate is not verified (then
+    # the metadata says which); the price in force on the call's own day.
+    cost = None
+    if priced and model:
+        modifiers = modifiers_of(provider, answer)
+        cost, unverified = prices.priced(model, usage, at=columns.get("ts"), modifiers=modifiers)
+        tags = modifiers.tags()
+        if unverified is not None:
+            tags[PRICE_UNVERIFIED_KEY] = unverified
+        if tags:
+            columns = {**columns, "metadata": _with_tags(columns.get("metadata"), tags)}
     error = error or _error_text(response) or unreadable
     if error is None and status == 200 and answer is None:  # an OK status is no answer by itself
         kind = {"openai": "chat completion", "responses": "response"}.get(shape, "message")
@@ -136,8 +156,7 @@ def _row(provider: str, request: dict, answer: dict | None, response: dict | Non
         "stream": bool(request.get("stream")),
         "stop_reason": stop_reason,
         **usage.columns(),
-        # None when a count is unknown or the model has no price
-        "cost_usd": prices.cost(model, usage) if priced and model else None,
+        "cost_usd": cost,
         "price_version": prices.version,
         "input_hash": canonical.input_hash(request),
         **columns,

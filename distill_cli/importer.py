@@ -18,6 +18,7 @@ import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import date, timedelta
 from functools import lru_cache
 from pathlib import Path
 
@@ -145,7 +146,9 @@ class _Lines:
         c["cache_write_5m_tokens"].append(usage.cache_write_5m_tokens)
         c["cache_write_1h_tokens"].append(usage.cache_write_1h_tokens)
         # Without a usage record the cost is unknown, not 0.
-        c["cost_usd"].append(self.prices.cost(model, usage) if raw_usage is not None else None)
+        # Priced at the price in force on the call's day, not the import's.
+        c["cost_usd"].append(self.prices.cost(model, usage, at=self.now if ts is None else ts)
+                             if raw_usage is not None else None)
         c["input_hash"].append(input_hash)
         c["metadata"].append(metadata)
 
@@ -158,7 +161,8 @@ class _Lines:
         status = obj.get("status", 200)
         if not isinstance(status, int) or isinstance(status, bool) or not 100 <= status <= 599:
             raise BadLine("status must be an HTTP status code (an integer from 100 to 599)")
-        common = {"source": "import", "run_id": self.run_id, "status": status, "task": task, "prices": self.prices}
+        common = {"source": "import", "run_id": self.run_id, "status": status, "task": task, "prices": self.prices,
+                  "ts": self.now if ts is None else ts}  # the call's own day prices it
         is_openai = "choices" in response or (isinstance(response.get("error"), dict) and response.get("type") != "error")
         if response.get("type") in ("message", "error") and not is_openai:
             row = calls.anthropic_row(request, response, **common)
@@ -171,7 +175,8 @@ class _Lines:
         if calls.usage_error(row) is not None:
             raise BadLine(calls.usage_error(row))
         row["ts"] = ts
-        row["metadata"] = calls.metadata_json(meta)
+        # the line's metadata, with what the row learned from the response (price modifiers) kept
+        row["metadata"] = calls.metadata_json(json.loads(row["metadata"]) if row.get("metadata") else None, meta)
         try:
             self.pairs.append(store.complete_row(row))
         except (ValueError, TypeError) as e:
@@ -264,6 +269,9 @@ FROM checked
 """.format(keys=list(_FAST_KEYS), ts_re=_FAST_TS, usage_re=_PLAIN_USAGE_RE, max_tokens=MAX_TOKENS,
            in_count=_PLAIN_COUNT.format(k="input_tokens"), out_count=_PLAIN_COUNT.format(k="output_tokens"))
 
+_DAY_US = 86_400_000_000
+_EPOCH_DAY = date(1970, 1, 1)
+
 # The canonical request and its hash, as `canonical.user_request` spells them (a test holds the two equal).
 _BODY = """'{"messages":[{"content":' || to_json(s.input)::VARCHAR || ',"role":"user"}]'"""
 _ROWS_SQL = f"""
@@ -272,9 +280,11 @@ SELECT COALESCE(s.ts, ?) AS ts, COALESCE(NULLIF(?, ''), NULLIF(s.task, ''), m.fi
        {_BODY} || ',"model":' || to_json(s.model)::VARCHAR || '}}' AS request_json,
        left(sha256({_BODY} || '}}'), 32) AS input_hash,
        s.input_tokens, s.output_tokens, s.cache_read_tokens, s.cache_write_5m_tokens, s.cache_write_1h_tokens,
-       CASE WHEN s.has_usage THEN {sql_cost("s", "m")} END AS cost_usd,
+       CASE WHEN s.has_usage THEN {sql_cost("s", "r")} END AS cost_usd,
        s.metadata_text
 FROM scanned s JOIN models m ON m.model = s.model
+-- each call at the price in force on its own day (a line without a ts is the import's, `now`)
+JOIN rates r ON r.model = s.model AND r.day = COALESCE(s.ts, ?) // {_DAY_US}
 WHERE s.fast
 """
 
@@ -304,19 +314,27 @@ def _import_fast(file: Path, lines: _Lines) -> pa.Table | None:
             return None
         models = [m for (m,) in con.execute("SELECT DISTINCT model FROM scanned WHERE fast").fetchall()]
         priced_models = {m for (m,) in con.execute("SELECT DISTINCT model FROM scanned WHERE fast AND has_usage").fetchall()}
-        con.execute(f"CREATE TEMP TABLE models (model VARCHAR, provider VARCHAR, endpoint VARCHAR, fingerprint VARCHAR, "
-                    f"{RATE_COLUMNS_SQL})")
+        con.execute("CREATE TEMP TABLE models (model VARCHAR, provider VARCHAR, endpoint VARCHAR, fingerprint VARCHAR)")
         rows = []
         for model in models:
             provider = lines.provider_of(model)
-            price = lines.prices.lookup(model)
+            rows.append((model, provider, "/v1/messages" if provider == "anthropic" else "/v1/chat/completions",
+                         lines.fingerprint(model, provider)))
+        if rows:
+            con.executemany("INSERT INTO models VALUES (?, ?, ?, ?)", rows)
+        # The rates of each (model, day) the file has: a call is priced as of its own day.
+        days = con.execute(f"SELECT DISTINCT model, COALESCE(ts, ?) // {_DAY_US} FROM scanned WHERE fast",
+                           [lines.now]).fetchall()
+        con.execute(f"CREATE TEMP TABLE rates (model VARCHAR, day BIGINT, {RATE_COLUMNS_SQL})")
+        rates = []
+        for model, day in days:
+            price = lines.prices.lookup(model, at=_EPOCH_DAY + timedelta(days=day))
             if price is None and model in priced_models:
                 lines.prices.unknown.add(model)
-            rows.append((model, provider, "/v1/messages" if provider == "anthropic" else "/v1/chat/completions",
-                         lines.fingerprint(model, provider), *rate_values(price)))
-        if rows:
-            con.executemany(f"INSERT INTO models VALUES ({', '.join(['?'] * len(rows[0]))})", rows)
-        table = con.sql(_ROWS_SQL, params=[lines.now, lines.task]).to_arrow_table()
+            rates.append((model, day, *rate_values(price)))
+        if rates:
+            con.executemany(f"INSERT INTO rates VALUES ({', '.join(['?'] * len(rates[0]))})", rates)
+        table = con.sql(_ROWS_SQL, params=[lines.now, lines.task, lines.now]).to_arrow_table()
         for (line,) in con.execute("SELECT line FROM scanned WHERE NOT fast").fetchall():
             try:
                 obj = json.loads(line)

@@ -15,7 +15,7 @@ import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta, timezone
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ _DATE_SUFFIX = re.compile(r"-(?:\d{8}|\d{4}-\d{2}-\d{2})$")
 # The largest token count distill keeps. Counts are int64 in the store and are summed and priced as doubles,
 # which hold every whole number below 2**53 exactly; no call comes near it, so a count beyond it is garbage.
 MAX_TOKENS = 2**53 - 1
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 USAGE_FIELDS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_5m_tokens", "cache_write_1h_tokens")
 
 
@@ -231,6 +232,45 @@ def usage_from_responses(usage: Mapping | None) -> Usage:
     )
 
 
+# What a response says about how its call was served, where that changes the price (see `PriceTable.priced`).
+STANDARD_TIERS = frozenset({None, "default", "standard", "auto"})
+
+
+@dataclass(frozen=True)
+class Modifiers:
+    """The price modifiers one response carries: Anthropic `usage.speed` and `usage.inference_geo`, the
+    `service_tier` it was served at (OpenAI's top-level field; Anthropic's `usage.service_tier`)."""
+
+    speed: str | None = None
+    inference_geo: str | None = None
+    service_tier: str | None = None
+
+    def tags(self) -> dict[str, str]:
+        """The non-default modifiers, for a row's metadata (the report reads `service_tier` there)."""
+        out = {}
+        if self.speed not in (None, "standard"):
+            out["speed"] = self.speed
+        if self.inference_geo not in (None, "global"):
+            out["inference_geo"] = self.inference_geo
+        if self.service_tier not in STANDARD_TIERS:
+            out["service_tier"] = self.service_tier
+        return out
+
+
+def _text_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def modifiers_of(provider: str, answer: Mapping | None) -> Modifiers:
+    """The price modifiers of a Messages API message or an OpenAI completion / response."""
+    answer = _plain(answer)
+    if provider == "anthropic":
+        usage = _plain(answer.get("usage"))
+        return Modifiers(speed=_text_or_none(usage.get("speed")), inference_geo=_text_or_none(usage.get("inference_geo")),
+                         service_tier=_text_or_none(usage.get("service_tier")))
+    return Modifiers(service_tier=_text_or_none(answer.get("service_tier")))
+
+
 @dataclass(frozen=True)
 class ModelPrice:
     """One model's prices from one effective date, in USD per million tokens."""
@@ -262,20 +302,35 @@ def base_model(model: str) -> str:
     return _DATE_SUFFIX.sub("", model)
 
 
-def _as_date(at: date | datetime | str | None) -> date | None:
+def _as_date(at: date | datetime | str | int | float | None) -> date | None:
+    """The UTC day of a call's timestamp: a date, a datetime, an ISO string, integer microseconds since the
+    epoch (a row's `ts`) or float seconds (`time.time()`), as `store.to_micros` reads them."""
     if at is None or (isinstance(at, date) and not isinstance(at, datetime)):
         return at
     if isinstance(at, datetime):
-        return at.date()
+        return (at.astimezone(timezone.utc) if at.tzinfo else at).date()
+    if isinstance(at, bool):
+        raise TypeError("a timestamp, not a bool")
+    if isinstance(at, int):
+        return (_EPOCH + timedelta(microseconds=at)).date()
+    if isinstance(at, float):
+        return (_EPOCH + timedelta(seconds=at)).date()
     return date.fromisoformat(at[:10])
+
+
+def today() -> date:
+    """Today in UTC: the day whose prices apply to a call with no timestamp."""
+    return datetime.now(timezone.utc).date()
 
 
 class PriceTable:
     """Model prices by id, with their history; prices usage and remembers the models it could not."""
 
     def __init__(self, version: str, models: Mapping[str, list[ModelPrice]], unpriced: Mapping[str, str] | None = None,
-                 retired: Mapping[str, date] | None = None):
+                 retired: Mapping[str, date] | None = None, modifiers: Mapping[str, Any] | None = None):
         self.version = version
+        # The price modifiers' rules as prices.json gives them ("modifiers"): see `priced`.
+        self.modifiers: dict[str, Any] = dict(modifiers or {})
         # Oldest first, so the last entry is the current price.
         self._models = {model: sorted(entries, key=lambda p: p.effective) for model, entries in models.items()}
         self.unpriced: dict[str, str] = dict(unpriced or {})  # model -> why the table has no price for it
@@ -292,28 +347,92 @@ class PriceTable:
         return self.retired.get(model) or self.retired.get(base_model(model))
 
     def lookup(self, model: str, *, at: date | datetime | str | None = None) -> ModelPrice | None:
-        """The price of `model` (exact id, then without its date suffix); the one in force `at`, or the latest."""
+        """The price of `model` (exact id, then without its date suffix) in force on the day of `at` (a call's
+        timestamp), or today without one: an entry dated in the future is not applied before its day."""
         if model in self.unpriced:  # the table says outright that it has no price for this id
             return None
         entries = self._models.get(model) or self._models.get(base_model(model))
         if not entries:
             return None
-        day = _as_date(at)
-        if day is None:
-            return entries[-1]
+        day = _as_date(at) or today()
         in_force = [p for p in entries if p.effective <= day]
         # A call dated before the first known price is priced at the launch price, not left unpriced.
         return in_force[-1] if in_force else entries[0]
 
-    def cost(self, model: str, usage: Usage, *, batch: bool = False, at: date | datetime | str | None = None) -> float | None:
-        """USD for one call, or None (never 0) when the model has no price (such models land in `.unknown`)
-        or the usage has an unknown count."""
+    def cost(self, model: str, usage: Usage, *, batch: bool = False, at: date | datetime | str | None = None,
+             modifiers: Modifiers | None = None) -> float | None:
+        """USD for one call, or None (never 0) when the model has no price (such models land in `.unknown`),
+        the usage has an unknown count, or a price modifier's rate is not known (`priced` says why)."""
+        return self.priced(model, usage, batch=batch, at=at, modifiers=modifiers)[0]
+
+    def priced(self, model: str, usage: Usage, *, batch: bool = False, at: date | datetime | str | None = None,
+               modifiers: Modifiers | None = None) -> tuple[float | None, str | None]:
+        """(USD, None) for one call, or (None, why) when a price modifier the response carries has no verified
+        rate; (None, None) when the model has no price or a count is unknown (those have their own messages).
+
+        Modifiers, each with its rule and source in prices.json "modifiers": Anthropic fast mode
+        (`usage.speed`), data-residency inference (`usage.inference_geo`), the service tier (OpenAI flex and
+        batch at Batch API rates, priority at the published per-model priority rates; Anthropic batch).
+        """
         if usage.unknown:
-            return None
+            return None, None
         price = self.lookup(model, at=at)
         if price is None:
             self.unknown.add(model)
-            return None
+            return None, None
+        factor, why = 1.0, None
+        if modifiers is not None:
+            price, batch, factor, why = self._apply(model, price, usage, batch, modifiers)
+            if why is not None:
+                return None, why
+        return self._cost(price, usage, batch) * factor, None
+
+    def _apply(self, model: str, price: ModelPrice, usage: Usage, batch: bool,
+               m: Modifiers) -> tuple[ModelPrice, bool, float, str | None]:
+        """(price, batch, multiplier, None) with the modifiers applied, or (..., why) when one has no verified rate."""
+        rules, factor = self.modifiers, 1.0
+        base = price.model
+        if m.speed not in (None, "standard"):
+            fast = (rules.get("anthropic_speed") or {}).get(m.speed) or {}
+            multiplier = (fast.get("multipliers") or {}).get(base)
+            if multiplier is None:
+                return price, batch, factor, f"usage.speed {m.speed!r}: no verified {m.speed}-mode price for {model}"
+            limit = fast.get("max_prompt_tokens")
+            if limit is not None and usage.prompt_tokens > limit:
+                return price, batch, factor, (f"usage.speed {m.speed!r}: the {m.speed}-mode price of prompts over "
+                                              f"{limit:,} tokens is not verified")
+            factor *= multiplier
+        if m.inference_geo not in (None, "global"):
+            multiplier = ((rules.get("anthropic_inference_geo") or {}).get(m.inference_geo) or {}).get("multiplier")
+            if multiplier is None:
+                return price, batch, factor, f"usage.inference_geo {m.inference_geo!r}: no verified price multiplier"
+            factor *= multiplier
+        if m.service_tier not in STANDARD_TIERS:
+            tiers = rules.get(f"{price.provider}_service_tier") or {}
+            tier = tiers.get(m.service_tier)
+            if isinstance(tier, Mapping) and "same_as" in tier:  # OpenAI's "fast" is "priority" renamed
+                tier = tiers.get(tier["same_as"])
+            if not isinstance(tier, Mapping) or m.service_tier.startswith("_"):
+                return price, batch, factor, f"service_tier {m.service_tier!r}: no verified price for this tier"
+            if tier.get("rates") == "batch":
+                batch = True
+            else:
+                rates = (tier.get("models") or {}).get(base)
+                if rates is None:
+                    return price, batch, factor, f"service_tier {m.service_tier!r}: no verified {m.service_tier} price for {model}"
+                if price.long_context is not None and price.long_context_threshold is not None \
+                        and usage.prompt_tokens > price.long_context_threshold:
+                    return price, batch, factor, (f"service_tier {m.service_tier!r}: no verified {m.service_tier} price "
+                                                  f"for prompts over {price.long_context_threshold:,} tokens")
+                if usage.cache_write_5m_tokens or usage.cache_write_1h_tokens:
+                    return price, batch, factor, f"service_tier {m.service_tier!r}: no verified {m.service_tier} cache-write price"
+                inp, out = float(rates["input"]), float(rates["output"])
+                price = ModelPrice(price.model, price.provider, price.effective, inp, out, float(rates["cache_read"]),
+                                   inp, inp, inp / 2, out / 2)
+        return price, batch, factor, None
+
+    @staticmethod
+    def _cost(price: ModelPrice, usage: Usage, batch: bool) -> float:
         rates = price.rates_for(usage)
         # The Batch API halves every rate, cache reads and writes included.
         cache_factor = 0.5 if batch else 1.0
@@ -485,7 +604,8 @@ def load_prices(override: str | Path | None = None) -> PriceTable:
     packaged = resources.files("distill_cli").joinpath("data/prices.json")
     data, models, unpriced = _parse_table(str(packaged), packaged.read_text(encoding="utf-8"), None)
     retired = {m: day for m, day in _retired(str(packaged), data["models"]).items() if day is not None}
-    table = PriceTable(str(data.get("version", "unknown")), models, unpriced, retired)
+    modifiers = {k: v for k, v in (data.get("modifiers") or {}).items() if not k.startswith("_")}
+    table = PriceTable(str(data.get("version", "unknown")), models, unpriced, retired, modifiers)
     if override is None:
         return table
     path = Path(override)
@@ -508,16 +628,18 @@ def load_prices(override: str | Path | None = None) -> PriceTable:
     # An override entry keeps the packaged end of life unless it names its own ("retired": null undoes it).
     retired = {m: day for m, day in {**retired, **_retired(str(path), extra_data["models"])}.items() if day is not None}
     version = f"{table.version}+custom:{hashlib.sha256(raw).hexdigest()[:8]}"
-    return PriceTable(version, merged, unpriced, retired)
+    return PriceTable(version, merged, unpriced, retired, table.modifiers)
 
 
 __all__ = [
     "ModelPrice",
+    "Modifiers",
     "PriceTable",
     "Usage",
     "base_model",
     "load_prices",
     "merge_stream_usage",
+    "modifiers_of",
     "usage_from_anthropic",
     "usage_from_openai",
 ]

@@ -368,3 +368,30 @@ def test_a_line_nested_too_deeply_is_a_bad_line_not_a_crash(tmp_path):
     result = import_jsonl(tmp_path / "s", f, prices=load_prices())
     assert result.imported == 2 and [n for n, _ in result.skipped] == [2]
     assert "nested too deeply" in result.skipped[0][1]
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_imported_calls_are_priced_on_their_own_day(tmp_path, monkeypatch, fast):
+    """o3 cost $10/$40 until 2025-06-10 and $2/$8 since: each line pays the price of its own ts, on both paths."""
+    import distill_cli.importer as importer
+
+    if not fast:
+        monkeypatch.setattr(importer, "_import_fast", lambda *a: None)
+    usage = {"input_tokens": 1000, "output_tokens": 100}
+    pair = {"request": {"model": "o3", "messages": [{"role": "user", "content": "pair"}]},
+            "response": {"id": "c", "object": "chat.completion", "model": "o3-2025-04-16",
+                         "choices": [{"index": 0, "message": {"role": "assistant", "content": "x"}, "finish_reason": "stop"}],
+                         "usage": {"prompt_tokens": 1000, "completion_tokens": 100}},
+            "ts": "2025-05-01T12:00:00Z"}
+    f = write_jsonl(tmp_path / "o3.jsonl", [
+        {"input": "may", "output": "x", "model": "o3", "ts": "2025-05-01T12:00:00Z", "usage": usage},
+        {"input": "july", "output": "x", "model": "o3", "ts": "2025-07-01T12:00:00Z", "usage": usage},
+        {"input": "no ts", "output": "x", "model": "o3", "usage": usage},
+        pair,
+    ])
+    assert import_jsonl(tmp_path / "s", f, prices=load_prices()).imported == 4
+    cost = {r["input"]: r["cost_usd"] for r in rows(tmp_path / "s")}
+    assert cost["may"] == pytest.approx(0.014)  # 1000*10 + 100*40 = 14_000 / 1e6
+    assert cost["pair"] == pytest.approx(0.014)
+    assert cost["july"] == pytest.approx(0.0028)  # 1000*2 + 100*8 = 2_800 / 1e6
+    assert cost["no ts"] == pytest.approx(0.0028)  # no ts: the import's day

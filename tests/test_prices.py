@@ -15,6 +15,7 @@ import pytest
 
 from distill_cli.errors import InputError
 from distill_cli.prices import (
+    Modifiers,
     PriceTable,
     Usage,
     base_model,
@@ -376,6 +377,9 @@ def test_every_openai_sdk_chat_model_is_priced_or_listed_unpriced(table):
         assert table.lookup(model).provider == "openai", model
 
 
+PUBLISHED_CACHE_WRITES = {"claude-3-haiku": (0.3, 0.5)}
+
+
 def test_packaged_table_follows_the_provider_rules(table):
     data = json.loads(resources.files("distill_cli").joinpath("data/prices.json").read_text(encoding="utf-8"))
     assert data["version"] == "2026-11-26" and data["sources"]
@@ -387,7 +391,209 @@ def test_packaged_table_follows_the_provider_rules(table):
             assert tier.batch_input == pytest.approx(tier.input / 2), model
             assert tier.batch_output == pytest.approx(tier.output / 2), model
             assert tier.cache_read <= tier.input, model
-            if price.provider == "anthropic":
+            if price.provider == "anthropic" and model not in PUBLISHED_CACHE_WRITES:
                 assert tier.cache_write_5m == pytest.approx(tier.input * 1.25), model
                 assert tier.cache_write_1h == pytest.approx(tier.input * 2), model
+    # The one model whose published cache writes are not the 1.25x / 2x rule: Claude Haiku 3 ($0.30 / $0.50).
+    for model, (write_5m, write_1h) in PUBLISHED_CACHE_WRITES.items():
+        price = table.lookup(model)
+        assert (price.cache_write_5m, price.cache_write_1h) == (write_5m, write_1h), model
         assert price.effective <= date(2026, 11, 26), model
+
+
+# --- the price on the call's own day --------------------------------------------------------------------------
+
+
+def test_a_price_dated_in_the_future_is_not_applied_before_its_day(tmp_path):
+    # A cut announced for 2099-01-01: today's calls (and a lookup with no date) keep the price in force now.
+    path = write_override(tmp_path, {"models": {"claude-haiku-4-5": {"effective": "2099-01-01", "input": 0.5, "output": 2.5}}})
+    custom = load_prices(path)
+    usage = Usage(input_tokens=1000, output_tokens=100)
+    # today: $1 / $5: 1000*1 + 100*5 = 1500
+    assert custom.lookup("claude-haiku-4-5").input == 1.0
+    assert custom.cost("claude-haiku-4-5", usage) == pytest.approx(0.0015)
+    # from its day: $0.50 / $2.50: 1000*0.5 + 100*2.5 = 750
+    assert custom.cost("claude-haiku-4-5", usage, at="2099-01-01") == pytest.approx(0.00075)
+
+
+def test_cost_reads_a_rows_timestamp(table):
+    usage = Usage(input_tokens=1000, output_tokens=100)
+    # o3 launched at $10/$40 (2025-04-16), cut to $2/$8 on 2025-06-10.
+    may_micros = 1_746_057_600_000_000  # 2025-05-01T00:00:00Z as a row's ts (microseconds)
+    may_seconds = 1_746_057_600.0  # the same instant as time.time() gives it
+    # 1000*10 + 100*40 = 14_000
+    assert table.cost("o3", usage, at=may_micros) == pytest.approx(0.014)
+    assert table.cost("o3", usage, at=may_seconds) == pytest.approx(0.014)
+    # 1000*2 + 100*8 = 2_800
+    assert table.cost("o3", usage, at=datetime(2025, 7, 1, tzinfo=timezone.utc)) == pytest.approx(0.0028)
+
+
+def test_a_recorded_row_is_priced_on_its_own_day(table):
+    from distill_cli import calls
+
+    request = {"model": "o3", "messages": [{"role": "user", "content": "hi"}]}
+    response = {"id": "c1", "object": "chat.completion", "model": "o3-2025-04-16",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 1000, "completion_tokens": 100}}
+    # the proxy passes ts as time.time(): 2025-05-01 -> launch price, 1000*10 + 100*40 = 14_000
+    row = calls.openai_row(request, response, prices=table, ts=1_746_057_600.0)
+    assert row["cost_usd"] == pytest.approx(0.014)
+    # 2025-07-01 -> after the cut, 1000*2 + 100*8 = 2_800
+    row = calls.openai_row(request, response, prices=table, ts=1_751_328_000.0)
+    assert row["cost_usd"] == pytest.approx(0.0028)
+
+
+# --- ids responses carry, and models still on the pricing pages -----------------------------------------------------
+
+
+@pytest.mark.parametrize(("model", "dollars"), [
+    # 1000 input, 100 output tokens at the published prices: input*1000 + output*100, / 1e6
+    ("gpt-3.5-turbo-0125", 0.00065),  # $0.50 / $1.50: 500 + 150
+    ("gpt-3.5-turbo-1106", 0.0012),  # $1 / $2: 1000 + 200
+    ("gpt-3.5-turbo-0613", 0.0017),  # $1.50 / $2: 1500 + 200
+    ("gpt-3.5-turbo-16k-0613", 0.0034),  # $3 / $4: 3000 + 400
+    ("gpt-4-0613", 0.036),  # $30 / $60: 30_000 + 6000
+    ("gpt-4-32k-0314", 0.072),  # $60 / $120: 60_000 + 12_000
+    ("gpt-4-1106-preview", 0.013),  # $10 / $30: 10_000 + 3000
+    ("gpt-4-0125-preview", 0.013),
+    ("chatgpt-4o-latest", 0.0065),  # $5 / $15: 5000 + 1500
+    ("gpt-5-pro", 0.027),  # $15 / $120: 15_000 + 12_000
+    ("o3-pro", 0.028),  # $20 / $80: 20_000 + 8000
+    ("gpt-5.5-pro", 0.048),  # $30 / $180: 30_000 + 18_000
+    ("gpt-5-codex", 0.00225),  # $1.25 / $10: 1250 + 1000
+    ("gpt-5.1-codex-mini", 0.00045),  # $0.25 / $2: 250 + 200
+    ("claude-3-5-haiku-20241022", 0.0012),  # $0.80 / $4: 800 + 400
+    ("claude-3-7-sonnet-20250219", 0.0045),  # $3 / $15: 3000 + 1500
+    ("claude-3-opus-20240229", 0.0225),  # $15 / $75: 15_000 + 7500
+    ("claude-3-haiku-20240307", 0.000375),  # $0.25 / $1.25: 250 + 125
+])
+def test_snapshot_ids_and_listed_models_are_priced(table, model, dollars):
+    assert table.cost(model, Usage(input_tokens=1000, output_tokens=100)) == pytest.approx(dollars)
+    assert model not in table.unknown
+
+
+def test_the_claude_3_models_are_retired_and_never_a_default(table):
+    from distill_cli.economics import cheapest_haiku
+
+    # Their end of life per Anthropic's model deprecations page: priced for the calls made before, never picked.
+    assert table.retired_on("claude-3-haiku-20240307") == date(2026, 4, 20)
+    assert table.retired_on("claude-3-5-haiku-20241022") == date(2026, 2, 19)
+    assert table.retired_on("claude-3-7-sonnet-20250219") == date(2026, 2, 19)
+    assert table.retired_on("claude-3-opus-20240229") == date(2026, 1, 5)
+    assert cheapest_haiku(table) == "claude-haiku-5-5"
+
+
+def test_claude_haiku_3_cache_writes_are_its_published_ones(table):
+    # 1000 5-minute writes at $0.30 + 1000 1-hour writes at $0.50 + 1000 hits at $0.03 = 300 + 500 + 30
+    usage = Usage(cache_write_5m_tokens=1000, cache_write_1h_tokens=1000, cache_read_tokens=1000)
+    assert table.cost("claude-3-haiku-20240307", usage) == pytest.approx(0.00083)
+
+
+def test_gpt_5_6_sol_cut_is_dated_as_the_changelog_dates_it(table):
+    usage = Usage(input_tokens=1000, output_tokens=100)
+    # 2026-08-20: launch price $5 / $30: 5000 + 3000 = 8000; from 2026-08-21: $4 / $20: 4000 + 2000 = 6000
+    assert table.cost("gpt-5.6-sol", usage, at="2026-08-20") == pytest.approx(0.008)
+    assert table.cost("gpt-5.6-sol", usage, at="2026-08-21") == pytest.approx(0.006)
+
+
+def test_an_unpriced_id_stays_null_never_zero(table):
+    assert table.cost("gpt-4o-audio-preview", Usage(1000, 100)) is None
+    assert table.cost("gpt-3.5-turbo-0999", Usage(1000, 100)) is None  # MMDD is no date stamp: no base model
+
+
+# --- price modifiers carried in the response --------------------------------------------------------------------
+
+# 1000 uncached input, 100 output, 1000 cache reads: the usage every modifier row below prices.
+MOD_USAGE = Usage(input_tokens=1000, output_tokens=100, cache_read_tokens=1000)
+
+
+@pytest.mark.parametrize(("model", "modifiers", "dollars"), [
+    # claude-opus-4-6 standard: 1000*5 + 100*25 + 1000*0.5 = 8000; fast mode is 6x: 48_000
+    ("claude-opus-4-6", Modifiers(speed="fast"), 0.048),
+    ("claude-opus-4-6", Modifiers(speed="standard"), 0.008),
+    # US-only inference 1.1x: 8000 * 1.1 = 8800; global is standard
+    ("claude-opus-4-6", Modifiers(inference_geo="us"), 0.0088),
+    ("claude-opus-4-6", Modifiers(inference_geo="global"), 0.008),
+    # the two stack: 8000 * 6 * 1.1 = 52_800
+    ("claude-opus-4-6-20260205", Modifiers(speed="fast", inference_geo="us"), 0.0528),
+    # Anthropic batch results (usage.service_tier "batch"): claude-haiku-4-5 $0.50 / $2.50, reads 0.1*0.5:
+    # 1000*0.5 + 100*2.5 + 1000*0.05 = 500 + 250 + 50 = 800
+    ("claude-haiku-4-5", Modifiers(service_tier="batch"), 0.0008),
+    ("claude-haiku-4-5", Modifiers(service_tier="standard"), 0.0016),  # 1000*1 + 100*5 + 1000*0.1
+])
+def test_anthropic_modifiers(table, model, modifiers, dollars):
+    cost, why = table.priced(model, MOD_USAGE, modifiers=modifiers)
+    assert why is None and cost == pytest.approx(dollars)
+
+
+@pytest.mark.parametrize(("model", "tier", "dollars"), [
+    # flex is billed at Batch API rates: gpt-5.6-terra batch $1 / $6, cached 0.2*0.5: 1000 + 600 + 100 = 1700
+    ("gpt-5.6-terra", "flex", 0.0017),
+    # batch: gpt-4.1 $1 / $4, cached 0.5*0.5: 1000 + 400 + 250 = 1650
+    ("gpt-4.1", "batch", 0.00165),
+    # priority (= fast): gpt-5.4 $5 / cached $0.50 / $30: 5000 + 3000 + 500 = 8500
+    ("gpt-5.4", "priority", 0.0085),
+    ("gpt-5.4-2026-03-05", "fast", 0.0085),
+    # gpt-4.1 priority $3.50 / cached $0.875 / $14: 3500 + 1400 + 875 = 5775
+    ("gpt-4.1", "priority", 0.005775),
+    # default is the standard price: gpt-4.1 $2 / $8 / cached $0.50: 2000 + 800 + 500 = 3300
+    ("gpt-4.1", "default", 0.0033),
+])
+def test_openai_service_tiers(table, model, tier, dollars):
+    cost, why = table.priced(model, MOD_USAGE, modifiers=Modifiers(service_tier=tier))
+    assert why is None and cost == pytest.approx(dollars)
+
+
+@pytest.mark.parametrize(("model", "modifiers", "usage", "reason"), [
+    # fast mode on a model whose fast price Anthropic's pages do not give
+    ("claude-opus-5-5", Modifiers(speed="fast"), MOD_USAGE, "no verified fast-mode price"),
+    # fast mode over 200K prompt tokens: the page's 12x and its $60/$225 table disagree
+    ("claude-opus-4-6", Modifiers(speed="fast"), Usage(input_tokens=200_001), "over 200,000 tokens"),
+    ("claude-opus-4-6", Modifiers(inference_geo="eu"), MOD_USAGE, "no verified price multiplier"),
+    ("claude-sonnet-4-6", Modifiers(service_tier="priority"), MOD_USAGE, "no verified price for this tier"),
+    ("gpt-5.6-sol", Modifiers(service_tier="priority"), MOD_USAGE, "no verified priority price for gpt-5.6-sol"),
+    ("gpt-5.4", Modifiers(service_tier="priority"), Usage(input_tokens=300_000), "over 272,000 tokens"),
+    ("gpt-5.4", Modifiers(service_tier="priority"), Usage(input_tokens=10, cache_write_5m_tokens=10), "cache-write"),
+    ("gpt-4.1", Modifiers(service_tier="scale"), MOD_USAGE, "no verified price for this tier"),
+])
+def test_an_unverified_modifier_leaves_the_cost_null_with_a_reason(table, model, modifiers, usage, reason):
+    cost, why = table.priced(model, usage, modifiers=modifiers)
+    assert cost is None and reason in why
+    assert table.cost(model, usage, modifiers=modifiers) is None
+    assert model not in table.unknown  # the model has a price; only the modifier's is unknown
+
+
+def test_the_packaged_modifiers_cite_their_sources():
+    data = json.loads(resources.files("distill_cli").joinpath("data/prices.json").read_text(encoding="utf-8"))
+    mods = data["modifiers"]
+    for group in ("anthropic_speed", "anthropic_inference_geo", "anthropic_service_tier", "openai_service_tier"):
+        for name, rule in mods[group].items():
+            if name.startswith("_") or "same_as" in rule:
+                continue
+            assert rule["source"].startswith("https://") and rule["source"] in data["sources"], (group, name)
+
+
+def test_rows_carry_their_modifiers_and_the_reason_a_cost_is_null(table):
+    from distill_cli import calls
+
+    request = {"model": "claude-opus-4-6", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}
+
+    def message(model, **usage):
+        return {"id": "m", "type": "message", "role": "assistant", "model": model,
+                "content": [{"type": "text", "text": "ok"}], "stop_reason": "end_turn",
+                "usage": {"input_tokens": 1000, "output_tokens": 100, "cache_read_input_tokens": 1000, **usage}}
+
+    us = calls.anthropic_row(request, message("claude-opus-4-6", inference_geo="us", service_tier="standard"), prices=table)
+    assert us["cost_usd"] == pytest.approx(0.0088)  # 8000 * 1.1, as above
+    assert json.loads(us["metadata"]) == {"inference_geo": "us"}
+    fast = calls.anthropic_row(request, message("claude-opus-5-5", speed="fast"), prices=table)
+    assert fast["cost_usd"] is None and fast["error"] is None
+    assert "fast-mode price" in json.loads(fast["metadata"])[calls.PRICE_UNVERIFIED_KEY]
+
+    chat = {"model": "gpt-5.6-terra", "messages": [{"role": "user", "content": "hi"}], "service_tier": "flex"}
+    completion = {"id": "c", "object": "chat.completion", "model": "gpt-5.6-terra", "service_tier": "flex",
+                  "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
+                  "usage": {"prompt_tokens": 2000, "completion_tokens": 100, "prompt_tokens_details": {"cached_tokens": 1000}}}
+    flex = calls.openai_row(chat, completion, prices=table, metadata=calls.metadata_json({"team": "ops"}))
+    assert flex["cost_usd"] == pytest.approx(0.0017)  # as above
+    assert json.loads(flex["metadata"]) == {"team": "ops", "service_tier": "flex"}

@@ -525,3 +525,57 @@ def test_quarantined_journal_segments_are_named_in_the_notes(tmp_path):
     assert "".join(note.split()) in "".join(result.output.split())  # rich folds the long path
     notes = json.loads(runner.invoke(app, ["report", str(s), "--format", "json"]).stdout)["notes"]
     assert note.removeprefix("Note: ") in notes
+
+
+# ---- batch spend ---------------------------------------------------------------------------------------------------
+
+BATCH_CALL = CALL / 2  # Sonnet 5.5 at batch rates ($1 / $5): 1000 x 1 + 100 x 5 = 1500 / 1e6
+
+
+def test_batch_spend_is_its_own_line_and_the_batch_lever_counts_only_unbatched_calls(tmp_path):
+    rows = [call(i=i) for i in range(4)]  # 4 live calls at 0.003
+    # 3 batch calls, each marked a different way: the response's tier, a batch flag, a batch id
+    rows += [call(i=10, cost=BATCH_CALL, metadata=json.dumps({"service_tier": "batch"})),
+             call(i=11, cost=BATCH_CALL, metadata=json.dumps({"batch": True})),
+             call(i=12, cost=BATCH_CALL, metadata=json.dumps({"batch_id": "msgbatch_01"}))]
+    rows.append(call(i=20, cost=BATCH_CALL, metadata=json.dumps({"service_tier": "flex"})))  # batch rates, no batch
+    rows.append(call("t2", i=30, cost=BATCH_CALL, metadata=json.dumps({"service_tier": "batch"})))
+    r = build_report([write_store(tmp_path / "s", rows)], now=NOW)
+    t1, t2 = task_of(r, "t1"), task_of(r, "t2")
+    # t1: 4 x 0.003 + 4 x 0.0015 = 0.018 in all, of it 3 x 0.0015 = 0.0045 on batch calls (flex is not a batch)
+    assert t1["cost_usd"] == pytest.approx(0.018)
+    assert (t1["batch_calls"], t1["batch_cost_usd"]) == (3, pytest.approx(0.0045))
+    assert (t2["batch_calls"], t2["batch_cost_usd"]) == (1, pytest.approx(0.0015))
+    assert (r.totals["batch_calls"], r.totals["batch_cost_usd"]) == (4, pytest.approx(0.006))
+    assert r.totals["cost_usd"] == pytest.approx(0.018 + 0.0015)  # batch spend is part of the spend, not added to it
+    # The Batch-API lever: only the 4 live calls; batched and flex calls are at batch rates already. 4 x 0.003 / 2
+    (lever,) = t1["levers"]
+    assert lever["lever"] == "batch" and lever["calls"] == 4
+    assert lever["estimated_saving_usd"] == pytest.approx(0.006)
+    assert not task_of(r, "t2")["levers"]  # its only call was batched
+    md = render_markdown(r)
+    assert "- batch spend: $0.006 of it on 4 batch calls\n" in md
+    head, *lines = render_csv(r).splitlines()
+    assert "batch_calls,batch_cost_usd" in head
+    console = Console(width=200, record=True)
+    render_table(r, console)
+    text = console.export_text()
+    assert "Batch" in text and "4 batch calls" in text
+
+
+def test_no_batch_line_without_batch_calls(mixed):
+    r = build_report([mixed], now=NOW)
+    assert r.totals["batch_calls"] == 0 and r.totals["batch_cost_usd"] == 0
+    assert "batch spend" not in render_markdown(r)
+
+
+def test_repricing_keeps_the_recorded_cost_of_a_call_priced_with_a_modifier(tmp_path):
+    rows = [call(i=0),  # standard: repriced
+            call(i=1, cost=BATCH_CALL, metadata=json.dumps({"service_tier": "flex"})),  # flex: batch rates, kept
+            call(i=2, cost=None, metadata=json.dumps({"speed": "fast", "price_unverified": "no verified fast-mode price"}))]
+    p = tmp_path / "p.json"
+    p.write_text(json.dumps({"models": {SONNET: {"input": 4, "output": 20}}}))
+    r = build_report([write_store(tmp_path / "s", rows)], prices=p, now=NOW)
+    # 1000 x 4 + 100 x 20 = 6000 / 1e6 for the standard call; the flex call keeps 0.0015; the fast one stays unknown
+    assert r.totals["cost_usd"] == pytest.approx(0.006 + 0.0015)
+    assert r.totals["unknown_cost_calls"] == 1

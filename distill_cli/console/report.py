@@ -149,10 +149,10 @@ def _reduction(x) -> str:
 
 def task_rows(r: Report) -> tuple[list[str], list[list]]:
     head = ["task", "calls", "teacher_calls", "student_calls", "fallback_calls", "shadow_calls", "input_tokens",
-            "output_tokens", "cache_read_tokens", "cache_write_tokens", "cost_usd", "teacher_only_cost_usd",
-            "savings_usd", "unknown_cost_calls", "gate", "drift", "recommendation"]
+            "output_tokens", "cache_read_tokens", "cache_write_tokens", "cost_usd", "batch_calls", "batch_cost_usd",
+            "teacher_only_cost_usd", "savings_usd", "unknown_cost_calls", "gate", "drift", "recommendation"]
     rows = [
-        [t["task"], *(t[k] for k in head[1:14]), _gate_text(t["gate"]), _drift_text(t["drift"]), t["recommendation"]]
+        [t["task"], *(t[k] for k in head[1:16]), _gate_text(t["gate"]), _drift_text(t["drift"]), t["recommendation"]]
         for t in r.tasks
     ]
     return head, rows
@@ -233,6 +233,7 @@ def render_markdown(r: Report) -> str:
             f"- tokens: in {t['input_tokens']:,}, out {t['output_tokens']:,}, cache read {t['cache_read_tokens']:,}, "
             f"cache write {t['cache_write_tokens']:,}\n"
             f"- spend: {usd(t['cost_usd'])}{unknown_suffix(t)}\n"
+            f"{_batch_line(t, '- batch spend: ', chr(10))}"
             f"- teacher-only: {usd(t['teacher_only_cost_usd'])}; savings {usd(t['savings_usd'])} ({t['savings_pct']:.1f}%)\n"
         )
         order = [r.by] + [k for k in ("task", "tier", "model", "day") if k != r.by and (k != "tier" or has_chains(r))]
@@ -424,6 +425,8 @@ def _print_totals(r: Report, console: Console) -> None:
         f" · cache write {count(t['cache_write_tokens'])}",
     )
     grid.add_row("Spend", Text(usd(t["cost_usd"]) + unknown_suffix(t)))
+    if t.get("batch_calls"):
+        grid.add_row("Batch", _batch_line(t))
     saved = Text(f"{usd(t['savings_usd'])} ({t['savings_pct']:.1f}%)", style="green" if t["savings_usd"] > 0 else "")
     grid.add_row("Teacher-only", Text.assemble(f"{usd(t['teacher_only_cost_usd'])} · saved ", saved))
     console.print(grid)
@@ -445,14 +448,23 @@ def _print_tasks(r: Report, console: Console) -> None:
     console.print(_tasks_table(r))
 
 
+def _batch_line(t: dict, prefix: str = "", end: str = "") -> str:
+    """The part of the spend made through batches, at batch rates; empty when there was none."""
+    if not t.get("batch_calls"):
+        return ""
+    return f"{prefix}{usd(t['batch_cost_usd'])} of it on {t['batch_calls']:,} batch calls{end}"
+
+
 def _tasks_table(r: Report) -> Table:
+    batches = any(t.get("batch_calls") for t in r.tasks)  # a column of its own only when some spend was batched
     table = _table("Tasks", "task", "calls", "student", "fallback", "teacher", "tokens in", "out", "spend",
-                   "teacher-only", "saved")
+                   *(["batch"] if batches else []), "teacher-only", "saved")
     for t in r.tasks:
         table.add_row(
             t["task"], f"{t['calls']:,}", pct(t["student_share"], None, none="-"), pct(t["fallback_share"], None, none="-"),
             pct(t["teacher_share"], None, none="-"),
             count(t["input_tokens"]), count(t["output_tokens"]), usd(t["cost_usd"]) + ("+?" if t["unknown_cost_calls"] else ""),
+            *([usd(t["batch_cost_usd"]) if t["batch_calls"] else "-"] if batches else []),
             usd(t["teacher_only_cost_usd"]), usd(t["savings_usd"]),
         )
     return table

@@ -44,6 +44,8 @@ class Group:
     cache_write_tokens: int
     first: datetime
     last: datetime
+    batched: bool = False  # made through a batch, at batch rates (calls.py `batched`)
+    flex: bool = False  # OpenAI flex tier: batch rates already, without a batch
 
     @property
     def teacher_side(self) -> bool:
@@ -51,8 +53,10 @@ class Group:
 
     @property
     def batchable(self) -> bool:
-        """Answers nobody waits on in the live path (non-streaming teacher calls, shadow checks)."""
-        return self.ok and not self.stream and self.served_by in ("teacher", "shadow")
+        """Answers nobody waits on in the live path (non-streaming teacher calls, shadow checks), not already
+        made through a batch or at batch rates (flex): a Batch API would save them nothing."""
+        return (self.ok and not self.stream and not self.batched and not self.flex
+                and self.served_by in ("teacher", "shadow"))
 
     @property
     def uncached(self) -> bool:
@@ -79,7 +83,7 @@ class Aggregates:
         """The one pass over the calls: groups per hour in DuckDB, handed to Python per day."""
         con.execute(
             """CREATE OR REPLACE TEMP TABLE hourly AS
-               SELECT task, hour, model, served_by, provider, ok, stream, nocache, stakes,
+               SELECT task, hour, model, served_by, provider, ok, stream, nocache, stakes, batched, flex,
                       count(*) AS calls, count(cost) AS priced, COALESCE(sum(cost), 0) AS cost,
                       sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,
                       sum(cache_read_tokens) AS cache_read_tokens,
@@ -90,7 +94,7 @@ class Aggregates:
         rows = con.execute(
             """SELECT task, hour // 24, model, served_by, provider, ok, stream, nocache, stakes,
                       sum(calls), sum(priced), sum(cost), sum(input_tokens), sum(output_tokens),
-                      sum(cache_read_tokens), sum(cache_write_tokens), min(first), max(last)
+                      sum(cache_read_tokens), sum(cache_write_tokens), min(first), max(last), batched, flex
                FROM hourly GROUP BY ALL"""
         ).fetchall()
         # What a chain's tiers cost on the calls they passed to the teacher is spend too (chains.py).

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 
-from distill_cli.calls import USAGE_ERROR_KEY
+from distill_cli.calls import PRICE_UNVERIFIED_KEY, USAGE_ERROR_KEY
 from distill_cli.prices import RATE_COLUMNS_SQL, TOKEN_COLUMNS, rate_values, sql_cost
 from distill_cli.report.inputs import sql_str
 
 EPOCH_DAY = date(1970, 1, 1)
+# Metadata keys of a row priced with a modifier its response carried (prices.Modifiers.tags, calls.py).
+MODIFIER_KEYS = ("speed", "inference_geo", "service_tier", PRICE_UNVERIFIED_KEY)
 _HOUR_US = 3_600_000_000
 
 # A call is `ok` when it was answered: no error status, no error recorded.
@@ -27,12 +29,27 @@ _HIGH_STAKES = (
 )
 
 
+# A call was made through a batch (priced at batch rates) when its metadata says so: "service_tier": "batch" (the
+# tier the response carried, calls.py), "batch": true, or a "batch_id". The LIKE keeps the parser off other rows.
+_BATCHED = (
+    "CASE WHEN {m} LIKE '%batch%' THEN "
+    "COALESCE(TRY(json_extract_string({m}, '$.service_tier')) = 'batch', false) "
+    "OR COALESCE(TRY(json_extract_string({m}, '$.batch')) = 'true', false) "
+    "OR COALESCE(TRY(json_extract_string({m}, '$.batch_id')) IS NOT NULL, false) ELSE false END"
+)
+
+
+# Served at batch rates without a batch: OpenAI's flex tier (calls.py writes the response's service_tier).
+_FLEX = "COALESCE({m} LIKE '%flex%' AND TRY(json_extract_string({m}, '$.service_tier')) = 'flex', false)"
+
+
 def calls_view(con, since: datetime | None, task: str | None, reprice) -> None:
     """View `calls`: the filtered examples with `hour` and `day` (since 1970-01-01, UTC), `cost` and flags.
 
     `cost` is the recorded cost, or with `reprice` (a PriceTable) the cost of the
     row's tokens at the price in force on its day. Flags: `ok` (answered),
-    `nocache` (no cache read or write), `stakes` (tagged high-stakes). `student_id`
+    `nocache` (no cache read or write), `stakes` (tagged high-stakes), `batched` (made through a batch, at batch
+    rates: its metadata says so), `flex` (OpenAI flex tier, at batch rates too). `student_id`
     and `metadata` as recorded (a chain's tiers, report/chains.py).
     """
     where = []
@@ -55,8 +72,12 @@ def calls_view(con, since: datetime | None, task: str | None, reprice) -> None:
         cost, join = f"CASE WHEN e.cost_usd IS NULL AND {unbilled} THEN 0.0 ELSE e.cost_usd END", ""
     else:
         _rates_table(con, reprice, base)
+        # A call priced with a modifier from its response (fast mode, a geography, a service tier; calls.py) keeps
+        # its recorded cost, null included: the SQL below knows only the standard rates.
+        modified = " OR ".join(f"""e.metadata LIKE '%"{k}"%'""" for k in MODIFIER_KEYS)
         cost = f"""CASE
                  WHEN e.counts_unknown THEN NULL
+                 WHEN COALESCE({modified}, false) THEN e.cost_usd
                  WHEN r.model IS NULL THEN
                    -- a local student's cost is its own (0 for a classifier), not the price table's
                    CASE WHEN e.served_by = 'student' THEN e.cost_usd WHEN {unbilled} THEN 0.0 END
@@ -70,6 +91,8 @@ def calls_view(con, since: datetime | None, task: str | None, reprice) -> None:
                {cost} AS cost,
                e.cache_read_tokens + e.cache_write_5m_tokens + e.cache_write_1h_tokens = 0 AS nocache,
                {_HIGH_STAKES.format(m="e.metadata")} AS stakes,
+               {_BATCHED.format(m="e.metadata")} AS batched,
+               {_FLEX.format(m="e.metadata")} AS flex,
                e.output, e.input_hash, e.status, e.error, e.student_id, e.metadata
         FROM ({base}) e {join}"""
     )

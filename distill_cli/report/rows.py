@@ -34,6 +34,8 @@ class Tally:
     teacher_only_unknown_calls: int = 0
     batchable: int = 0  # answered non-streaming teacher and shadow calls (a Batch API could have taken them)
     batchable_cost: float = 0.0
+    batch_calls: int = 0  # calls made through a batch, at batch rates (their cost is part of cost_usd)
+    batch_cost_usd: float = 0.0
     unknown_cost_calls: int = 0
     savings_usd: float = 0.0
     savings_pct: float = 0.0
@@ -54,6 +56,9 @@ class Tally:
         if g.batchable:
             self.batchable += n
             self.batchable_cost += g.cost
+        if g.batched:
+            self.batch_calls += n
+            self.batch_cost_usd += g.cost
         if n > g.priced:
             self.unknown_cost_models[g.model or "(none)"] += n - g.priced
         if g.teacher_side:
@@ -65,6 +70,7 @@ class Tally:
         self.unknown_cost_models = dict(sorted(self.unknown_cost_models.items(), key=lambda kv: (-kv[1], kv[0])))
         self.unknown_cost_calls = sum(self.unknown_cost_models.values())
         self.cost_usd = round_usd(self.cost_usd)
+        self.batch_cost_usd = round_usd(self.batch_cost_usd)
         self.teacher_only_cost_usd = round_usd(self.teacher_only_cost_usd)
         self.savings_usd = round_usd(self.teacher_only_cost_usd - self.cost_usd)
         self.savings_pct = (
@@ -89,7 +95,7 @@ class Tally:
         out = {"calls": self.calls, "rows": self.rows, **{f"{s}_calls": self.served[s] for s in SERVERS},
                "errors": self.errors, "input_tokens": self.input_tokens, "output_tokens": self.output_tokens,
                "cache_read_tokens": self.cache_read_tokens, "cache_write_tokens": self.cache_write_tokens,
-               "cost_usd": self.cost_usd}
+               "cost_usd": self.cost_usd, "batch_calls": self.batch_calls, "batch_cost_usd": self.batch_cost_usd}
         if teacher_only:
             out["teacher_only_cost_usd"] = self.teacher_only_cost_usd
         out["unknown_cost_models"] = self.unknown_cost_models
