@@ -6,6 +6,7 @@ and the same call imported from a log give the same row (bar `source`, `ts`, ids
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 from distill_cli import canonical
@@ -114,10 +115,11 @@ def _from_request(read, request: dict, default):
 def _row(provider: str, request: dict, answer: dict | None, response: dict | None, usage: Usage, *, read,
          prices: PriceTable, priced: bool, status: int, error: str | None, task: str | None,
          endpoint: str, columns: dict, request_json: str, response_json: str | None,
-         shape: str | None = None) -> dict:
+         shape: str | None = None, service_tier: str | None = None) -> dict:
     """The columns every provider's row has, from what that provider's body gave.
 
     `shape` is the request's API when the provider has several (`responses`); the provider's own by default.
+    `service_tier` is the tier the call was billed at when the answer does not say it (a batch request's result).
     """
     shape = shape or provider
     output, stop_reason, unreadable = _read_answer(read, answer)
@@ -129,6 +131,8 @@ def _row(provider: str, request: dict, answer: dict | None, response: dict | Non
     cost = None
     if priced and model:
         modifiers = modifiers_of(provider, answer)
+        if service_tier is not None:
+            modifiers = dataclasses.replace(modifiers, service_tier=service_tier)
         cost, unverified = prices.priced(model, usage, at=columns.get("ts"), modifiers=modifiers)
         tags = modifiers.tags()
         if unverified is not None:
@@ -172,9 +176,11 @@ def anthropic_row(
     error: str | None = None,
     task: str | None = None,
     endpoint: str = "/v1/messages",
+    service_tier: str | None = None,
     **columns,
 ) -> dict:
-    """A row for a Messages API call; `response` is the final (or assembled) message, None if there was none."""
+    """A row for a Messages API call; `response` is the final (or assembled) message, None if there was none.
+    `service_tier`: the tier it was billed at (`batch` for a Message Batches result), over the message's own."""
     request, request_json = _clean(request)
     response, response_json = _clean(response)
     message = response if response and response.get("type") == "message" else None
@@ -182,6 +188,7 @@ def anthropic_row(
         "anthropic", request, message, response, usage_from_anthropic((message or {}).get("usage")),
         read=_anthropic_answer, prices=prices, priced=message is not None, status=status, error=error, task=task,
         endpoint=endpoint, columns=columns, request_json=request_json, response_json=response_json,
+        service_tier=service_tier,
     )
 
 

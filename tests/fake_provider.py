@@ -187,6 +187,7 @@ class FakeProvider:
         self._cuts: list[list[int]] = []  # [after_events, remaining]
         self._cache: set[str] = set()
         self._responses: dict[str, dict] = {}  # Responses API objects by id, for previous_response_id
+        self._batches: dict[str, dict] = {}  # Message Batches by id: {"batch": object, "requests": [...]}
         self._counter = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -454,6 +455,10 @@ class FakeProvider:
                 return await self._anthropic_messages(request, parsed, headers)
             if route == ("POST", "/v1/messages/count_tokens"):
                 return self._anthropic_count_tokens(parsed)
+            if request.path.startswith("/v1/messages/batches"):
+                batch = await self._anthropic_batches(request, parsed)
+                if batch is not None:
+                    return batch
             if route == ("POST", "/v1/chat/completions"):
                 return await self._openai_chat(request, parsed, headers)
             if route == ("POST", "/v1/responses"):
@@ -701,6 +706,54 @@ class FakeProvider:
         )
         events.append(ev({"type": "message_stop"}))
         return await self._stream(request, headers, extra, events)
+
+    # ------------------------------------------------------------------ Anthropic Message Batches
+
+    async def _anthropic_batches(self, request: web.Request, req: Any) -> web.StreamResponse | None:
+        """Create, retrieve and results of a Message Batch. A batch ends at once; a request whose custom_id starts
+        with `errored`, `canceled` or `expired` gets that result type instead of a message."""
+        parts = request.path[len("/v1/messages/batches"):].strip("/").split("/")
+        if request.method == "POST" and parts == [""]:
+            _require(req, ("requests",))
+            batch_id = self._new_id("msgbatch_01")
+            counts = {"processing": 0, "succeeded": 0, "errored": 0, "canceled": 0, "expired": 0}
+            for r in req["requests"]:
+                kind = next((k for k in ("errored", "canceled", "expired") if r["custom_id"].startswith(k)), "succeeded")
+                counts[kind] += 1
+            batch = {
+                "id": batch_id, "type": "message_batch", "processing_status": "ended", "request_counts": counts,
+                "created_at": "2026-12-05T10:00:00Z", "ended_at": "2026-12-05T10:05:00Z",
+                "expires_at": "2026-12-06T10:00:00Z", "archived_at": None, "cancel_initiated_at": None,
+                "results_url": f"{self.url}/v1/messages/batches/{batch_id}/results",
+            }
+            self._batches[batch_id] = {"batch": batch, "requests": req["requests"]}
+            return web.json_response(batch, dumps=_dumps)
+        found = self._batches.get(parts[0]) if request.method == "GET" else None
+        if found is None:
+            return None
+        if len(parts) == 1:
+            return web.json_response(found["batch"], dumps=_dumps)
+        if parts[1:] != ["results"]:
+            return None
+        lines = []
+        for r in found["requests"]:
+            cid, params = r["custom_id"], r["params"]
+            kind = next((k for k in ("errored", "canceled", "expired") if cid.startswith(k)), "succeeded")
+            if kind == "errored":
+                result = {"type": "errored", "error": {"type": "error", "error": {
+                    "type": "invalid_request_error", "message": "max_tokens: Field required"}}}
+            elif kind != "succeeded":
+                result = {"type": kind}
+            else:
+                blocks, stop_reason = await self._anthropic_plan(params)
+                usage = self._anthropic_usage_in(params)
+                result = {"type": "succeeded", "message": {
+                    "id": self._new_id("msg_01"), "type": "message", "role": "assistant", "model": params["model"],
+                    "content": blocks, "stop_reason": stop_reason, "stop_sequence": None,
+                    "usage": {**usage, "output_tokens": max(1, sum(_block_words(b) for b in blocks)),
+                              "service_tier": "batch"}}}
+            lines.append(_dumps({"custom_id": cid, "result": result}))
+        return web.Response(body=("\n".join(lines) + "\n").encode(), content_type="application/binary")
 
     # ------------------------------------------------------------------ OpenAI
 

@@ -21,7 +21,16 @@ What it must never do:
     stream without `stream_options.include_usage` is sent upstream with it,
     and the usage-only final chunk and the `"usage":null` members it adds are
     removed from what the job sees, so the job gets the stream it asked for
-    and the row gets real token counts (providers.ProviderAPI.prepare).
+    and the row gets real token counts (providers.ProviderAPI.prepare); and an
+    Anthropic Message Batch object's `results_url` names the proxy instead of
+    the upstream (the SDK fetches that absolute URL), so the results come
+    through the recorder (Proxy._batch).
+  * Anthropic Message Batches: the create call's requests are kept by
+    custom_id, in memory for this session; when the job fetches the results,
+    one row per request/result pair is written (ts = the fetch, metadata
+    batch_id / custom_id / service_tier batch, priced at batch rates), each
+    pair once however often the results are fetched. A batch never fetched
+    writes nothing.
 
 Other decisions:
   * `x-distill-*` request headers are distill's and never go upstream:
@@ -54,6 +63,7 @@ import asyncio
 import functools
 import ipaddress
 import json
+import re
 import time
 import zlib
 from dataclasses import dataclass, field
@@ -69,6 +79,8 @@ from distill_cli.recorder.sse import EventSplitter
 
 DISTILL_HEADER_PREFIX = "x-distill-"
 MAX_BODY = 512 * 1024 * 1024  # the largest upload a provider accepts (Files API)
+# Anthropic Message Batches: create (`/v1/messages/batches`), retrieve / cancel (`/{id}`), results (`/{id}/results`).
+_BATCH_PATH = re.compile(r"^/v1/messages/batches(?:/([^/]+)(?:/(results|cancel))?)?/?$")
 
 # Headers that describe one hop, not the message (RFC 9110 7.6.1), plus those the
 # HTTP client recomputes for the next hop.
@@ -107,6 +119,7 @@ class Call:
     added_usage: bool  # the proxy asked upstream for stream usage the job did not
     ts: float  # wall clock at arrival
     started: float  # monotonic clock at arrival
+    service_tier: str | None = None  # the tier it was billed at when the answer does not say (a batch request)
 
 
 @dataclass
@@ -261,6 +274,10 @@ class Proxy:
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
         self._background: set[asyncio.Task] = set()
+        # Message Batches created through this proxy, by id: the requests by custom_id, the task and tags of the
+        # create call. In memory for this session only: a batch created under another recorder is not recorded.
+        self._batches: dict[str, dict] = {}
+        self._batch_recorded: set[tuple[str, str]] = set()  # (batch id, custom_id) already written
 
     @property
     def url(self) -> str:
@@ -317,6 +334,10 @@ class Proxy:
             api = self.anthropic
         else:
             api = self.responses if job.path == "/v1/responses" else self.openai
+        if api is self.anthropic and job.path.startswith("/v1/messages/batches"):
+            batch = _BATCH_PATH.match(job.path)
+            if batch is not None:
+                return await self._batch(api, job, batch.group(1), batch.group(2))
         if not api.records(job.method, job.path):
             return await self._passthrough(api, job)
         started, ts = self._clock(), self._wall_clock()
@@ -510,6 +531,99 @@ class Proxy:
             cut=cut,
             cancelled=cancelled,
         )
+
+    # ---- Anthropic Message Batches -------------------------------------------------------
+
+    async def _batch(self, api: ProviderAPI, job: web.BaseRequest, batch_id: str | None, sub: str | None) -> web.StreamResponse:
+        """Pass a Message Batches call through, keeping what a row needs.
+
+        Create: the requests are kept by custom_id. Results: one row per request/result pair of a kept batch, written
+        before the job gets the results (a pair fetched again is not written again). The one change to what the job
+        gets: a batch object's `results_url` names the upstream, and the SDK fetches that absolute URL, so its
+        upstream prefix is replaced by the proxy's (else the results would bypass the recorder).
+        """
+        body = await job.read() if job.body_exists else None
+        create = job.method == "POST" and batch_id is None
+        try:
+            found, header_task, metadata = distill_headers(job.headers)
+        except BadDistillHeader as e:
+            return api.error_response(400, "invalid_request_error", str(e))
+        fetched = self._wall_clock()
+        try:
+            upstream = await self._session.request(  # type: ignore[union-attr]
+                job.method, api.upstream_url(job.path, job.query_string), data=body, headers=upstream_headers(job.headers),
+                allow_redirects=False, proxy=api.proxy,
+            )
+        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as e:
+            message = f"distill proxy: upstream {canonical.public_url(api.upstream)} unreachable: {_describe(e)}"
+            return api.error_response(502, "api_error", message)
+        try:
+            try:
+                data = await upstream.read()
+            except (aiohttp.ClientError, OSError, asyncio.TimeoutError):
+                response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
+                response.force_close()
+                if job.transport is not None:
+                    job.transport.abort()
+                return response
+            ok = upstream.status == 200 and upstream.headers.get("content-encoding", "") in ("", "identity")
+            if ok and sub == "results" and job.method == "GET":
+                self._batch_results(api, batch_id, data, fetched)
+            elif ok:
+                if create:
+                    self._batch_created(body, data, self.task or header_task, metadata)
+                data = self._local_results_url(api, data)
+            return web.Response(body=data, status=upstream.status, reason=upstream.reason,
+                                headers=job_headers(upstream.headers))
+        finally:
+            upstream.release()
+
+    def _local_results_url(self, api: ProviderAPI, data: bytes) -> bytes:
+        upstream = api.upstream.rstrip("/").encode()
+        pattern = rb'("results_url"\s*:\s*")' + re.escape(upstream) + rb"(?=/)"
+        return re.sub(pattern, lambda m: m.group(1) + self.url.encode(), data)
+
+    def _batch_created(self, body: bytes | None, data: bytes, task: str | None, metadata: dict) -> None:
+        try:
+            request, batch = json.loads(body or b""), json.loads(data)
+            requests = {r["custom_id"]: r["params"] for r in request["requests"]
+                        if isinstance(r, dict) and isinstance(r.get("custom_id"), str) and isinstance(r.get("params"), dict)}
+            batch_id = batch["id"]
+        except (ValueError, TypeError, KeyError):
+            return  # upstream accepted what we cannot read: nothing to record against it
+        if isinstance(batch_id, str) and requests:
+            self._batches[batch_id] = {"requests": requests, "task": task, "metadata": metadata}
+
+    def _batch_results(self, api: ProviderAPI, batch_id: str, data: bytes, fetched: float) -> None:
+        kept = self._batches.get(batch_id)
+        if kept is None:
+            return
+        for line in data.splitlines():
+            try:
+                item = json.loads(line)
+                custom_id, result = item["custom_id"], item["result"]
+                kind = result["type"]
+            except (ValueError, TypeError, KeyError):
+                continue
+            params = kept["requests"].get(custom_id) if isinstance(custom_id, str) else None
+            if params is None or (batch_id, custom_id) in self._batch_recorded:
+                continue
+            self._batch_recorded.add((batch_id, custom_id))
+            message = result.get("message") if kind == "succeeded" else None
+            error = None
+            if kind != "succeeded" or not isinstance(message, dict):
+                detail = result.get("error") if isinstance(result.get("error"), dict) else {}
+                inner = detail.get("error") if isinstance(detail.get("error"), dict) else detail
+                error = canonical.mask_secrets(
+                    f"batch result {kind}" + (f": {inner.get('type')}: {inner.get('message', '')}" if inner else ""))
+                message = None
+            call = Call(
+                api=api, method="POST", path="/v1/messages/batches", query="", request=params,
+                body=b"", headers=CIMultiDict(), task=kept["task"],
+                metadata={**kept["metadata"], "batch_id": batch_id, "custom_id": custom_id, "service_tier": "batch"},
+                distill_headers={}, added_usage=False, ts=fetched, started=self._clock(), service_tier="batch",
+            )
+            self.on_call(call, Outcome(response=web.Response(status=200), status=200, body=message, error=error))
 
     # ---- everything not recorded -----------------------------------------------------
 

@@ -83,6 +83,7 @@ def call_row(call: Call, outcome: Outcome, *, prices: PriceTable, run_id: str, r
         latency_ms=outcome.latency_ms,
         ttft_ms=outcome.ttft_ms,
         metadata=calls.metadata_json(metadata),
+        **({"service_tier": call.service_tier} if call.service_tier else {}),
         **{"source": "proxy", **outcome.columns},  # a router's answer may say otherwise (source=replay)
     )
     return redactor.row(row) if redactor else row
