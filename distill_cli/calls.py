@@ -201,6 +201,7 @@ def openai_row(
     error: str | None = None,
     task: str | None = None,
     endpoint: str = "/v1/chat/completions",
+    service_tier: str | None = None,
     **columns,
 ) -> dict:
     """A row for a chat completions call; `response` is the final (or assembled) completion."""
@@ -211,7 +212,7 @@ def openai_row(
         "openai", request, completion, response, usage_from_openai((completion or {}).get("usage")),
         read=_openai_answer, prices=prices, priced=bool(completion and completion.get("usage")), status=status,
         error=error, task=task, endpoint=endpoint, columns=columns, request_json=request_json,
-        response_json=response_json,
+        response_json=response_json, service_tier=service_tier,
     )
 
 
@@ -224,6 +225,7 @@ def responses_row(
     error: str | None = None,
     task: str | None = None,
     endpoint: str = "/v1/responses",
+    service_tier: str | None = None,
     **columns,
 ) -> dict:
     """A row for a Responses API call; `response` is the final `response` object (of a stream: the one its
@@ -236,7 +238,7 @@ def responses_row(
         "openai", request, answer, response, usage_from_responses((answer or {}).get("usage")),
         read=_responses_answer, prices=prices, priced=bool(answer and answer.get("usage")), status=status,
         error=error, task=task, endpoint=endpoint, columns=columns, request_json=request_json,
-        response_json=response_json, shape="responses",
+        response_json=response_json, shape="responses", service_tier=service_tier,
     )
 
 

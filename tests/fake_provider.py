@@ -53,6 +53,7 @@ and reasoning output tokens.
 from __future__ import annotations
 
 import asyncio
+import email
 import hashlib
 import inspect
 import json
@@ -149,6 +150,13 @@ class _Failure:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+def multipart_fields(content_type: str, body: bytes) -> dict[str, bytes]:
+    """The fields of a multipart/form-data body, by name."""
+    message = email.message_from_bytes(f"Content-Type: {content_type}\r\n\r\n".encode() + body)
+    return {part.get_param("name", header="content-disposition"): part.get_payload(decode=True)
+            for part in message.get_payload()}
+
+
 def _dumps(obj: Any) -> str:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
 
@@ -188,6 +196,8 @@ class FakeProvider:
         self._cache: set[str] = set()
         self._responses: dict[str, dict] = {}  # Responses API objects by id, for previous_response_id
         self._batches: dict[str, dict] = {}  # Message Batches by id: {"batch": object, "requests": [...]}
+        self._files: dict[str, bytes] = {}  # OpenAI files by id (batch input and output JSONL)
+        self._openai_batches: dict[str, dict] = {}  # OpenAI Batch objects by id
         self._counter = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -448,6 +458,10 @@ class FakeProvider:
             )
 
         route = (request.method, request.path)
+        if provider == "openai" and request.path.startswith(("/v1/files", "/v1/batches")):
+            served = await self._openai_batch_api(request, body, parsed)
+            if served is not None:
+                return served
         if bad_json and request.method == "POST":
             return self._error(provider, 400, "There was an error parsing the body of your request as JSON.")
         try:
@@ -754,6 +768,50 @@ class FakeProvider:
                               "service_tier": "batch"}}}
             lines.append(_dumps({"custom_id": cid, "result": result}))
         return web.Response(body=("\n".join(lines) + "\n").encode(), content_type="application/binary")
+
+    # ------------------------------------------------------------------ OpenAI Batch
+
+    async def _openai_batch_api(self, request: web.Request, body: bytes, req: Any) -> web.StreamResponse | None:
+        """Files upload / content and Batch create / retrieve. A batch completes at once; its output file answers
+        each chat-completions line as `/v1/chat/completions` would."""
+        parts = request.path.strip("/").split("/")[1:]
+        if request.method == "POST" and parts == ["files"]:
+            fields = multipart_fields(request.headers.get("content-type", ""), body)
+            file_id = self._new_id("file-", 22)
+            self._files[file_id] = fields["file"]
+            return web.json_response({"id": file_id, "object": "file", "bytes": len(fields["file"]),
+                                      "created_at": 1764900000, "filename": "batch.jsonl",
+                                      "purpose": fields.get("purpose", b"").decode(), "status": "processed",
+                                      "expires_at": None, "status_details": None}, dumps=_dumps)
+        if request.method == "GET" and len(parts) == 3 and parts[0] == "files" and parts[2] == "content":
+            content = self._files.get(parts[1])
+            return None if content is None else web.Response(body=content, content_type="application/octet-stream")
+        if request.method == "POST" and parts == ["batches"]:
+            _require(req, ("input_file_id", "endpoint", "completion_window"))
+            lines = [json.loads(line) for line in self._files[req["input_file_id"]].splitlines() if line.strip()]
+            out = []
+            for line in lines:
+                try:
+                    answer = await self._openai_chat(request, line["body"], {})
+                except _BadRequest as exc:
+                    answer = self._error("openai", 400, str(exc), param=exc.param)
+                out.append(_dumps({"id": self._new_id("batch_req_", 32), "custom_id": line["custom_id"],
+                                   "response": {"status_code": answer.status, "request_id": self._new_id("req_", 32),
+                                                "body": json.loads(answer.body)}, "error": None}))
+            output_id = self._new_id("file-", 22)
+            self._files[output_id] = ("\n".join(out) + "\n").encode()
+            batch_id = self._new_id("batch_", 32)
+            batch = {"id": batch_id, "object": "batch", "endpoint": req["endpoint"], "errors": None,
+                     "input_file_id": req["input_file_id"], "completion_window": req["completion_window"],
+                     "status": "completed", "output_file_id": output_id, "error_file_id": None,
+                     "created_at": 1764900000, "completed_at": 1764900300,
+                     "request_counts": {"total": len(lines), "completed": len(lines), "failed": 0}, "metadata": None}
+            self._openai_batches[batch_id] = batch
+            return web.json_response(batch, dumps=_dumps)
+        if request.method == "GET" and len(parts) == 2 and parts[0] == "batches":
+            batch = self._openai_batches.get(parts[1])
+            return None if batch is None else web.json_response(batch, dumps=_dumps)
+        return None
 
     # ------------------------------------------------------------------ OpenAI
 

@@ -7,7 +7,7 @@ import json
 from datetime import datetime, timezone
 
 import pytest
-from test_record_proxy import ANT_KEY, ant, raw, recording, stored
+from test_record_proxy import ANT_KEY, ant, oai, raw, recording, stored
 
 from distill_cli.report import build_report
 
@@ -122,3 +122,75 @@ def test_every_byte_the_job_sees_is_the_upstreams_but_the_results_url(tmp_path, 
     assert len(upstream_results) == 1 and results[0] == 200 and results[2].count(b"\n") == 2
     assert listed[0] == 404  # a path the fake does not serve passes through as the fake answered
     assert len(stored(tmp_path / "store")) == 2
+
+
+# ---------------------------------------------------------------------- OpenAI Batch
+
+OAI_MODEL = "gpt-4o"  # $2.50 input, $10 output per million tokens; batch: $1.25 input, $5 output (data/prices.json)
+
+
+def oai_batch_input(*lines: tuple[str, str]) -> bytes:
+    return b"".join(json.dumps({"custom_id": cid, "method": "POST", "url": "/v1/chat/completions",
+                                "body": {"model": OAI_MODEL, "messages": [{"role": "user", "content": text}]}}).encode()
+                    + b"\n" for cid, text in lines)
+
+
+def run_openai_batch(rec, content: bytes, fetches: int = 1):
+    client = oai(rec)
+    uploaded = client.files.create(file=("batch.jsonl", content), purpose="batch")
+    batch = client.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h")
+    polled = client.batches.retrieve(batch.id)
+    outputs = [client.files.content(polled.output_file_id).content for _ in range(fetches)]
+    return batch, polled, outputs
+
+
+def oai_batch_cost(input_tokens: int, output_tokens: int) -> float:
+    return (input_tokens * 1.25 + output_tokens * 5.00) / 1_000_000
+
+
+def test_openai_batch_pairs_are_rows_at_batch_rates_once(tmp_path, fake_provider):
+    content = oai_batch_input(("x", "where is my card"), ("y", "please cancel my order now"))
+    with recording(tmp_path, fake_provider) as rec:
+        batch, polled, (output, again) = run_openai_batch(rec, content, fetches=2)
+        plain = oai(rec).files.create(file=("notes.jsonl", content), purpose="assistants")  # not a batch's: unrecorded
+        oai(rec).files.content(plain.id)
+    assert polled.status == "completed" and output == again
+    assert fake_provider.requests[0].body.count(content) == 1  # the upload reached upstream as the job sent it
+    answers = {json.loads(line)["custom_id"]: json.loads(line) for line in output.splitlines()}
+    rows = {json.loads(r["metadata"])["custom_id"]: r for r in stored(tmp_path / "store")}
+    assert sorted(rows) == ["x", "y"]
+    x, y = rows["x"], rows["y"]
+    for row, custom_id in ((x, "x"), (y, "y")):
+        assert json.loads(row["metadata"]) == {"batch_id": batch.id, "custom_id": custom_id, "service_tier": "batch"}
+        assert (row["provider"], row["endpoint"], row["model"]) == ("openai", "/v1/chat/completions", OAI_MODEL)
+        assert (row["status"], row["error"]) == (200, None)
+    assert x["output"] == "echo: where is my card"
+    assert json.loads(x["response_json"])["id"] == answers["x"]["response"]["body"]["id"]
+    # By hand: 4 prompt words, 5 completion words; gpt-4o batch $1.25 / $5 per million = $0.00003
+    assert (x["input_tokens"], x["output_tokens"]) == (4, 5)
+    assert x["cost_usd"] == pytest.approx(oai_batch_cost(4, 5)) == pytest.approx(0.00003)
+    assert (y["input_tokens"], y["output_tokens"]) == (5, 6)
+    assert y["cost_usd"] == pytest.approx(oai_batch_cost(5, 6)) == pytest.approx(0.00003625)
+    report = build_report([tmp_path / "store"])
+    # the report rounds dollars to 6 places (round_usd)
+    assert report.totals["batch_calls"] == 2 and report.totals["batch_cost_usd"] == pytest.approx(0.00006625, abs=5e-7)
+
+
+def test_an_openai_batch_never_downloaded_writes_nothing(tmp_path, fake_provider):
+    with recording(tmp_path, fake_provider) as rec:
+        client = oai(rec)
+        uploaded = client.files.create(file=("batch.jsonl", oai_batch_input(("x", "hi"))), purpose="batch")
+        batch = client.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h")
+        client.batches.retrieve(batch.id)
+    assert not (tmp_path / "store").exists() or stored(tmp_path / "store") == []
+
+
+def test_an_openai_batch_request_upstream_refused_is_an_error_row_without_cost(tmp_path, fake_provider):
+    bad = json.dumps({"custom_id": "bad", "method": "POST", "url": "/v1/chat/completions",
+                      "body": {"model": OAI_MODEL, "messages": []}}).encode() + b"\n"
+    with recording(tmp_path, fake_provider) as rec:
+        run_openai_batch(rec, bad + oai_batch_input(("ok", "hi")))
+    rows = {json.loads(r["metadata"])["custom_id"]: r for r in stored(tmp_path / "store")}
+    assert rows["bad"]["status"] == 400 and rows["bad"]["cost_usd"] is None
+    assert rows["bad"]["error"].startswith("invalid_request_error: ")
+    assert rows["ok"]["error"] is None and rows["ok"]["cost_usd"] == pytest.approx(oai_batch_cost(1, 2))

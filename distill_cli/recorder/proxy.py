@@ -31,6 +31,10 @@ What it must never do:
     batch_id / custom_id / service_tier batch, priced at batch rates), each
     pair once however often the results are fetched. A batch never fetched
     writes nothing.
+  * OpenAI Batch, likewise and byte for byte: an upload with purpose=batch
+    keeps its JSONL's requests by custom_id, a batch create/retrieve links
+    the batch to its input and output files, and downloading the output file
+    (`/v1/files/{id}/content`) writes one row per request/result pair.
 
 Other decisions:
   * `x-distill-*` request headers are distill's and never go upstream:
@@ -60,6 +64,7 @@ call is a second `forward` whose outcome goes to `on_call` with a `pair_id`;
 from __future__ import annotations
 
 import asyncio
+import email
 import functools
 import ipaddress
 import json
@@ -81,6 +86,8 @@ DISTILL_HEADER_PREFIX = "x-distill-"
 MAX_BODY = 512 * 1024 * 1024  # the largest upload a provider accepts (Files API)
 # Anthropic Message Batches: create (`/v1/messages/batches`), retrieve / cancel (`/{id}`), results (`/{id}/results`).
 _BATCH_PATH = re.compile(r"^/v1/messages/batches(?:/([^/]+)(?:/(results|cancel))?)?/?$")
+# OpenAI Batch: file upload (`/v1/files`), a file's content (`/v1/files/{id}/content`), batch create / retrieve.
+_OPENAI_BATCH_PATH = re.compile(r"^/v1/(files|batches)(?:/([^/]+)(?:/(content|cancel))?)?/?$")
 
 # Headers that describe one hop, not the message (RFC 9110 7.6.1), plus those the
 # HTTP client recomputes for the next hop.
@@ -244,6 +251,10 @@ def _decode_body(body: bytes, encoding: str) -> tuple[dict | None, str | None]:
     return parsed, None
 
 
+_OPENAI_BATCH_CALLS = frozenset({("POST", "files", None), ("GET", "files", "content"), ("POST", "batches", None),
+                                 ("GET", "batches", None)})
+
+
 class Proxy:
     """The aiohttp application; `start()` binds it, `stop()` lets calls in flight finish."""
 
@@ -278,6 +289,11 @@ class Proxy:
         # create call. In memory for this session only: a batch created under another recorder is not recorded.
         self._batches: dict[str, dict] = {}
         self._batch_recorded: set[tuple[str, str]] = set()  # (batch id, custom_id) already written
+        # OpenAI Batch, in memory for this session too: uploaded batch input files (requests by custom_id, task,
+        # tags), batches by id (their input file), output files by id (their batch).
+        self._openai_inputs: dict[str, dict] = {}
+        self._openai_batches: dict[str, str] = {}
+        self._openai_outputs: dict[str, str] = {}
 
     @property
     def url(self) -> str:
@@ -338,6 +354,10 @@ class Proxy:
             batch = _BATCH_PATH.match(job.path)
             if batch is not None:
                 return await self._batch(api, job, batch.group(1), batch.group(2))
+        if api is self.openai and job.path.startswith(("/v1/files", "/v1/batches")):
+            batch = _OPENAI_BATCH_PATH.match(job.path)
+            if batch is not None and (job.method, batch.group(1), batch.group(3)) in _OPENAI_BATCH_CALLS:
+                return await self._openai_batch(api, job, *batch.groups())
         if not api.records(job.method, job.path):
             return await self._passthrough(api, job)
         started, ts = self._clock(), self._wall_clock()
@@ -624,6 +644,107 @@ class Proxy:
                 distill_headers={}, added_usage=False, ts=fetched, started=self._clock(), service_tier="batch",
             )
             self.on_call(call, Outcome(response=web.Response(status=200), status=200, body=message, error=error))
+
+    # ---- OpenAI Batch ----------------------------------------------------------------------
+
+    async def _openai_batch(self, api: ProviderAPI, job: web.BaseRequest, kind: str, object_id: str | None,
+                            sub: str | None) -> web.StreamResponse:
+        """Pass an OpenAI Batch call through byte for byte, keeping what a row needs.
+
+        Upload (purpose=batch): the JSONL's requests by custom_id. Create: which input file a batch has. Retrieve:
+        which output file is the batch's. Output file content: one row per request/result pair, written before the
+        job gets the content (once per pair). Files that are not batch files pass through unrecorded.
+        """
+        body = await job.read() if job.body_exists else None
+        try:
+            found, header_task, metadata = distill_headers(job.headers)
+        except BadDistillHeader as e:
+            return api.error_response(400, "invalid_request_error", str(e))
+        fetched = self._wall_clock()
+        if kind == "files" and object_id is not None and self._openai_outputs.get(object_id) is None:
+            return await self._passthrough(api, job, body)  # not a batch's output: nothing to keep
+        try:
+            upstream = await self._session.request(  # type: ignore[union-attr]
+                job.method, api.upstream_url(job.path, job.query_string), data=body, headers=upstream_headers(job.headers),
+                allow_redirects=False, proxy=api.proxy,
+            )
+        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as e:
+            message = f"distill proxy: upstream {canonical.public_url(api.upstream)} unreachable: {_describe(e)}"
+            return api.error_response(502, "server_error", message)
+        try:
+            try:
+                data = await upstream.read()
+            except (aiohttp.ClientError, OSError, asyncio.TimeoutError):
+                response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
+                response.force_close()
+                if job.transport is not None:
+                    job.transport.abort()
+                return response
+            if upstream.status == 200 and upstream.headers.get("content-encoding", "") in ("", "identity"):
+                try:
+                    self._openai_batch_seen(api, job, kind, object_id, body, data, fetched,
+                                            self.task or header_task, metadata)
+                except (ValueError, TypeError, KeyError, AttributeError, IndexError):
+                    pass  # a body we cannot read: passed on, nothing kept
+            return web.Response(body=data, status=upstream.status, reason=upstream.reason,
+                                headers=job_headers(upstream.headers))
+        finally:
+            upstream.release()
+
+    def _openai_batch_seen(self, api: ProviderAPI, job: web.BaseRequest, kind: str, object_id: str | None,
+                           body: bytes | None, data: bytes, fetched: float, task: str | None, metadata: dict) -> None:
+        if kind == "files" and object_id is None:  # an upload
+            message = email.message_from_bytes(
+                f"Content-Type: {job.headers.get('content-type', '')}\r\n\r\n".encode() + (body or b""))
+            if not message.is_multipart():
+                return
+            fields = {part.get_param("name", header="content-disposition"): part.get_payload(decode=True)
+                      for part in message.get_payload()}
+            if fields.get("purpose") != b"batch" or not isinstance(fields.get("file"), bytes):
+                return
+            requests = {}
+            for line in fields["file"].splitlines():
+                if line.strip():
+                    item = json.loads(line)
+                    if isinstance(item.get("custom_id"), str) and isinstance(item.get("body"), dict):
+                        requests[item["custom_id"]] = item
+            self._openai_inputs[json.loads(data)["id"]] = {"requests": requests, "task": task, "metadata": metadata}
+        elif kind == "batches":  # create or retrieve: the batch object
+            batch = json.loads(data)
+            if object_id is None:
+                if batch.get("input_file_id") in self._openai_inputs:
+                    self._openai_batches[batch["id"]] = batch["input_file_id"]
+            elif batch.get("id") in self._openai_batches and isinstance(batch.get("output_file_id"), str):
+                self._openai_outputs[batch["output_file_id"]] = batch["id"]
+        elif kind == "files" and object_id in self._openai_outputs:  # a batch's output file
+            batch_id = self._openai_outputs[object_id]
+            kept = self._openai_inputs[self._openai_batches[batch_id]]
+            for line in data.splitlines():
+                try:
+                    item = json.loads(line)
+                    custom_id = item["custom_id"]
+                except (ValueError, TypeError, KeyError):
+                    continue
+                sent = kept["requests"].get(custom_id) if isinstance(custom_id, str) else None
+                if sent is None or (batch_id, custom_id) in self._batch_recorded:
+                    continue
+                self._batch_recorded.add((batch_id, custom_id))
+                response = item.get("response") if isinstance(item.get("response"), dict) else {}
+                answer = response.get("body") if isinstance(response.get("body"), dict) else None
+                status = response.get("status_code") if isinstance(response.get("status_code"), int) else None
+                error = None
+                if isinstance(item.get("error"), dict):
+                    err = item["error"]
+                    error = canonical.mask_secrets(f"batch result error: {err.get('code')}: {err.get('message', '')}")
+                path = sent.get("url") if isinstance(sent.get("url"), str) else "/v1/chat/completions"
+                row_api = self.responses if path == "/v1/responses" else self.openai
+                call = Call(
+                    api=row_api, method="POST", path=path, query="", request=sent["body"], body=b"",
+                    headers=CIMultiDict(), task=kept["task"],
+                    metadata={**kept["metadata"], "batch_id": batch_id, "custom_id": custom_id, "service_tier": "batch"},
+                    distill_headers={}, added_usage=False, ts=fetched, started=self._clock(), service_tier="batch",
+                )
+                self.on_call(call, Outcome(response=web.Response(status=200), status=status, body=answer, error=error))
 
     # ---- everything not recorded -----------------------------------------------------
 
