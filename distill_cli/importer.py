@@ -10,6 +10,7 @@ rather than as row dicts: bulk imports of millions of lines spend their time her
 
 from __future__ import annotations
 
+import hashlib
 import json
 import mmap
 import os
@@ -25,8 +26,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from distill_cli import calls, canonical, schemas, store
+from distill_cli import calls, canonical, remote, schemas, store
 from distill_cli.errors import InputError
+from distill_cli.files import write_atomically
 from distill_cli.prices import (
     MAX_TOKENS,
     RATE_COLUMNS_SQL,
@@ -419,6 +421,8 @@ def import_jsonl(
             if f.read(4) == b"PAR1":
                 return _import_parquet(store_path, path, result)
             f.seek(0)
+            marker = _import_marker(store_path, f, file)
+            f.seek(0)
             table = _import_fast(path, _Lines(prices, task, run_id)) if _starts_flat(f) else None
             if table is None:
                 f.seek(0)
@@ -428,6 +432,8 @@ def import_jsonl(
         raise InputError(f"{file}: no importable lines ({len(result.skipped)} bad; line {first_line}: {first_problem})")
     _open_store(store_path, result)
     store.write_parts(store_path, table, run_id)
+    if marker is not None:
+        _write_marker(marker, file, table.num_rows)
     result.imported = table.num_rows
     result.tasks = Counter(dict(zip(*_value_counts(table["task"]))))
     result.unknown_models = sorted(prices.unknown)
@@ -514,6 +520,44 @@ def _ids_already_in(store_path, table: pa.Table) -> int:
                            [low.as_py(), high.as_py()]).fetchone()[0]
     finally:
         con.close()
+
+
+IMPORTS_DIR = "_imports"  # in a local store: one marker per JSONL file imported, named by its sha256
+
+
+def _import_marker(store_path, f, file) -> Path | None:
+    """Where this file's import marker goes; InputError when the same bytes were imported into the store before.
+
+    JSONL lines get new ids on every import (their ids are made here), so the id check that refuses a Parquet
+    part imported twice cannot see a log imported twice: the file's digest can. Remote stores keep no marker.
+    """
+    if remote.is_remote(store_path):
+        return None
+    digest = hashlib.sha256()
+    for block in iter(lambda: f.read(1 << 20), b""):
+        digest.update(block)
+    marker = Path(store_path) / IMPORTS_DIR / f"{digest.hexdigest()}.json"
+    try:
+        before = json.loads(marker.read_text(encoding="utf-8"))
+    except (FileNotFoundError, NotADirectoryError):  # never imported (or no store there: opening it says so)
+        return marker
+    except (OSError, ValueError):
+        before = {}
+    when = before.get("imported_at", "before") if isinstance(before, dict) else "before"
+    calls_before = before.get("calls") if isinstance(before, dict) else None
+    raise InputError(
+        f"{file}: these same bytes were imported into {store_path} {'at ' + when if when != 'before' else 'before'}"
+        + (f" ({calls_before} calls)" if calls_before is not None else "")
+        + "; importing them again would count every call twice; nothing imported"
+    )
+
+
+def _write_marker(marker: Path, file, calls_imported: int) -> None:
+    from datetime import datetime, timezone
+
+    data = {"file": str(file), "imported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "calls": calls_imported}
+    write_atomically(marker, lambda out: out.write(json.dumps(data).encode()))
 
 
 def _open_store(store_path, result: ImportResult) -> None:

@@ -97,3 +97,24 @@ def test_report_counts_a_copied_part_once(tmp_path):
     (s / part.parent.name / "part-copy.parquet").write_bytes(part.read_bytes())  # around the import's refusal
     assert build_report([s]).totals["calls"] == 3
     assert build_report([a, s]).totals["calls"] == 3
+
+
+def test_the_same_log_imported_twice_is_refused(tmp_path):
+    """JSONL lines get new ids on every import, so the file's own digest says it was imported before."""
+    from distill_cli.store import parquet_files
+
+    log = tmp_path / "calls.jsonl"
+    log.write_text("".join(json.dumps({"input": f"q{i}", "output": "a", "model": "claude-haiku-4-5",
+                                       "input_tokens": 3, "output_tokens": 1}) + "\n" for i in range(3)))
+    s = tmp_path / "runs"
+    first = CliRunner().invoke(app, ["record", "--store", str(s), "--import", str(log), "--task", "t"])
+    assert first.exit_code == 0, first.output
+    parts = sorted(map(str, parquet_files(s)))
+    again = CliRunner().invoke(app, ["record", "--store", str(s), "--import", str(log), "--task", "t"])
+    assert again.exit_code == 3
+    assert again.output.startswith(f"Error: {log}: these same bytes were imported into {s} at ")
+    assert again.output.endswith(" (3 calls); importing them again would count every call twice; nothing imported\n")
+    assert sorted(map(str, parquet_files(s))) == parts
+    # Another log (one more line) is another import.
+    log.write_text(log.read_text() + json.dumps({"input": "q9", "output": "a", "model": "claude-haiku-4-5"}) + "\n")
+    assert CliRunner().invoke(app, ["record", "--store", str(s), "--import", str(log), "--task", "t"]).exit_code == 0
