@@ -569,34 +569,18 @@ class Proxy:
         except BadDistillHeader as e:
             return api.error_response(400, "invalid_request_error", str(e))
         fetched = self._wall_clock()
-        try:
-            upstream = await self._session.request(  # type: ignore[union-attr]
-                job.method, api.upstream_url(job.path, job.query_string), data=body, headers=upstream_headers(job.headers),
-                allow_redirects=False, proxy=api.proxy,
-            )
-        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as e:
-            message = f"distill proxy: upstream {canonical.public_url(api.upstream)} unreachable: {_describe(e)}"
-            return api.error_response(502, "api_error", message)
-        try:
-            try:
-                data = await upstream.read()
-            except (aiohttp.ClientError, OSError, asyncio.TimeoutError):
-                response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
-                response.force_close()
-                if job.transport is not None:
-                    job.transport.abort()
-                return response
-            ok = upstream.status == 200 and upstream.headers.get("content-encoding", "") in ("", "identity")
-            if ok and sub == "results" and job.method == "GET":
-                self._batch_results(api, batch_id, data, fetched)
-            elif ok:
-                if create:
-                    self._batch_created(body, data, self.task or header_task, metadata)
-                data = self._local_results_url(api, data)
-            return web.Response(body=data, status=upstream.status, reason=upstream.reason,
-                                headers=job_headers(upstream.headers))
-        finally:
-            upstream.release()
+        got = await self._ask_whole(api, job, body, "api_error")
+        if not isinstance(got, tuple):
+            return got
+        status, reason, headers, data = got
+        ok = status == 200 and headers.get("content-encoding", "") in ("", "identity")
+        if ok and sub == "results" and job.method == "GET":
+            self._batch_results(api, batch_id, data, fetched)
+        elif ok:
+            if create:
+                self._batch_created(body, data, self.task or header_task, metadata)
+            data = self._local_results_url(api, data)
+        return web.Response(body=data, status=status, reason=reason, headers=job_headers(headers))
 
     def _local_results_url(self, api: ProviderAPI, data: bytes) -> bytes:
         upstream = api.upstream.rstrip("/").encode()
@@ -663,6 +647,21 @@ class Proxy:
         fetched = self._wall_clock()
         if kind == "files" and object_id is not None and self._openai_outputs.get(object_id) is None:
             return await self._passthrough(api, job, body)  # not a batch's output: nothing to keep
+        got = await self._ask_whole(api, job, body, "server_error")
+        if not isinstance(got, tuple):
+            return got
+        status, reason, headers, data = got
+        if status == 200 and headers.get("content-encoding", "") in ("", "identity"):
+            try:
+                self._openai_batch_seen(api, job, kind, object_id, body, data, fetched, self.task or header_task,
+                                        metadata)
+            except (ValueError, TypeError, KeyError, AttributeError, IndexError):
+                pass  # a body we cannot read: passed on, nothing kept
+        return web.Response(body=data, status=status, reason=reason, headers=job_headers(headers))
+
+    async def _ask_whole(self, api, job: web.BaseRequest, body: bytes | None, error_type: str):
+        """Send a batch or file call upstream and read its whole answer: (status, reason, headers, body), or the
+        response the job gets when upstream could not be reached (a 502) or dropped the answer (the job's too)."""
         try:
             upstream = await self._session.request(  # type: ignore[union-attr]
                 job.method, api.upstream_url(job.path, job.query_string), data=body, headers=upstream_headers(job.headers),
@@ -670,7 +669,7 @@ class Proxy:
             )
         except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as e:
             message = f"distill proxy: upstream {canonical.public_url(api.upstream)} unreachable: {_describe(e)}"
-            return api.error_response(502, "server_error", message)
+            return api.error_response(502, error_type, message)
         try:
             try:
                 data = await upstream.read()
@@ -680,14 +679,7 @@ class Proxy:
                 if job.transport is not None:
                     job.transport.abort()
                 return response
-            if upstream.status == 200 and upstream.headers.get("content-encoding", "") in ("", "identity"):
-                try:
-                    self._openai_batch_seen(api, job, kind, object_id, body, data, fetched,
-                                            self.task or header_task, metadata)
-                except (ValueError, TypeError, KeyError, AttributeError, IndexError):
-                    pass  # a body we cannot read: passed on, nothing kept
-            return web.Response(body=data, status=upstream.status, reason=upstream.reason,
-                                headers=job_headers(upstream.headers))
+            return upstream.status, upstream.reason, upstream.headers, data
         finally:
             upstream.release()
 
